@@ -1,0 +1,1 @@
+"""Alembic migrations of the app database: the only way its schema changes."""

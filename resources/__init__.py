@@ -1,0 +1,1 @@
+"""Resources: one module per outside system, plus the shared HTTP layer."""

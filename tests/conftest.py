@@ -1,0 +1,108 @@
+"""Shared fixtures: a real PostgreSQL for every test that needs one.
+
+The server is TEST_DATABASE_URL when set (any PostgreSQL the tests may create databases on,
+e.g. the machine's own: postgresql://postgres@127.0.0.1:5432/postgres), else an embedded
+pgserver under .waifugen/test-pg. Each xdist worker migrates one template database once;
+each test gets a fresh copy of it (CREATE DATABASE ... TEMPLATE), so tests never see each
+other's rows and the migrations run on every test session.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from waifugen_assets import migrate
+from waifugen_assets.config import project_root
+from waifugen_assets.embedded_pg import embedded_server_url, to_psycopg2
+
+# Tests must never pick up an operator's production settings.
+for _name in ("WAIFUGEN_MODE", "DATABASE_URL", "WAIFUGEN_SECRET_KEY", "DAGSTER_HOME"):
+    os.environ.pop(_name, None)
+
+
+def _admin(url: str) -> sa.Engine:
+    return sa.create_engine(url, isolation_level="AUTOCOMMIT")
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> str:
+    """URL of a database on the test server that we can run CREATE DATABASE from."""
+    url = os.environ.get("TEST_DATABASE_URL")
+    if url:
+        return to_psycopg2(url)
+    return embedded_server_url(project_root() / ".waifugen" / "test-pg")
+
+
+def database_url(server_url: str, name: str) -> str:
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+def create_database(server_url: str, name: str, template: str | None = None) -> str:
+    engine = _admin(server_url)
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        suffix = f' TEMPLATE "{template}"' if template else ""
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"{suffix}'))
+    engine.dispose()
+    return database_url(server_url, name)
+
+
+def drop_database(server_url: str, name: str) -> None:
+    engine = _admin(server_url)
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_server_url: str, worker_id: str) -> Iterator[str]:
+    """A database migrated to head, copied for each test."""
+    name = f"wg_template_{worker_id}"
+    url = create_database(pg_server_url, name)
+    migrate.upgrade(url)
+    yield name
+    drop_database(pg_server_url, name)
+
+
+@pytest.fixture
+def empty_db_url(pg_server_url: str) -> Iterator[str]:
+    """A fresh database with no tables (for migration tests)."""
+    name = f"wg_empty_{uuid.uuid4().hex[:12]}"
+    yield create_database(pg_server_url, name)
+    drop_database(pg_server_url, name)
+
+
+@pytest.fixture
+def db_url(pg_server_url: str, template_db: str) -> Iterator[str]:
+    """A fresh database at migration head."""
+    name = f"wg_test_{uuid.uuid4().hex[:12]}"
+    yield create_database(pg_server_url, name, template=template_db)
+    drop_database(pg_server_url, name)
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[sa.Engine]:
+    eng = sa.create_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def project_dir() -> Path:
+    return project_root()
+
+
+@pytest.fixture(scope="session")
+def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """The sandbox (every outside system) over real HTTP on a free loopback port."""
+    from sandbox.server import SandboxServer
+
+    with SandboxServer(state_dir=tmp_path_factory.mktemp("sandbox"), seed=1234) as server:
+        yield server

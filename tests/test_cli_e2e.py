@@ -1,0 +1,103 @@
+"""End to end through the CLI, as `make run` does it: a fresh home, then a second run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import sqlalchemy as sa
+
+from waifugen_assets import schema
+from waifugen_assets.roster import load_roster
+
+DAY = "2026-11-25"
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "waifugen_assets.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def _snapshot(engine: sa.Engine) -> list[tuple]:
+    r = schema.reels
+    with engine.connect() as conn:
+        return conn.execute(sa.select(r.c.id, r.c.character_id, r.c.slot, r.c.plan,
+                                      r.c.updated_at).order_by(r.c.id)).all()
+
+
+def test_run_twice_then_status(db_url: str, engine: sa.Engine, tmp_path: Path,
+                               project_dir: Path) -> None:
+    env = {**os.environ, "WAIFUGEN_HOME": str(tmp_path / "home"), "DATABASE_URL": db_url}
+    first = _cli("run", "--date", DAY, env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "waifugen status for 2026-11-25" in first.stdout
+
+    status = json.loads(_cli("status", "--date", DAY, "--json", env=env).stdout)
+    roster = load_roster(project_dir / "characters.yaml")
+    expected = {c.id: len(c.slots) for c in roster.enabled()}
+    assert status["date"] == DAY
+    assert {c["id"]: c["reels"]["planned"] for c in status["characters"]} == expected
+    for c in status["characters"]:
+        assert set(c["reels"]) == {"planned", "generated", "stored", "branded", "published",
+                                   "failed"}
+        assert set(c["posts"]) == {"tiktok", "instagram", "youtube"}
+        assert c["budget"]["used"] == 0 and c["budget"]["limit"] > 0
+    before = _snapshot(engine)
+
+    second = _cli("run", "--date", DAY, env=env)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert _snapshot(engine) == before
+    assert json.loads(_cli("status", "--date", DAY, "--json", env=env).stdout) == status
+
+    # The runs are in the Dagster instance, so the UI shows them.
+    os.environ["DAGSTER_HOME"] = str(tmp_path / "home" / "dagster_home")
+    try:
+        with dg.DagsterInstance.get() as instance:
+            runs = instance.get_runs()
+            assert sum(r.job_name == "daily_content" for r in runs) == 2 * len(expected)
+            assert sorted(instance.get_dynamic_partitions("characters")) == sorted(expected)
+    finally:
+        del os.environ["DAGSTER_HOME"]
+
+
+def test_only_some_characters_and_unknown_ones(db_url: str, tmp_path: Path,
+                                               project_dir: Path) -> None:
+    env = {**os.environ, "WAIFUGEN_HOME": str(tmp_path / "home"), "DATABASE_URL": db_url}
+    one = load_roster(project_dir / "characters.yaml").enabled()[0].id
+    assert _cli("run", "--date", DAY, "--character", one, env=env).returncode == 0
+    status = json.loads(_cli("status", "--date", DAY, "--json", env=env).stdout)
+    planned = {c["id"]: c["reels"]["planned"] for c in status["characters"]}
+    assert planned[one] > 0 and sum(planned.values()) == planned[one]
+
+    bad = _cli("run", "--date", DAY, "--character", "nobody-here", env=env)
+    assert bad.returncode == 1 and "nobody-here" in bad.stderr
+
+
+def test_roster_check_reports_every_error(tmp_path: Path) -> None:
+    bad = tmp_path / "roster.yaml"
+    bad.write_text(
+        "version: 1\n"
+        "characters:\n"
+        "  - id: Not A Slug\n"
+        "    name: Someone\n"
+        "    persona: A fictional creator.\n"
+        "    age: 17\n"
+        "    timezone: Mars/Olympus\n"
+        "    slots: ['25:00']\n"
+        "    platforms: {myspace: {account: x}}\n"
+    )
+    proc = _cli("roster", "check", str(bad), env=dict(os.environ))
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.startswith(str(bad))]
+    fields = " ".join(lines)
+    for field in ("id", "age", "timezone", "slots", "platforms"):
+        assert field in fields
+    assert all(line.count(":") >= 3 for line in lines)
+    assert any(line.startswith(f"{bad}:6:") and "age" in line for line in lines)
+
+    ok = _cli("roster", "check", env=dict(os.environ))
+    assert ok.returncode == 0 and "ok, 8 characters" in ok.stdout

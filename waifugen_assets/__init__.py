@@ -1,0 +1,1 @@
+"""waifugen: the Dagster code location of the AI-creator content pipeline."""

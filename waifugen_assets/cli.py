@@ -1,0 +1,259 @@
+"""The `waifugen` command line: database, roster, runs, status, sandbox and the dev stack."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from waifugen_assets import redaction
+from waifugen_assets.config import SANDBOX_DEFAULT_PORT, ConfigError, get_settings
+
+DATE = click.DateTime(formats=["%Y-%m-%d"])
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(dt.UTC).date()
+
+
+def _fail(message: str) -> None:
+    click.echo(redaction.redact(f"error: {message}"), err=True)
+    sys.exit(1)
+
+
+class _Group(click.Group):
+    """Turns configuration errors into one clear line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            _fail(str(exc))
+        return None
+
+
+@click.group(cls=_Group)
+def main() -> None:
+    """waifugen: daily content operations of AI virtual creators, on Dagster."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    redaction.install_log_filter()
+    get_settings()  # production: a missing setting stops here, by name
+
+
+@main.command("config")
+def config_cmd() -> None:
+    """Show the effective settings (secrets masked)."""
+    for name, value in get_settings().public_view().items():
+        click.echo(f"{name:<22} {value}")
+
+
+# --- db ---------------------------------------------------------------------------------------
+
+@main.group()
+def db() -> None:
+    """App database migrations (Alembic)."""
+
+
+def _database_url() -> str:
+    from resources.database import resolve_database_url
+
+    return resolve_database_url(get_settings())
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Migrate the app database up to REVISION (default: head)."""
+    from waifugen_assets import migrate
+
+    url = _database_url()
+    migrate.upgrade(url, revision)
+    click.echo(f"app database at {migrate.current(url)}")
+
+
+@db.command("downgrade")
+@click.argument("revision", default="-1")
+def db_downgrade(revision: str) -> None:
+    """Migrate down to REVISION (default: one step; `base` removes every table)."""
+    from waifugen_assets import migrate
+
+    url = _database_url()
+    migrate.downgrade(url, revision)
+    click.echo(f"app database at {migrate.current(url) or 'base (empty)'}")
+
+
+@db.command("current")
+def db_current() -> None:
+    """Print the database's revision and the code's head."""
+    from waifugen_assets import migrate
+
+    rev = migrate.current(_database_url())
+    head = migrate.head()
+    state = "up to date" if rev == head else "behind: run `waifugen db upgrade`"
+    click.echo(f"{rev or 'base (empty)'} (head {head}, {state})")
+
+
+# --- roster -----------------------------------------------------------------------------------
+
+@main.group()
+def roster() -> None:
+    """The roster of characters."""
+
+
+@roster.command("check")
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+def roster_check(file: Path | None) -> None:
+    """Validate FILE (default: WAIFUGEN_ROSTER); print every error, exit 1 on any."""
+    from waifugen_assets.roster import RosterError, load_roster
+
+    path = file or get_settings().roster_path
+    try:
+        loaded = load_roster(path)
+    except RosterError as exc:
+        for issue in exc.issues:
+            click.echo(str(issue), err=True)
+        click.echo(f"{len(exc.issues)} error(s) in {path}", err=True)
+        sys.exit(1)
+    click.echo(f"{path}: ok, {len(loaded.characters)} characters "
+               f"({len(loaded.enabled())} enabled)")
+
+
+# --- run and status ---------------------------------------------------------------------------
+
+@main.command("run")
+@click.option("--date", "day", type=DATE, default=None, help="Day to run (default: today, UTC).")
+@click.option("--character", "characters", multiple=True, help="Only these characters.")
+def run_cmd(day: dt.datetime | None, characters: tuple[str, ...]) -> None:
+    """Materialize the day's graph for each character into the Dagster instance."""
+    import dagster as dg
+
+    from waifugen_assets.local_stack import RunFailed, local_stack, prepare, run_day
+
+    the_day = day.date() if day else _today()
+    with local_stack() as stack:
+        from waifugen_assets.definitions import defs
+
+        instance = dg.DagsterInstance.get()
+        try:
+            enabled = prepare(stack, defs, instance)
+        except RunFailed as exc:
+            _fail(str(exc))
+        unknown = sorted(set(characters) - set(enabled))
+        if unknown:
+            _fail(f"not enabled characters in the roster: {', '.join(unknown)}")
+        chosen = list(characters) or enabled
+        failures = run_day(defs, instance, the_day, chosen)
+        _print_status(stack.database_url, the_day, chosen, as_json=False)
+    for cid, messages in failures.items():
+        click.echo(f"{cid}: run failed", err=True)
+        for m in messages:
+            click.echo(f"  {m}", err=True)
+    if failures:
+        sys.exit(1)
+
+
+def _print_status(url: str, day: dt.date, ids: list[str] | None, as_json: bool) -> None:
+    from resources.database import engine_for
+    from waifugen_assets.status import day_status, render_text
+
+    with engine_for(url).connect() as conn:
+        report = day_status(conn, day, get_settings().a2e_monthly_credits, ids)
+    click.echo(json.dumps(report, indent=2) if as_json else render_text(report))
+
+
+@main.command("status")
+@click.option("--date", "day", type=DATE, default=None, help="Day (default: today, UTC).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status_cmd(day: dt.datetime | None, as_json: bool) -> None:
+    """Per character: reels per stage, posts per platform, budget use."""
+    from waifugen_assets import migrate
+
+    url = _database_url()
+    if migrate.current(url) is None:
+        _fail("the app database is empty: run `waifugen db upgrade` or `make run` first")
+    _print_status(url, day.date() if day else _today(), None, as_json)
+
+
+# --- sandbox and dev --------------------------------------------------------------------------
+
+@main.group()
+def sandbox() -> None:
+    """Local stand-ins for every outside API."""
+
+
+@sandbox.command("serve")
+@click.option("--port", default=SANDBOX_DEFAULT_PORT, show_default=True)
+@click.option("--state", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="State directory (default: WAIFUGEN_HOME/sandbox).")
+@click.option("--seed", default=None, type=int, help="Seed for deterministic behaviour.")
+def sandbox_serve(port: int, state: Path | None, seed: int | None) -> None:
+    """Serve every sandbox system on 127.0.0.1:PORT until interrupted."""
+    from sandbox.server import serve
+    from waifugen_assets.local_stack import SANDBOX_SEED
+
+    settings = get_settings()
+    serve(host="127.0.0.1", port=port, state_dir=state or settings.sandbox_state,
+          seed=SANDBOX_SEED if seed is None else seed)
+
+
+@main.command("dev")
+@click.option("--port", default=3000, show_default=True, help="Dagster UI port.")
+@click.option("--sandbox-port", default=SANDBOX_DEFAULT_PORT, show_default=True)
+def dev_cmd(port: int, sandbox_port: int) -> None:
+    """Dagster webserver + daemon on 127.0.0.1 (sandbox mode); Ctrl-C stops everything."""
+    import dagster as dg
+
+    from waifugen_assets.config import project_root
+    from waifugen_assets.local_stack import RunFailed, local_stack, prepare
+
+    with local_stack(sandbox_port=sandbox_port) as stack:
+        from waifugen_assets.definitions import defs
+
+        try:
+            prepare(stack, defs, dg.DagsterInstance.get())
+        except RunFailed as exc:
+            _fail(str(exc))
+        argv = [str(Path(sys.executable).with_name("dagster")), "dev", "-w",
+                str(project_root() / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)]
+        # Own process group: `dagster dev` ignores SIGTERM from a script, so we stop the group.
+        child = subprocess.Popen(argv, cwd=project_root(), env=os.environ.copy(),
+                                 start_new_session=True)
+        click.echo(f"Dagster UI on http://127.0.0.1:{port}  (sandbox: {stack.sandbox_url}); "
+                   "Ctrl-C stops everything")
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            child.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            stop_process_group(child)
+
+
+def stop_process_group(child: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+    """SIGINT the child's group (what Ctrl-C does), then SIGKILL whatever is left in it."""
+    try:
+        os.killpg(child.pid, signal.SIGINT)
+    except ProcessLookupError:
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        child.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGKILL)  # stragglers (run workers) of the group
+    child.wait()
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    main()

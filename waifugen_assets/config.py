@@ -1,0 +1,217 @@
+"""Runtime settings: one table of every setting, read from the environment or `*_FILE` secrets.
+
+Two modes. `sandbox` (the default) needs nothing: an embedded PostgreSQL under WAIFUGEN_HOME,
+the sandbox servers on loopback and local video storage. `production` refuses to start while a
+required setting is missing, naming it. Secret values are registered with the redaction filter
+as soon as they are read, so they can never be printed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cache
+from pathlib import Path
+
+from waifugen_assets import redaction
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names it."""
+
+
+class Mode(StrEnum):
+    SANDBOX = "sandbox"
+    PRODUCTION = "production"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    help: str
+    default: str | None = None
+    required_in_production: bool = False
+    secret: bool = False
+
+
+SANDBOX_DEFAULT_PORT = 8765
+
+# The one list of settings. README's configuration table mirrors it (a test keeps them in step).
+SETTINGS: tuple[Setting, ...] = (
+    Setting("WAIFUGEN_MODE", "`sandbox` or `production`", default="sandbox"),
+    Setting("WAIFUGEN_HOME", "state directory (embedded PostgreSQL, Dagster home, sandbox state)",
+            default=".waifugen under the project root"),
+    Setting("WAIFUGEN_ROSTER", "roster file", default="characters.yaml under the project root"),
+    Setting("DATABASE_URL", "app database (PostgreSQL); sandbox: embedded pgserver",
+            required_in_production=True, secret=True),
+    Setting("WAIFUGEN_SANDBOX_URL", "base URL of the sandbox server (sandbox mode only)",
+            default=f"http://127.0.0.1:{SANDBOX_DEFAULT_PORT}"),
+    Setting("OLLAMA_HOST", "Ollama base URL; sandbox: the sandbox's /ollama",
+            required_in_production=True),
+    Setting("OLLAMA_MODEL", "Ollama model for scripts, captions and replies",
+            default="llama3.1:8b"),
+    Setting("WAIFUGEN_SECRET_KEY", "Fernet key(s), comma-separated newest first, that encrypt "
+            "tokens at rest; sandbox: a key generated under WAIFUGEN_HOME",
+            required_in_production=True, secret=True),
+    Setting("A2E_MONTHLY_CREDITS", "monthly A2E credit budget shared by the roster",
+            default="20000"),
+    Setting("HTTP_TIMEOUT_SECONDS", "timeout for one outbound HTTP request", default="30"),
+)
+_BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def project_root() -> Path:
+    """The checkout this package lives in (editable install), else the working directory."""
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "pyproject.toml").exists() else Path.cwd()
+
+
+def read_setting(name: str, environ: Mapping[str, str]) -> str | None:
+    """`NAME` from the environment, else the contents of the file named by `NAME_FILE`."""
+    spec = _BY_NAME[name]
+    value = environ.get(name)
+    if value in (None, ""):
+        path = environ.get(f"{name}_FILE")
+        if path:
+            try:
+                value = Path(path).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"{name}_FILE={path}: cannot read ({exc.strerror})") from None
+    if value in (None, ""):
+        return None
+    if spec.secret:
+        redaction.register_secret(value)
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    mode: Mode
+    home: Path
+    roster_path: Path
+    database_url: str | None
+    sandbox_url: str
+    ollama_host: str
+    ollama_model: str
+    secret_keys: tuple[str, ...] = field(repr=False)
+    a2e_monthly_credits: int
+    http_timeout: float
+
+    @property
+    def is_sandbox(self) -> bool:
+        return self.mode is Mode.SANDBOX
+
+    @property
+    def dagster_home(self) -> Path:
+        return self.home / "dagster_home"
+
+    @property
+    def sandbox_state(self) -> Path:
+        return self.home / "sandbox"
+
+    def public_view(self) -> dict[str, str]:
+        """Every setting with secrets masked: what `waifugen config` prints."""
+        view = {
+            "WAIFUGEN_MODE": self.mode.value,
+            "WAIFUGEN_HOME": str(self.home),
+            "WAIFUGEN_ROSTER": str(self.roster_path),
+            "DATABASE_URL": redaction.mask_url(self.database_url) if self.database_url
+            else "(embedded pgserver)",
+            "WAIFUGEN_SANDBOX_URL": self.sandbox_url if self.is_sandbox else "(unused)",
+            "OLLAMA_HOST": self.ollama_host,
+            "OLLAMA_MODEL": self.ollama_model,
+            "WAIFUGEN_SECRET_KEY": f"({len(self.secret_keys)} key(s) set)",
+            "A2E_MONTHLY_CREDITS": str(self.a2e_monthly_credits),
+            "HTTP_TIMEOUT_SECONDS": str(self.http_timeout),
+        }
+        return view
+
+
+def _int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a whole number") from None
+    if value < 0:
+        raise ConfigError(f"{name}={raw!r}: must not be negative")
+    return value
+
+
+def _float(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a number") from None
+    if value <= 0:
+        raise ConfigError(f"{name}={raw!r}: must be positive")
+    return value
+
+
+def _sandbox_secret_key(home: Path) -> str:
+    """A per-checkout development key, created once, so sandbox tokens are encrypted too."""
+    from cryptography.fernet import Fernet
+
+    path = home / "sandbox-secret.key"
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(Fernet.generate_key().decode(), encoding="utf-8")
+        tmp.chmod(0o600)
+        tmp.replace(path)
+    key = path.read_text(encoding="utf-8").strip()
+    redaction.register_secret(key)
+    return key
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; in production, fail on the first missing one by name."""
+    env = os.environ if environ is None else environ
+    raw_mode = (env.get("WAIFUGEN_MODE") or "sandbox").strip().lower()
+    try:
+        mode = Mode(raw_mode)
+    except ValueError:
+        raise ConfigError(
+            f"WAIFUGEN_MODE={raw_mode!r}: expected one of {', '.join(m.value for m in Mode)}"
+        ) from None
+
+    values = {s.name: read_setting(s.name, env) for s in SETTINGS}
+    if mode is Mode.PRODUCTION:
+        missing = [s.name for s in SETTINGS if s.required_in_production and not values[s.name]]
+        if missing:
+            raise ConfigError(
+                "production mode needs these settings (set NAME or NAME_FILE): "
+                + ", ".join(missing)
+            )
+
+    root = project_root()
+    home = Path(values["WAIFUGEN_HOME"] or root / ".waifugen").resolve()
+    sandbox_url = (values["WAIFUGEN_SANDBOX_URL"]
+                   or f"http://127.0.0.1:{SANDBOX_DEFAULT_PORT}").rstrip("/")
+    raw_keys = values["WAIFUGEN_SECRET_KEY"]
+    if raw_keys:
+        keys = tuple(k.strip() for k in raw_keys.split(",") if k.strip())
+        for k in keys:
+            redaction.register_secret(k)
+    else:
+        keys = (_sandbox_secret_key(home),)
+
+    return Settings(
+        mode=mode,
+        home=home,
+        roster_path=Path(values["WAIFUGEN_ROSTER"] or root / "characters.yaml").resolve(),
+        database_url=values["DATABASE_URL"],
+        sandbox_url=sandbox_url,
+        ollama_host=(values["OLLAMA_HOST"] or f"{sandbox_url}/ollama").rstrip("/"),
+        ollama_model=values["OLLAMA_MODEL"] or "llama3.1:8b",
+        secret_keys=keys,
+        a2e_monthly_credits=_int("A2E_MONTHLY_CREDITS", values["A2E_MONTHLY_CREDITS"] or "20000"),
+        http_timeout=_float("HTTP_TIMEOUT_SECONDS", values["HTTP_TIMEOUT_SECONDS"] or "30"),
+    )
+
+
+@cache
+def get_settings() -> Settings:
+    """Settings of this process (read once)."""
+    return load_settings()

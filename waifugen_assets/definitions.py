@@ -1,0 +1,35 @@
+"""The one place that wires assets, jobs, sensors and resources into the code location.
+
+Loads with no environment variables: resources resolve their settings when a run uses them
+(sandbox mode by default: embedded PostgreSQL, sandbox servers on loopback).
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from resources.database import DatabaseResource
+from resources.ollama import OllamaResource
+from resources.roster_file import RosterResource
+from sensors.roster import roster_sensor
+from waifugen_assets.characters import characters
+from waifugen_assets.config import get_settings
+from waifugen_assets.generation import reel_plans
+from waifugen_assets.jobs import daily_content_job, roster_job
+
+
+def build_defs() -> dg.Definitions:
+    return dg.Definitions(
+        assets=[characters, reel_plans],
+        jobs=[roster_job, daily_content_job],
+        sensors=[roster_sensor],
+        resources={
+            "database": DatabaseResource(),
+            "roster": RosterResource(),
+            "ollama": OllamaResource(),
+        },
+    )
+
+
+get_settings()  # production: fail at load, naming any missing setting
+defs = build_defs()

@@ -1,0 +1,57 @@
+"""The embedded PostgreSQL of sandbox mode (pgserver, PostgreSQL 16, data under WAIFUGEN_HOME).
+
+pgserver shares one postmaster between every process that asks for the same data directory and
+stops it when the last of them exits, so the CLI, Dagster's webserver, daemon and run workers
+can all call `embedded_database_url` and get the same server.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+from pathlib import Path
+
+import sqlalchemy as sa
+
+APP_DATABASE = "waifugen"
+
+logging.getLogger("pgserver").setLevel(logging.WARNING)
+
+
+def to_psycopg2(url: str) -> str:
+    """SQLAlchemy 2.1 maps `postgresql://` to psycopg 3; this project uses psycopg2 throughout."""
+    for prefix in ("postgresql+psycopg2://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix):]
+    return url
+
+
+@cache
+def _server(pgdata: Path):  # pgserver's server class is not part of its public API
+    import pgserver
+
+    pgdata.mkdir(parents=True, exist_ok=True)
+    return pgserver.get_server(pgdata, cleanup_mode="stop")
+
+
+def embedded_server_url(home: Path, database: str = "postgres") -> str:
+    """Start (or join) the embedded server and return a URL for `database` on it."""
+    return to_psycopg2(_server((home / "pgdata").resolve()).get_uri(database))
+
+
+def ensure_database(server_url: str, name: str) -> None:
+    """CREATE DATABASE name unless it exists (PostgreSQL has no IF NOT EXISTS for it)."""
+    engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            exists = conn.scalar(
+                sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+            if not exists:
+                conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+
+
+def embedded_database_url(home: Path, database: str = APP_DATABASE) -> str:
+    ensure_database(embedded_server_url(home), database)
+    return embedded_server_url(home, database)

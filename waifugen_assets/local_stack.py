@@ -1,0 +1,131 @@
+"""What `make run`, `make dev` and the CLI start around a run, and stop afterwards.
+
+Sandbox mode: the embedded PostgreSQL (shared with any other process on the same data
+directory), the sandbox servers on loopback (unless WAIFUGEN_SANDBOX_URL points at running
+ones) and a Dagster home under WAIFUGEN_HOME. Production: nothing is started; DATABASE_URL and
+DAGSTER_HOME must be given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from resources.database import resolve_database_url
+from waifugen_assets import migrate
+from waifugen_assets.characters import enabled_character_ids, partition_changes
+from waifugen_assets.config import ConfigError, Settings, get_settings, project_root
+from waifugen_assets.partitions import characters_partitions, partition_key
+
+SANDBOX_SEED = 20261125  # fixed so every `make run` sees the same simulated world
+SANDBOX_INSTANCE_TEMPLATE = project_root() / "deploy" / "dagster.sandbox.yaml"
+
+
+@dataclass(frozen=True)
+class Stack:
+    settings: Settings
+    database_url: str
+    sandbox_url: str | None
+
+
+def ensure_dagster_home(settings: Settings) -> Path:
+    """DAGSTER_HOME, created with the sandbox instance config in sandbox mode."""
+    if os.environ.get("DAGSTER_HOME"):
+        return Path(os.environ["DAGSTER_HOME"])
+    if not settings.is_sandbox:
+        raise ConfigError("DAGSTER_HOME is not set (production needs the instance of "
+                          "deploy/dagster.yaml)")
+    home = settings.dagster_home
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        shutil.copyfile(SANDBOX_INSTANCE_TEMPLATE, config)
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+@contextlib.contextmanager
+def local_stack(sandbox_port: int = 0) -> Iterator[Stack]:
+    """Start what the current mode needs; stop what was started on exit."""
+    settings = get_settings()
+    with contextlib.ExitStack() as stack:
+        sandbox_url = None
+        if settings.is_sandbox:
+            if os.environ.get("WAIFUGEN_SANDBOX_URL"):
+                sandbox_url = settings.sandbox_url
+            else:
+                from sandbox.server import SandboxServer
+
+                server = stack.enter_context(SandboxServer(
+                    state_dir=settings.sandbox_state, seed=SANDBOX_SEED, port=sandbox_port))
+                sandbox_url = server.url
+                os.environ["WAIFUGEN_SANDBOX_URL"] = sandbox_url
+                stack.callback(os.environ.pop, "WAIFUGEN_SANDBOX_URL", None)
+                stack.callback(get_settings.cache_clear)
+                get_settings.cache_clear()
+                settings = get_settings()
+        ensure_dagster_home(settings)
+        yield Stack(settings, resolve_database_url(settings), sandbox_url)
+
+
+def prepare(stack: Stack, defs: dg.Definitions, instance: dg.DagsterInstance) -> list[str]:
+    """Migrate, load the roster and sync partitions; returns the enabled character ids."""
+    migrate.upgrade(stack.database_url)
+    result = defs.get_job_def("roster").execute_in_process(instance=instance,
+                                                           raise_on_error=False)
+    if not result.success:
+        raise RunFailed("roster", failure_messages(result))
+    from resources.database import engine_for
+
+    with engine_for(stack.database_url).connect() as conn:
+        wanted = enabled_character_ids(conn)
+    to_add, to_remove = partition_changes(
+        wanted, instance.get_dynamic_partitions(characters_partitions.name))
+    if to_add:
+        instance.add_dynamic_partitions(characters_partitions.name, to_add)
+    for key in to_remove:
+        instance.delete_dynamic_partition(characters_partitions.name, key)
+    return wanted
+
+
+class RunFailed(RuntimeError):
+    def __init__(self, what: str, messages: list[str]):
+        super().__init__(f"{what} failed:\n" + "\n".join(messages))
+        self.what, self.messages = what, messages
+
+
+def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
+    messages = []
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data:
+            err = event.step_failure_data.error
+            text = err.message.strip() if err else "unknown error"
+            user = event.step_failure_data.user_failure_data
+            if user and user.description:
+                text = user.description
+            messages.append(f"{event.step_key}: {text}")
+        elif event.is_asset_check_evaluation and not event.event_specific_data.passed:
+            messages.append(f"check {event.event_specific_data.check_name} failed")
+    return messages or ["run failed (see the Dagster UI for its logs)"]
+
+
+def run_day(defs: dg.Definitions, instance: dg.DagsterInstance, day: dt.date,
+            character_ids: list[str]) -> dict[str, list[str]]:
+    """One daily_content run per character partition; returns failure messages by character."""
+    job = defs.get_job_def("daily_content")
+    failures: dict[str, list[str]] = {}
+    for cid in character_ids:
+        result = job.execute_in_process(
+            partition_key=partition_key(cid, day), instance=instance, raise_on_error=False,
+            tags={"waifugen/trigger": "cli"},
+        )
+        if not result.success:
+            failures[cid] = failure_messages(result)
+    return failures

@@ -1,0 +1,131 @@
+"""Reel planning, pure domain logic: which reels a character gets on a day and their texts.
+
+A plan's texts come from the LLM writer when it answers with valid JSON, otherwise from the
+deterministic template below; `source` records which one, so operators can see fallbacks.
+Every plan carries the AI-disclosure label (trust rule: disclosure on every post).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+AI_DISCLOSURE = "AI-generated virtual creator. This video was made with AI."
+PLAN_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "title": {"type": "string", "maxLength": 90},
+        "script": {"type": "string", "maxLength": 600},
+        "caption": {"type": "string", "maxLength": 300},
+        "hashtags": {"type": "array", "items": {"type": "string", "maxLength": 30},
+                     "minItems": 3, "maxItems": 8},
+    },
+    "required": ["title", "script", "caption", "hashtags"],
+}
+
+_THEMES = (
+    "a morning routine", "a quick tip", "behind the scenes", "a favourite place",
+    "a tiny challenge", "today's mood", "something new I tried", "a question for you",
+)
+_STOPWORDS = frozenset(
+    "a an and are as at be but by for from has have her his i in is it its of on or our she "
+    "that the their they this to was who with you your loves love".split()
+)
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    character_id: str
+    character_name: str
+    persona: str
+    date: dt.date
+    slot: int
+    slot_time: str
+    tier: str = "standard"
+
+
+@dataclass(frozen=True)
+class ReelPlan:
+    slot: int
+    tier: str
+    content_rating: str
+    scheduled_at: dt.datetime
+    texts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        return str(self.texts.get("source", "template"))
+
+
+def persona_keywords(persona: str, limit: int = 4) -> list[str]:
+    words = [w.lower() for w in re.findall(r"[A-Za-z][A-Za-z'-]{2,}", persona)]
+    seen: list[str] = []
+    for word in words:
+        if word not in _STOPWORDS and word not in seen:
+            seen.append(word)
+    return seen[:limit] or ["daily", "life"]
+
+
+def _pick(seq: Sequence[str], *parts: object) -> str:
+    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
+    return seq[int.from_bytes(digest[:4], "big") % len(seq)]
+
+
+def template_texts(req: PlanRequest) -> dict[str, Any]:
+    """Deterministic texts from the persona: the fallback when the LLM is down or talks junk."""
+    theme = _pick(_THEMES, req.character_id, req.date, req.slot)
+    keywords = persona_keywords(req.persona)
+    topic = _pick(keywords, req.character_id, req.date, req.slot, "kw")
+    title = f"{req.character_name}: {theme} ({topic})"
+    return {
+        "title": title,
+        "script": (f"Hi, it's {req.character_name}! Here's {theme} about {topic}. "
+                   "Tell me what you think in the comments."),
+        "caption": f"{theme.capitalize()} with {req.character_name} - all about {topic}.",
+        "hashtags": [f"#{k.replace('-', '')}" for k in keywords] + ["#aicreator"],
+        "source": "template",
+    }
+
+
+def valid_llm_texts(data: object) -> dict[str, Any] | None:
+    """The LLM's answer if it has every field with the right type and is not empty, else None."""
+    if not isinstance(data, dict):
+        return None
+    fields = {k: data.get(k) for k in ("title", "script", "caption")}
+    if not all(isinstance(v, str) and v.strip() for v in fields.values()):
+        return None
+    tags = data.get("hashtags")
+    if not isinstance(tags, list) or not tags or not all(isinstance(t, str) for t in tags):
+        return None
+    hashtags = ["#" + t.strip().lstrip("#").replace(" ", "") for t in tags if t.strip("# ")]
+    if not hashtags:
+        return None
+    return {**{k: v.strip() for k, v in fields.items()}, "hashtags": hashtags}
+
+
+Writer = Callable[[PlanRequest], dict[str, Any] | None]
+
+
+def plan_texts(req: PlanRequest, writer: Writer | None) -> dict[str, Any]:
+    """Texts from the writer when it gives valid ones, else the template; always disclosed."""
+    texts: dict[str, Any] | None = None
+    fallback_reason = None
+    if writer is not None:
+        try:
+            texts = writer(req)
+        except Exception as exc:  # any writer failure means: use the template
+            fallback_reason = f"{type(exc).__name__}: {exc}"[:300]
+        else:
+            if texts is None:
+                fallback_reason = "writer returned no valid plan"
+    if texts is None:
+        texts = template_texts(req)
+        if fallback_reason:
+            texts["fallback_reason"] = fallback_reason
+    texts["disclosure"] = AI_DISCLOSURE
+    return texts
+
