@@ -16,9 +16,9 @@ def test_definitions_validate() -> None:
     dg.Definitions.validate_loadable(defs)
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert {"characters", "reel_plans"} <= keys
-    job = defs.get_job_def("daily_content")
+    job = defs.resolve_job_def("daily_content")
     assert isinstance(job.partitions_def, dg.MultiPartitionsDefinition)
-    assert defs.get_sensor_def("roster") is not None
+    assert defs.resolve_sensor_def("roster") is not None
 
 
 def test_loads_with_no_environment(project_dir: Path, tmp_path: Path) -> None:

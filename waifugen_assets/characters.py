@@ -5,8 +5,7 @@ never deleted (reels, posts and ledgers point at them): a character removed from
 disabled, and the roster sensor then drops its partitions.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Dagster reads parameter annotations at runtime.
 from dataclasses import dataclass, field
 
 import dagster as dg

@@ -45,6 +45,7 @@ def main() -> None:
     """waifugen: daily content operations of AI virtual creators, on Dagster."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     redaction.install_log_filter()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # full URLs at INFO; ours are redacted
     get_settings()  # production: a missing setting stops here, by name
 
 
@@ -152,6 +153,8 @@ def run_cmd(day: dt.datetime | None, characters: tuple[str, ...]) -> None:
         chosen = list(characters) or enabled
         failures = run_day(defs, instance, the_day, chosen)
         _print_status(stack.database_url, the_day, chosen, as_json=False)
+        click.echo(f"\n{len(chosen)} run(s), {len(failures)} failed; they are in the Dagster "
+                   f"instance at {os.environ['DAGSTER_HOME']} (`make dev` shows them)")
     for cid, messages in failures.items():
         click.echo(f"{cid}: run failed", err=True)
         for m in messages:
@@ -228,13 +231,16 @@ def dev_cmd(port: int, sandbox_port: int) -> None:
                                  start_new_session=True)
         click.echo(f"Dagster UI on http://127.0.0.1:{port}  (sandbox: {stack.sandbox_url}); "
                    "Ctrl-C stops everything")
-        previous = signal.signal(signal.SIGTERM, _interrupt)
+        # Explicit handlers: a parent may have left SIGINT ignored (background jobs).
+        previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT,
+                                                                    signal.SIGTERM)}
         try:
             child.wait()
         except KeyboardInterrupt:
             pass
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             stop_process_group(child)
 
 

@@ -7,10 +7,14 @@ can all call `embedded_database_url` and get the same server.
 
 from __future__ import annotations
 
+import atexit
+import json
 import logging
+import warnings
 from functools import cache
 from pathlib import Path
 
+import psutil
 import sqlalchemy as sa
 
 APP_DATABASE = "waifugen"
@@ -26,12 +30,44 @@ def to_psycopg2(url: str) -> str:
     return url
 
 
+def _quietly_import_pgserver():
+    # platformdirs warns when XDG_RUNTIME_DIR is unset (CI, containers); /tmp is fine.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+        from pgserver.postgres_server import PostgresServer
+    return pgserver, PostgresServer
+
+
+def prune_dead_handles(pgdata: Path) -> None:
+    """Forget processes that died without saying goodbye (SIGKILL, crash).
+
+    pgserver stops the server when the last process in its handle list exits, but a killed
+    process never removes itself, and the server would then run forever.
+    """
+    _, PostgresServer = _quietly_import_pgserver()
+    handles = pgdata / ".handle_pids.json"
+    with PostgresServer._lock:
+        try:
+            pids = json.loads(handles.read_text())
+        except (OSError, ValueError):
+            return
+        alive = [pid for pid in pids if psutil.pid_exists(pid)]
+        if alive != pids:
+            handles.write_text(json.dumps(alive))
+
+
 @cache
 def _server(pgdata: Path):  # pgserver's server class is not part of its public API
-    import pgserver
-
+    pgserver, _ = _quietly_import_pgserver()
     pgdata.mkdir(parents=True, exist_ok=True)
-    return pgserver.get_server(pgdata, cleanup_mode="stop")
+    prune_dead_handles(pgdata)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    # atexit runs last-registered first: prune before pgserver decides whether we are last.
+    atexit.register(prune_dead_handles, pgdata)
+    return server
 
 
 def embedded_server_url(home: Path, database: str = "postgres") -> str:

@@ -5,8 +5,7 @@ never rewritten by a re-materialization (later stages may already be working fro
 second run of the same partition therefore writes nothing and reports the reels as existing.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Dagster reads parameter annotations at runtime.
 from zoneinfo import ZoneInfo
 
 import dagster as dg

@@ -26,6 +26,8 @@ from waifugen_assets.partitions import characters_partitions, partition_key
 
 SANDBOX_SEED = 20261125  # fixed so every `make run` sees the same simulated world
 SANDBOX_INSTANCE_TEMPLATE = project_root() / "deploy" / "dagster.sandbox.yaml"
+# The CLI prints its own summary; step-by-step logs stay in the instance for the UI.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 @dataclass(frozen=True)
@@ -78,8 +80,8 @@ def local_stack(sandbox_port: int = 0) -> Iterator[Stack]:
 def prepare(stack: Stack, defs: dg.Definitions, instance: dg.DagsterInstance) -> list[str]:
     """Migrate, load the roster and sync partitions; returns the enabled character ids."""
     migrate.upgrade(stack.database_url)
-    result = defs.get_job_def("roster").execute_in_process(instance=instance,
-                                                           raise_on_error=False)
+    result = defs.resolve_job_def("roster").execute_in_process(
+        instance=instance, raise_on_error=False, run_config=QUIET)
     if not result.success:
         raise RunFailed("roster", failure_messages(result))
     from resources.database import engine_for
@@ -119,12 +121,12 @@ def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
 def run_day(defs: dg.Definitions, instance: dg.DagsterInstance, day: dt.date,
             character_ids: list[str]) -> dict[str, list[str]]:
     """One daily_content run per character partition; returns failure messages by character."""
-    job = defs.get_job_def("daily_content")
+    job = defs.resolve_job_def("daily_content")
     failures: dict[str, list[str]] = {}
     for cid in character_ids:
         result = job.execute_in_process(
             partition_key=partition_key(cid, day), instance=instance, raise_on_error=False,
-            tags={"waifugen/trigger": "cli"},
+            tags={"waifugen/trigger": "cli"}, run_config=QUIET,
         )
         if not result.success:
             failures[cid] = failure_messages(result)

@@ -1,0 +1,74 @@
+"""The `/_sandbox` control routes: health, the request journal and fault injection."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sandbox.faults import FaultBook, FaultSpecError
+from sandbox.state import StateStore
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def control_app(store: StateStore, faults: FaultBook, systems: Sequence[str]) -> Starlette:
+    async def health(request: Request) -> Response:
+        return JSONResponse({"ok": True, "systems": list(systems)})
+
+    async def journal(request: Request) -> Response:
+        system = request.query_params.get("system") or None
+        if system is not None and system not in systems:
+            return _error(400, f"unknown system {system!r}; systems: {list(systems)}")
+        try:
+            since = int(request.query_params.get("since", "0"))
+        except ValueError:
+            return _error(400, "since must be an integer journal id")
+        return JSONResponse(store.journal(system, since))
+
+    async def clear_journal(request: Request) -> Response:
+        store.journal_clear()
+        return JSONResponse({"ok": True})
+
+    async def list_faults(request: Request) -> Response:
+        return JSONResponse(faults.list_faults())
+
+    async def add_fault(request: Request) -> Response:
+        try:
+            spec = json.loads(await request.body())
+            return JSONResponse(faults.add(spec), status_code=201)
+        except ValueError as exc:  # also json.JSONDecodeError
+            reason = str(exc) if isinstance(exc, FaultSpecError) else f"invalid JSON: {exc}"
+            return _error(400, reason)
+
+    async def clear_faults(request: Request) -> Response:
+        faults.clear()
+        return JSONResponse({"ok": True})
+
+    async def get_fault(request: Request) -> Response:
+        fault_id = request.path_params["fault_id"]
+        found = [f for f in faults.list_faults() if f["id"] == fault_id]
+        return JSONResponse(found[0]) if found else _error(404, f"no fault {fault_id}")
+
+    async def remove_fault(request: Request) -> Response:
+        fault_id = request.path_params["fault_id"]
+        if faults.remove(fault_id):
+            return JSONResponse({"ok": True})
+        return _error(404, f"no fault {fault_id}")
+
+    return Starlette(routes=[
+        Route("/health", health, methods=["GET"]),
+        Route("/journal", journal, methods=["GET"]),
+        Route("/journal", clear_journal, methods=["DELETE"]),
+        Route("/faults", list_faults, methods=["GET"]),
+        Route("/faults", add_fault, methods=["POST"]),
+        Route("/faults", clear_faults, methods=["DELETE"]),
+        Route("/faults/{fault_id:int}", get_fault, methods=["GET"]),
+        Route("/faults/{fault_id:int}", remove_fault, methods=["DELETE"]),
+    ])

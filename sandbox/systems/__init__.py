@@ -1,0 +1,14 @@
+"""The registry of sandbox systems: mount name -> factory(SystemContext) -> System.
+
+Adding a system: write `sandbox/systems/<name>.py` with `create(ctx) -> System` and add one
+line here. It is then served at `/<name>`, journaled, and a valid target for faults.
+"""
+
+from __future__ import annotations
+
+from sandbox.system import SystemFactory
+from sandbox.systems import ollama
+
+SYSTEMS: dict[str, SystemFactory] = {
+    "ollama": ollama.create,
+}
