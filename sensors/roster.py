@@ -5,8 +5,7 @@ milliseconds. When the file changes it asks for a `characters` materialization (
 file hash, so each version is loaded once); the partitions follow the table on later ticks.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: Dagster reads parameter annotations at runtime.
 import dagster as dg
 
 from resources.database import DatabaseResource
