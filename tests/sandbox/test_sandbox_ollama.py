@@ -14,21 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from waifugen_assets.planning import PLAN_SCHEMA
+
 MODEL = "llama3.1:8b"
 AIKO = ("You are Aiko, a virtual creator. Persona: ramen critic, retro arcade gamer, "
         "rainy Tokyo nights, cats.")
 MINA = "You are Mina, a virtual creator. Persona: alpine hiking, sourdough baking, jazz vinyl."
-PLAN_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "title": {"type": "string", "maxLength": 90},
-        "script": {"type": "string", "maxLength": 600},
-        "caption": {"type": "string", "maxLength": 300},
-        "hashtags": {"type": "array", "items": {"type": "string", "maxLength": 30},
-                     "minItems": 3, "maxItems": 8},
-    },
-    "required": ["title", "script", "caption", "hashtags"],
-}
 # Shaped like pydantic's model_json_schema(): $defs/$ref, Optional as anyOf-with-null, enums.
 PYDANTIC_STYLE_SCHEMA: dict[str, Any] = {
     "$defs": {
