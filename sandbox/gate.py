@@ -20,6 +20,7 @@ from sandbox.faults import FaultBook
 from sandbox.journal import BodyRecorder, headers_record, query_record, utc_now
 from sandbox.state import StateStore
 from sandbox.system import System
+from waifugen_assets.redaction import redact
 
 
 def route_path(scope: Scope) -> str:
@@ -55,7 +56,7 @@ class SystemGate:
             self.store.journal_append(self.name, {
                 "system": self.name,
                 "method": scope["method"],
-                "path": path,
+                "path": redact(path),  # Telegram puts the bot token in the path
                 "query": query_record(scope.get("query_string", b"")),
                 "headers": headers_record(scope["headers"]),
                 "content_type": exchange.body.media_type or None,

@@ -18,6 +18,7 @@ closes the connection (a truncated download). `corrupt` makes bytes that are not
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import re
 import subprocess
@@ -144,8 +145,7 @@ class MediaCache:
             fd, tmp_name = tempfile.mkstemp(dir=self.root, prefix=".render-", suffix=suffix)
             tmp = Path(tmp_name)
             try:
-                with open(fd, "wb"):
-                    pass
+                os.close(fd)
                 result = subprocess.run(spec.ffmpeg_args(tmp), capture_output=True,
                                         timeout=60, check=False)
                 if result.returncode != 0 or tmp.stat().st_size == 0:

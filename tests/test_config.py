@@ -45,11 +45,14 @@ def test_file_secrets_are_read_and_redacted(tmp_path: Path) -> None:
         "DATABASE_URL_FILE": str(secret_file),
         "OLLAMA_HOST": "http://127.0.0.1:11434",
         "WAIFUGEN_SECRET_KEY": "k" * 44,
+        "A2E_API_KEY": "sk_live_0123456789",
     })
     assert s.database_url == "postgresql://app:s3cr3t-pass-123@db:5432/waifugen"
     assert "s3cr3t-pass-123" not in redaction.redact(f"connecting to {s.database_url}")
     assert "s3cr3t" not in str(s.public_view())
     assert "k" * 44 not in str(s.public_view()) and "k" * 44 not in repr(s)
+    assert "sk_live_0123456789" not in str(s.public_view())
+    assert "sk_live_0123456789" not in repr(s)
 
 
 def test_unreadable_secret_file_names_the_setting(tmp_path: Path) -> None:

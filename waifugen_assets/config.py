@@ -58,6 +58,32 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("A2E_MONTHLY_CREDITS", "monthly A2E credit budget shared by the roster",
             default="20000"),
     Setting("HTTP_TIMEOUT_SECONDS", "timeout for one outbound HTTP request", default="30"),
+    Setting("A2E_API_KEY", "A2E API token (sk_...); sandbox: the sandbox key",
+            required_in_production=True, secret=True),
+    Setting("A2E_BASE_URL", "A2E API base URL", default="https://video.a2e.ai; sandbox: /a2e"),
+    Setting("RUNPOD_API_KEY", "RunPod API key for the generation fallback (optional)",
+            secret=True),
+    Setting("RUNPOD_ENDPOINT_ID", "RunPod serverless endpoint of the fallback; unset = no "
+            "fallback; sandbox: a sandbox endpoint"),
+    Setting("RUNPOD_BASE_URL", "RunPod API base URL", default="https://api.runpod.ai; "
+            "sandbox: /runpod"),
+    Setting("TELEGRAM_BOT_TOKEN", "bot that sends alerts and the daily report; unset = alerts "
+            "are recorded, not sent", secret=True),
+    Setting("TELEGRAM_ALERT_CHAT_ID", "operators' chat for alerts and the daily report"),
+    Setting("TELEGRAM_API_URL", "Telegram Bot API base URL",
+            default="https://api.telegram.org; sandbox: /telegram"),
+    Setting("VIDEO_STORE", "`local` (a directory served by nginx) or `s3` (AWS S3 / R2)",
+            default="local"),
+    Setting("VIDEO_DIR", "local store directory", default="WAIFUGEN_HOME/videos"),
+    Setting("VIDEO_PUBLIC_BASE_URL", "public URL of the store (nginx, R2 public bucket, CDN)",
+            default="sandbox: the sandbox's /media"),
+    Setting("S3_BUCKET", "bucket for the s3 store"),
+    Setting("S3_ENDPOINT_URL", "S3-compatible endpoint (R2: https://<account>.r2.cloudflarestorage"
+            ".com)"),
+    Setting("S3_REGION", "S3 region (R2: auto)", default="auto"),
+    Setting("S3_ACCESS_KEY_ID", "S3 access key id", secret=True),
+    Setting("S3_SECRET_ACCESS_KEY", "S3 secret access key", secret=True),
+    Setting("FFMPEG_PATH", "ffmpeg binary", default="the one imageio-ffmpeg ships"),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -98,6 +124,19 @@ class Settings:
     secret_keys: tuple[str, ...] = field(repr=False)
     a2e_monthly_credits: int
     http_timeout: float
+    env: dict[str, str | None] = field(default_factory=dict, repr=False, compare=False)
+
+    def get(self, name: str, sandbox_default: str | None = None,
+            default: str | None = None) -> str | None:
+        """A setting without a typed field (outside systems): set value, else the default of
+        the current mode."""
+        value = self.env.get(name)
+        if value:
+            return value
+        return sandbox_default if self.is_sandbox else default
+
+    def sandbox_service(self, system: str) -> str:
+        return f"{self.sandbox_url}/{system}"
 
     @property
     def is_sandbox(self) -> bool:
@@ -113,12 +152,10 @@ class Settings:
 
     def public_view(self) -> dict[str, str]:
         """Every setting with secrets masked: what `waifugen config` prints."""
-        view = {
+        resolved = {
             "WAIFUGEN_MODE": self.mode.value,
             "WAIFUGEN_HOME": str(self.home),
             "WAIFUGEN_ROSTER": str(self.roster_path),
-            "DATABASE_URL": redaction.mask_url(self.database_url) if self.database_url
-            else "(embedded pgserver)",
             "WAIFUGEN_SANDBOX_URL": self.sandbox_url if self.is_sandbox else "(unused)",
             "OLLAMA_HOST": self.ollama_host,
             "OLLAMA_MODEL": self.ollama_model,
@@ -126,6 +163,17 @@ class Settings:
             "A2E_MONTHLY_CREDITS": str(self.a2e_monthly_credits),
             "HTTP_TIMEOUT_SECONDS": str(self.http_timeout),
         }
+        view = {}
+        for spec in SETTINGS:
+            raw = self.env.get(spec.name)
+            if spec.name in resolved:
+                view[spec.name] = resolved[spec.name]
+            elif spec.name == "DATABASE_URL":
+                view[spec.name] = redaction.mask_url(raw) if raw else "(embedded pgserver)"
+            elif spec.secret:
+                view[spec.name] = "(set)" if raw else "(not set)"
+            else:
+                view[spec.name] = raw or f"(default: {spec.default or 'none'})"
         return view
 
 
@@ -208,6 +256,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         secret_keys=keys,
         a2e_monthly_credits=_int("A2E_MONTHLY_CREDITS", values["A2E_MONTHLY_CREDITS"] or "20000"),
         http_timeout=_float("HTTP_TIMEOUT_SECONDS", values["HTTP_TIMEOUT_SECONDS"] or "30"),
+        env=values,
     )
 
 

@@ -7,8 +7,9 @@ line here. It is then served at `/<name>`, journaled, and a valid target for fau
 from __future__ import annotations
 
 from sandbox.system import SystemFactory
-from sandbox.systems import ollama
+from sandbox.systems import ollama, telegram
 
 SYSTEMS: dict[str, SystemFactory] = {
     "ollama": ollama.create,
+    "telegram": telegram.create,
 }
