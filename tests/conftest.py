@@ -106,3 +106,23 @@ def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]
 
     with SandboxServer(state_dir=tmp_path_factory.mktemp("sandbox"), seed=1234) as server:
         yield server
+
+
+@pytest.fixture
+def pipeline_resources(db_url: str, sandbox_server, tmp_path: Path) -> dict[str, object]:
+    """Resources for materializing assets: the test database, the sandbox, a copied roster."""
+    import shutil
+
+    from resources.database import DatabaseResource
+    from resources.ollama import OllamaResource
+    from resources.roster_file import RosterResource
+    from resources.telegram import TelegramResource
+
+    roster = tmp_path / "characters.yaml"
+    shutil.copyfile(project_root() / "characters.yaml", roster)
+    return {
+        "database": DatabaseResource(url=db_url),
+        "roster": RosterResource(path=str(roster)),
+        "ollama": OllamaResource(host=f"{sandbox_server.url}/ollama"),
+        "telegram": TelegramResource(base_url=f"{sandbox_server.url}/telegram"),
+    }

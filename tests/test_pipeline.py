@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from resources.database import DatabaseResource
 from resources.ollama import OllamaResource
-from resources.roster_file import RosterResource
 from waifugen_assets import schema
 from waifugen_assets.characters import characters
 from waifugen_assets.generation import reel_plans
@@ -22,19 +19,13 @@ DAY = dt.date(2026, 11, 25)
 
 
 @pytest.fixture
-def roster_file(tmp_path: Path, project_dir: Path) -> Path:
-    path = tmp_path / "characters.yaml"
-    shutil.copyfile(project_dir / "characters.yaml", path)
-    return path
+def roster_file(pipeline_resources: dict[str, object]) -> Path:
+    return Path(pipeline_resources["roster"].path)
 
 
 @pytest.fixture
-def resources(db_url: str, roster_file: Path, sandbox_server) -> dict[str, object]:
-    return {
-        "database": DatabaseResource(url=db_url),
-        "roster": RosterResource(path=str(roster_file)),
-        "ollama": OllamaResource(host=f"{sandbox_server.url}/ollama"),
-    }
+def resources(pipeline_resources: dict[str, object]) -> dict[str, object]:
+    return pipeline_resources
 
 
 def _load_roster(resources: dict[str, object], instance: dg.DagsterInstance) -> list[str]:

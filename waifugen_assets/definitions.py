@@ -11,6 +11,7 @@ import dagster as dg
 from resources.database import DatabaseResource
 from resources.ollama import OllamaResource
 from resources.roster_file import RosterResource
+from resources.telegram import TelegramResource
 from sensors.roster import roster_sensor
 from waifugen_assets.characters import characters
 from waifugen_assets.config import get_settings
@@ -27,6 +28,7 @@ def build_defs() -> dg.Definitions:
             "database": DatabaseResource(),
             "roster": RosterResource(),
             "ollama": OllamaResource(),
+            "telegram": TelegramResource(),
         },
     )
 

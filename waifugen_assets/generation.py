@@ -6,6 +6,8 @@ second run of the same partition therefore writes nothing and reports the reels 
 """
 
 # No `from __future__ import annotations`: Dagster reads parameter annotations at runtime.
+import datetime as dt
+import logging
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -14,11 +16,20 @@ from sqlalchemy.dialects.postgresql import insert
 
 from resources.database import DatabaseResource
 from resources.ollama import OllamaResource
+from resources.telegram import TelegramResource
 from waifugen_assets import schema
+from waifugen_assets.budget import CostModel, Level
 from waifugen_assets.characters import characters
+from waifugen_assets.config import get_settings
+from waifugen_assets.credits import budget_report, mark_sent, record_alerts, unsent_alerts
 from waifugen_assets.partitions import character_daily_partitions, split_partition_key
 from waifugen_assets.planning import PlanRequest, plan_texts
 from waifugen_assets.roster import local_slot_utc
+
+COST_MODEL = CostModel()
+
+
+BUDGET_CHECK = "budget"
 
 
 @dg.asset(
@@ -27,11 +38,16 @@ from waifugen_assets.roster import local_slot_utc
     group_name="content",
     kinds={"ollama", "postgres"},
     pool="llm",
+    check_specs=[dg.AssetCheckSpec(
+        BUDGET_CHECK, asset="reel_plans", blocking=True,
+        description="Spent + projected credits against the character's monthly budget: WARN "
+        "from 80 %, ERROR from 100 % (blocks generation).")],
     description="The day's posting slots of one character as planned reels (script, caption, "
     "hashtags, title, AI disclosure), written by the LLM with a template fallback.",
 )
 def reel_plans(
-    context: dg.AssetExecutionContext, database: DatabaseResource, ollama: OllamaResource
+    context: dg.AssetExecutionContext, database: DatabaseResource, ollama: OllamaResource,
+    telegram: TelegramResource,
 ) -> dg.MaterializeResult:
     character_id, day = split_partition_key(context.partition_key)
     engine = database.get_engine()
@@ -49,8 +65,10 @@ def reel_plans(
                          "materialize `characters` first", allow_retries=False)
     if not row["enabled"]:
         context.log.info("character %s is disabled: nothing planned", character_id)
-        return dg.MaterializeResult(metadata={"planned": 0, "existing": len(existing),
-                                              "note": "character disabled"})
+        return dg.MaterializeResult(
+            metadata={"planned": 0, "existing": len(existing), "note": "character disabled"},
+            check_results=[dg.AssetCheckResult(check_name=BUDGET_CHECK, passed=True,
+                                               metadata={"note": "character disabled"})])
 
     zone = ZoneInfo(row["timezone"])
     writer = ollama.plan_writer()
@@ -66,19 +84,86 @@ def reel_plans(
             "content_rating": row["content_rating"],
             "scheduled_at": local_slot_utc(day, hhmm, zone),
             "plan": {**texts, "slot_time": hhmm}, "status": "planned",
+            "projected_credits": COST_MODEL.project(texts["script"]),
         })
 
     inserted = 0
-    if new_rows:
-        with engine.begin() as conn:
+    with engine.begin() as conn:
+        if new_rows:
             stmt = insert(reels).values(new_rows).on_conflict_do_nothing(
                 index_elements=[reels.c.character_id, reels.c.date, reels.c.tier, reels.c.slot])
             inserted = len(conn.execute(stmt.returning(reels.c.id)).all())
+        check = budget_check(conn, character_id, day)
+    alerts_note = send_pending_alerts(database, telegram, context.log)
     sources = [r["plan"]["source"] for r in new_rows]
-    return dg.MaterializeResult(metadata={
-        "planned": inserted,
-        "existing": len(existing),
-        "slots": len(row["slots"]),
-        "llm_plans": sources.count("ollama"),
-        "template_fallbacks": sources.count("template"),
-    })
+    return dg.MaterializeResult(
+        metadata={
+            "planned": inserted,
+            "existing": len(existing),
+            "slots": len(row["slots"]),
+            "llm_plans": sources.count("ollama"),
+            "template_fallbacks": sources.count("template"),
+            "alerts": alerts_note,
+        },
+        check_results=[check],
+    )
+
+
+def budget_check(conn: sa.Connection, character_id: str, day: dt.date) -> dg.AssetCheckResult:
+    """Evaluate the budget, block or unblock the day's unpaid reels, and queue alerts."""
+    report = budget_report(conn, character_id, day, get_settings().a2e_monthly_credits)
+    view = report.character
+    r = schema.reels
+    day_unpaid = sa.and_(r.c.character_id == character_id, r.c.date == day,
+                         r.c.generation_task_id.is_(None))
+    if view.level is Level.BLOCK:
+        conn.execute(sa.update(r).where(day_unpaid, r.c.status == "planned").values(
+            status="blocked", updated_at=sa.func.now(),
+            failure_reason=f"budget: {view.committed} of {view.limit} credits committed"))
+    else:
+        conn.execute(sa.update(r).where(day_unpaid, r.c.status == "blocked").values(
+            status="planned", failure_reason=None, updated_at=sa.func.now()))
+    record_alerts(conn, character_id, day, view.percent)
+    record_alerts(conn, None, day, report.roster.percent)
+    return dg.AssetCheckResult(
+        check_name=BUDGET_CHECK,
+        passed=view.level is Level.OK,
+        severity=dg.AssetCheckSeverity.ERROR if view.level is Level.BLOCK
+        else dg.AssetCheckSeverity.WARN,
+        metadata={
+            "level": view.level.value,
+            "limit": view.limit,
+            "spent": view.spent,
+            "projected": view.projected,
+            "percent": round(view.percent, 1) if view.percent != float("inf") else -1,
+            "roster_percent": round(report.roster.percent, 1),
+            "projected_exhaustion": report.exhaustion.isoformat() if report.exhaustion
+            else "not this month",
+        },
+    )
+
+
+def send_pending_alerts(database: DatabaseResource, telegram: TelegramResource,
+                        log: logging.Logger | dg.DagsterLogManager) -> str:
+    """Send every recorded, unsent budget alert; failures stay queued for the next run."""
+    engine = database.get_engine()
+    with engine.connect() as conn:
+        pending = unsent_alerts(conn)
+    if not pending:
+        return "none pending"
+    if not telegram.configured:
+        return f"{len(pending)} queued: Telegram not configured"
+    sent = 0
+    for alert in pending:
+        who = alert.character_id or "whole roster"
+        text = (f"waifugen budget alert: {who} reached {alert.threshold}% of its "
+                f"{alert.provider.upper()} credits for {alert.period_start:%Y-%m}.")
+        try:
+            telegram.send_alert(text)
+        except Exception as exc:  # an alert must never fail the plan; it is retried later
+            log.warning("budget alert %s not sent: %s", alert.id, exc)
+            continue
+        with engine.begin() as conn:
+            mark_sent(conn, [alert.id])
+        sent += 1
+    return f"{sent} sent, {len(pending) - sent} queued"

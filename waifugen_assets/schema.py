@@ -251,6 +251,11 @@ reels = sa.Table(
     # The remote task handle, saved right after submit and before polling, so a crash resumes
     # the same task instead of paying for a second one.
     sa.Column("generation_task_id", sa.Text, nullable=True),
+    # Where the provider put the finished video (often a URL that expires within days).
+    sa.Column("generation_result_url", sa.Text, nullable=True),
+    # Paid submissions made for this reel: a rerun after a crash must not add one.
+    sa.Column("generation_attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
+    _ts("generation_submitted_at"),
     sa.Column("projected_credits", sa.Integer, nullable=False, server_default=sa.text("0")),
     _created_at(),
     _updated_at(),
@@ -265,7 +270,7 @@ reels = sa.Table(
     sa.CheckConstraint(
         "generation_task_id IS NULL OR generation_provider IS NOT NULL", name="task_has_provider"
     ),
-    *_nonneg("projected_credits"),
+    *_nonneg("projected_credits", "generation_attempts"),
 )
 
 videos = sa.Table(
