@@ -24,8 +24,9 @@ SYSTEM_PROMPT = (
 )
 USER_PROMPT = (
     "Plan short vertical video number {slot_no} for {date} (posting at {slot_time} local). "
-    "Give a title, a spoken script of 2-4 sentences, a caption and 3-6 hashtags, as JSON."
+    "Give a title, a spoken script of 2-4 sentences, a caption and 3-6 hashtags, as JSON.{tier}"
 )
+PREMIUM_HINT = " It is a premium reel for subscribers: make it feel exclusive and personal."
 
 
 class OllamaResource(dg.ConfigurableResource):
@@ -66,7 +67,8 @@ class OllamaResource(dg.ConfigurableResource):
             answer = self.chat_json(
                 SYSTEM_PROMPT.format(name=req.character_name, persona=req.persona),
                 USER_PROMPT.format(slot_no=req.slot + 1, date=req.date.isoformat(),
-                                   slot_time=req.slot_time),
+                                   slot_time=req.slot_time,
+                                   tier=PREMIUM_HINT if req.tier == "premium" else ""),
                 PLAN_SCHEMA,
                 seed=req.slot,
             )

@@ -16,13 +16,15 @@ from sensors.roster import roster_sensor
 from waifugen_assets.characters import characters
 from waifugen_assets.config import get_settings
 from waifugen_assets.generation import reel_plans
-from waifugen_assets.jobs import daily_content_job, roster_job
+from waifugen_assets.jobs import daily_content_job, roster_job, weekly_premium_job
+from waifugen_assets.schedules import daily_content_schedule, weekly_premium_schedule
 
 
 def build_defs() -> dg.Definitions:
     return dg.Definitions(
         assets=[characters, reel_plans],
-        jobs=[roster_job, daily_content_job],
+        jobs=[roster_job, daily_content_job, weekly_premium_job],
+        schedules=[daily_content_schedule, weekly_premium_schedule],
         sensors=[roster_sensor],
         resources={
             "database": DatabaseResource(),

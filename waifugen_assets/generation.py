@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 import dagster as dg
 import sqlalchemy as sa
+from pydantic import Field
 from sqlalchemy.dialects.postgresql import insert
 
 from resources.database import DatabaseResource
@@ -25,11 +26,17 @@ from waifugen_assets.credits import budget_report, mark_sent, record_alerts, uns
 from waifugen_assets.partitions import character_daily_partitions, split_partition_key
 from waifugen_assets.planning import PlanRequest, plan_texts
 from waifugen_assets.roster import local_slot_utc
+from waifugen_assets.schema import REEL_TIERS
 
 COST_MODEL = CostModel()
 
 
 BUDGET_CHECK = "budget"
+
+
+class PlanConfig(dg.Config):
+    tier: str = Field(default="standard", description="`standard` (the day's slots) or "
+                      "`premium` (one premium reel, at the day's last slot time).")
 
 
 @dg.asset(
@@ -46,9 +53,12 @@ BUDGET_CHECK = "budget"
     "hashtags, title, AI disclosure), written by the LLM with a template fallback.",
 )
 def reel_plans(
-    context: dg.AssetExecutionContext, database: DatabaseResource, ollama: OllamaResource,
-    telegram: TelegramResource,
+    context: dg.AssetExecutionContext, config: PlanConfig, database: DatabaseResource,
+    ollama: OllamaResource, telegram: TelegramResource,
 ) -> dg.MaterializeResult:
+    if config.tier not in REEL_TIERS:
+        raise dg.Failure(f"tier {config.tier!r} is not one of {', '.join(REEL_TIERS)}",
+                         allow_retries=False)
     character_id, day = split_partition_key(context.partition_key)
     engine = database.get_engine()
     ch = schema.characters
@@ -58,7 +68,7 @@ def reel_plans(
         existing = set(conn.execute(
             sa.select(reels.c.slot).where(
                 reels.c.character_id == character_id, reels.c.date == day,
-                reels.c.tier == "standard")
+                reels.c.tier == config.tier)
         ).scalars())
     if row is None:
         raise dg.Failure(f"character {character_id!r} is not in the characters table; "
@@ -73,14 +83,17 @@ def reel_plans(
     zone = ZoneInfo(row["timezone"])
     writer = ollama.plan_writer()
     new_rows = []
-    for slot, hhmm in enumerate(row["slots"]):
+    # Premium: one reel a week, at the evening (last) slot, alongside the standard ones.
+    times = row["slots"][-1:] if config.tier == "premium" else row["slots"]
+    for slot, hhmm in enumerate(times):
         if slot in existing:
             continue
         req = PlanRequest(character_id=character_id, character_name=row["name"],
-                          persona=row["persona"], date=day, slot=slot, slot_time=hhmm)
+                          persona=row["persona"], date=day, slot=slot, slot_time=hhmm,
+                          tier=config.tier)
         texts = plan_texts(req, writer)
         new_rows.append({
-            "character_id": character_id, "date": day, "slot": slot, "tier": "standard",
+            "character_id": character_id, "date": day, "slot": slot, "tier": config.tier,
             "content_rating": row["content_rating"],
             "scheduled_at": local_slot_utc(day, hhmm, zone),
             "plan": {**texts, "slot_time": hhmm}, "status": "planned",
@@ -100,7 +113,8 @@ def reel_plans(
         metadata={
             "planned": inserted,
             "existing": len(existing),
-            "slots": len(row["slots"]),
+            "slots": len(times),
+            "tier": config.tier,
             "llm_plans": sources.count("ollama"),
             "template_fallbacks": sources.count("template"),
             "alerts": alerts_note,

@@ -15,3 +15,12 @@ daily_content_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("content"),  # partitioned character x date
     description="One character's day: plan -> generate -> store -> brand -> publish.",
 )
+
+PREMIUM_CONFIG = {"ops": {"reel_plans": {"config": {"tier": "premium"}}}}
+
+weekly_premium_job = dg.define_asset_job(
+    "weekly_premium",
+    selection=dg.AssetSelection.groups("content"),
+    config=PREMIUM_CONFIG,
+    description="A premium reel for one of the week's Elite 8, through the same stages.",
+)

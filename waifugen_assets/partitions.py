@@ -2,8 +2,8 @@
 
 The key string is `character|date` (Dagster orders dimensions by name). `date` is the
 character's local calendar day: a slot "08:30" on 2026-11-25 means 08:30 in the character's
-time zone on that date. Today's partition exists (end_offset=1) so the day can be planned
-before it ends.
+time zone on that date. Partitions exist up to tomorrow in UTC (end_offset=2): a character
+east of UTC (Tokyo, Sydney) starts its local day while it is still yesterday in UTC.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import dagster as dg
 START_DATE = "2026-01-01"
 
 characters_partitions = dg.DynamicPartitionsDefinition(name="characters")
-daily_partitions = dg.DailyPartitionsDefinition(start_date=START_DATE, end_offset=1)
+daily_partitions = dg.DailyPartitionsDefinition(start_date=START_DATE, end_offset=2)
 character_daily_partitions = dg.MultiPartitionsDefinition(
     {"character": characters_partitions, "date": daily_partitions}
 )

@@ -81,6 +81,8 @@ def template_texts(req: PlanRequest) -> dict[str, Any]:
     keywords = persona_keywords(req.persona)
     topic = _pick(keywords, req.character_id, req.date, req.slot, "kw")
     title = f"{req.character_name}: {theme} ({topic})"
+    if req.tier == "premium":
+        title = f"Exclusive - {title}"
     return {
         "title": title,
         "script": (f"Hi, it's {req.character_name}! Here's {theme} about {topic}. "
