@@ -166,7 +166,7 @@ def corrupt(data: bytes, rng: random.Random) -> bytes:
     return head + bytes(rng.getrandbits(8) for _ in range(len(data) - len(head)))
 
 
-def _parse_range(header: str | None, size: int) -> tuple[int, int] | None | str:
+def _parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
     """(start, end inclusive), None for the whole file, or "unsatisfiable"."""
     if not header:
         return None

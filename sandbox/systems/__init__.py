@@ -7,9 +7,11 @@ line here. It is then served at `/<name>`, journaled, and a valid target for fau
 from __future__ import annotations
 
 from sandbox.system import SystemFactory
-from sandbox.systems import ollama, telegram
+from sandbox.systems import a2e, ollama, runpod, telegram
 
 SYSTEMS: dict[str, SystemFactory] = {
     "ollama": ollama.create,
+    "a2e": a2e.create,
+    "runpod": runpod.create,
     "telegram": telegram.create,
 }

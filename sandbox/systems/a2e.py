@@ -2,15 +2,17 @@
 
 Routes (below the `/a2e` mount; paths as the real API, PROTOCOLS.md section 5):
 
-| route | body | data |
-|---|---|---|
-| `GET /api/v1/user/remainingCoins` | | `{"coins": n}` |
-| `POST /api/v1/video/send_tts` | `msg`, `tts_id` or `user_voice_id`, `speechRate`? | audio URL |
-| `POST /api/v1/video/generate` | `title`, `anchor_id`, `audioSrc`, `anchor_type`?, `resolution`?, ... | `{"_id", ...}` |
-| `POST /api/v1/video/awsResult` | `_id` | `[{"_id", "status", "result", "process", "msg", ...}]` |
-| `DELETE /api/v1/video/{_id}` | | `{"_id"}` |
-| `GET|HEAD /files/{_id}.mp4` | | the result (no auth, like a CDN URL; Range requests) |
-| `GET|HEAD /files/tts/{id}.mp3` | | the TTS audio (no auth; Range requests) |
+- `GET /api/v1/user/remainingCoins` -> `{"coins": n}`
+- `POST /api/v1/video/send_tts` `{"msg", "tts_id" | "user_voice_id", "speechRate"?,
+  "country"?, "region"?}` -> the audio URL
+- `POST /api/v1/video/generate` `{"title", "anchor_id", "audioSrc", "anchor_type"? (0|1),
+  "resolution"? (480|720|1080, default 1080), "web_*"?, "isSkipRs"?, "back_id"?, ...}`
+  -> `{"_id", "title", "anchor_id", "status": "init", "createdAt"}`
+- `POST /api/v1/video/awsResult` `{"_id"}` -> `[{"_id", "status", "process", "result", "msg",
+  "anchor_id", "title", "createdAt", "updatedAt", "coins", ...}]` (`[]` for an unknown id)
+- `DELETE /api/v1/video/{_id}` -> `{"_id"}`
+- `GET|HEAD /files/{_id}.mp4`: the result (no auth, like a CDN URL; Range requests)
+- `GET|HEAD /files/tts/{id}.mp3`: the TTS audio (no auth; Range requests)
 
 Auth: `Authorization: Bearer <key>` where the key is `sk_sandbox` optionally followed by
 `[A-Za-z0-9_-]` characters (e.g. `sk_sandbox_waifugen`). Every key is its own account: its own
@@ -74,8 +76,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from sandbox.media import MP3, MP4, AudioSpec, MediaCache, VideoSpec, clamp_seconds, corrupt, \
-    file_response
+from sandbox.media import (
+    MP3,
+    MP4,
+    AudioSpec,
+    MediaCache,
+    VideoSpec,
+    clamp_seconds,
+    corrupt,
+    file_response,
+)
+from sandbox.state import SystemState
 from sandbox.system import System, SystemContext
 
 API = "/api/v1"
@@ -152,6 +163,23 @@ def _script(task: dict[str, Any]) -> list[tuple[str, int]]:
     if task["outcome"] == "fail":
         return [*steps, ("fail", steps[-1][1])]
     return [*steps, ("copy", 99), ("success", 100)]
+
+
+def pop_first(state: SystemState, *keys: str) -> dict[str, Any] | None:
+    """Take the first entry of the first non-empty queue among `keys` (atomically each)."""
+    got: list[dict[str, Any]] = []
+
+    def change(queue: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if queue and not got:
+            got.append(queue[0])
+            return queue[1:]
+        return queue
+
+    for key in keys:
+        state.update(key, change, default=[])
+        if got:
+            return got[0]
+    return None
 
 
 def _error_body(code: int, message: str, trace: str) -> dict[str, Any]:
@@ -341,7 +369,7 @@ def create(ctx: SystemContext) -> System:
             have = account(fp)["coins"]
             raise A2EError(402, f"Insufficient coins: this video needs {cost} coins, "
                                 f"the balance is {have}")
-        plan = pop_outcome(fp) or {}
+        plan = pop_first(state, f"queue/{fp}", "queue/*") or {}
         task_id = new_id("task")
         task = {
             "_id": task_id, "fp": fp, "title": title, "anchor_id": anchor_id,
@@ -357,20 +385,6 @@ def create(ctx: SystemContext) -> System:
         state.put(f"task/{task_id}", task)
         return {"_id": task_id, "title": title, "anchor_id": anchor_id, "status": "init",
                 "createdAt": task["createdAt"]}
-
-    def pop_outcome(fp: str) -> dict[str, Any] | None:
-        for scope in (fp, "*"):
-            got: list[dict[str, Any]] = []
-
-            def change(queue: list[dict[str, Any]]) -> list[dict[str, Any]]:
-                if queue:
-                    got.append(queue[0])
-                return queue[1:]
-
-            state.update(f"queue/{scope}", change, default=[])
-            if got:
-                return got[0]
-        return None
 
     def refund(task_id: str) -> None:
         flipped: list[bool] = []
@@ -435,6 +449,21 @@ def create(ctx: SystemContext) -> System:
         if own_task(task_id, fp) is None:
             return []
         return [item(request, advance(str(task_id), fp))]
+
+    async def aws_list(request: Request, fp: str) -> Any:
+        """This key's tasks, newest first, paged: how a client finds a task whose submit
+        answer it never received (the title is the client's idempotency key)."""
+        try:
+            current = max(1, int(request.query_params.get("current", "1")))
+            size = min(100, max(1, int(request.query_params.get("pageSize", "10"))))
+        except ValueError:
+            raise A2EError(400, "current and pageSize must be integers") from None
+        mine = [t for t in state.list_prefix("task/").values()
+                if t.get("fp") == fp and not t.get("deleted")]
+        mine.sort(key=lambda t: (t["createdAt"], t["_id"]), reverse=True)
+        page = mine[(current - 1) * size: current * size]
+        return {"list": [item(request, t) for t in page], "total": len(mine),
+                "current": current, "pageSize": size}
 
     async def delete_video(request: Request, fp: str) -> Any:
         task_id = request.path_params["task_id"]
@@ -570,6 +599,7 @@ def create(ctx: SystemContext) -> System:
             Route(f"{API}/video/send_tts", api(send_tts), methods=["POST"]),
             Route(f"{API}/video/generate", api(generate), methods=["POST"]),
             Route(f"{API}/video/awsResult", api(aws_result), methods=["POST"]),
+            Route(f"{API}/video/awsList", api(aws_list), methods=["GET"]),
             Route(f"{API}/video/{{task_id}}", api(delete_video), methods=["DELETE"]),
             Route("/files/tts/{tts_id}.mp3", tts_file, methods=["GET", "HEAD"]),
             Route("/files/{task_id}.mp4", result_file, methods=["GET", "HEAD"]),
