@@ -113,16 +113,24 @@ def pipeline_resources(db_url: str, sandbox_server, tmp_path: Path) -> dict[str,
     """Resources for materializing assets: the test database, the sandbox, a copied roster."""
     import shutil
 
+    from resources.a2e import A2EResource
     from resources.database import DatabaseResource
     from resources.ollama import OllamaResource
+    from resources.runpod import RunPodResource
     from resources.roster_file import RosterResource
     from resources.telegram import TelegramResource
 
     roster = tmp_path / "characters.yaml"
     shutil.copyfile(project_root() / "characters.yaml", roster)
+    # Each test is its own A2E account and RunPod endpoint: balances, rate budgets and
+    # injected job outcomes never leak between tests.
+    account = uuid.uuid4().hex[:10]
     return {
         "database": DatabaseResource(url=db_url),
         "roster": RosterResource(path=str(roster)),
         "ollama": OllamaResource(host=f"{sandbox_server.url}/ollama"),
         "telegram": TelegramResource(base_url=f"{sandbox_server.url}/telegram"),
+        "a2e": A2EResource(api_key=f"sk_sandbox_{account}", base_url=f"{sandbox_server.url}/a2e"),
+        "runpod": RunPodResource(api_key="rpa_sandbox_test", endpoint_id=f"ep-{account}",
+                                 base_url=f"{sandbox_server.url}/runpod"),
     }

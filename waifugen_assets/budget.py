@@ -35,8 +35,9 @@ class Level(StrEnum):
 
 @dataclass(frozen=True)
 class CostModel:
-    credits_per_second: float = 2.0
-    credits_per_tts: int = 1
+    # A2E at 1080p: 3 coins per started second of speech; TTS is free.
+    credits_per_second: float = 3.0
+    credits_per_tts: int = 0
 
     def estimate_seconds(self, script: str) -> int:
         words = len(re.findall(r"\w+", script))

@@ -8,21 +8,23 @@ from __future__ import annotations
 
 import dagster as dg
 
+from resources.a2e import A2EResource
 from resources.database import DatabaseResource
 from resources.ollama import OllamaResource
 from resources.roster_file import RosterResource
+from resources.runpod import RunPodResource
 from resources.telegram import TelegramResource
 from sensors.roster import roster_sensor
 from waifugen_assets.characters import characters
 from waifugen_assets.config import get_settings
-from waifugen_assets.generation import reel_plans
+from waifugen_assets.generation import reel_plans, reels
 from waifugen_assets.jobs import daily_content_job, roster_job, weekly_premium_job
 from waifugen_assets.schedules import daily_content_schedule, weekly_premium_schedule
 
 
 def build_defs() -> dg.Definitions:
     return dg.Definitions(
-        assets=[characters, reel_plans],
+        assets=[characters, reel_plans, reels],
         jobs=[roster_job, daily_content_job, weekly_premium_job],
         schedules=[daily_content_schedule, weekly_premium_schedule],
         sensors=[roster_sensor],
@@ -31,6 +33,8 @@ def build_defs() -> dg.Definitions:
             "roster": RosterResource(),
             "ollama": OllamaResource(),
             "telegram": TelegramResource(),
+            "a2e": A2EResource(),
+            "runpod": RunPodResource(),
         },
     )
 

@@ -1,4 +1,5 @@
-"""Generation stage: `reel_plans` (the day's slots become planned reels).
+"""Generation stage: `reel_plans` (the day's slots become planned reels) and `reels`
+(each plan rendered by the video provider, paid once; see render.py).
 
 Idempotent: a reel is identified by (character, date, tier, slot) and a plan, once written, is
 never rewritten by a re-materialization (later stages may already be working from it). A
@@ -8,6 +9,7 @@ second run of the same partition therefore writes nothing and reports the reels 
 # No `from __future__ import annotations`: Dagster reads parameter annotations at runtime.
 import datetime as dt
 import logging
+from collections.abc import Callable
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -15,8 +17,11 @@ import sqlalchemy as sa
 from pydantic import Field
 from sqlalchemy.dialects.postgresql import insert
 
+from resources.a2e import A2EResource, a2e_limiter
 from resources.database import DatabaseResource
 from resources.ollama import OllamaResource
+from resources.quota_store import PostgresRateLimitStore
+from resources.runpod import RunPodResource
 from resources.telegram import TelegramResource
 from waifugen_assets import schema
 from waifugen_assets.budget import CostModel, Level
@@ -25,6 +30,8 @@ from waifugen_assets.config import get_settings
 from waifugen_assets.credits import budget_report, mark_sent, record_alerts, unsent_alerts
 from waifugen_assets.partitions import character_daily_partitions, split_partition_key
 from waifugen_assets.planning import PlanRequest, plan_texts
+from waifugen_assets.providers import A2EProvider, RunPodProvider
+from waifugen_assets.render import Renderer, RenderJob
 from waifugen_assets.roster import local_slot_utc
 from waifugen_assets.schema import REEL_TIERS
 
@@ -181,3 +188,81 @@ def send_pending_alerts(database: DatabaseResource, telegram: TelegramResource,
             mark_sent(conn, [alert.id])
         sent += 1
     return f"{sent} sent, {len(pending) - sent} queued"
+
+
+class RenderConfig(dg.Config):
+    poll_interval_seconds: float | None = Field(
+        default=None, description="Between status polls; default 0 in sandbox, 20 s else.")
+    max_wait_seconds: float | None = Field(
+        default=None, description="How long one run waits for a task before leaving it to "
+        "the next run; default 60 s in sandbox, 15 min else.")
+
+
+def budget_guard(day: dt.date) -> Callable[[sa.Connection, int], str | None]:
+    """Last check before paying: this reel must still fit the character's month."""
+    def guard(conn: sa.Connection, reel_id: int) -> str | None:
+        r = schema.reels
+        cid, cost = conn.execute(sa.select(r.c.character_id, r.c.projected_credits)
+                                 .where(r.c.id == reel_id)).one()
+        view = budget_report(conn, cid, day, get_settings().a2e_monthly_credits).character
+        if view.spent + cost > view.limit:
+            return f"budget: {view.spent} + {cost} credits would pass the {view.limit} limit"
+        return None
+    return guard
+
+
+RENDERABLE = sa.or_(
+    schema.reels.c.status.in_(("planned", "generating")),
+    # a task that failed to report in time is resumed, never resubmitted
+    sa.and_(schema.reels.c.status == "failed", schema.reels.c.generation_task_id.is_not(None),
+            schema.reels.c.failure_reason.like("%still running%")),
+)
+
+
+@dg.asset(
+    partitions_def=character_daily_partitions,
+    deps=[reel_plans],
+    group_name="content",
+    kinds={"a2e", "postgres"},
+    pool="video_api",
+    description="Each planned reel rendered by A2E (RunPod when A2E keeps failing), its task "
+    "id saved before polling and its cost written to the credit ledger.",
+)
+def reels(context: dg.AssetExecutionContext, config: RenderConfig, database: DatabaseResource,
+          a2e: A2EResource, runpod: RunPodResource) -> dg.MaterializeResult:
+    character_id, day = split_partition_key(context.partition_key)
+    engine = database.get_engine()
+    r, ch = schema.reels, schema.characters
+    with engine.connect() as conn:
+        avatar, voice = conn.execute(sa.select(ch.c.a2e_avatar_id, ch.c.a2e_voice_id)
+                                     .where(ch.c.id == character_id)).one()
+        rows = [dict(row) for row in conn.execute(
+            sa.select(r).where(r.c.character_id == character_id, r.c.date == day, RENDERABLE)
+            .order_by(r.c.tier, r.c.slot)).mappings()]
+    settings = get_settings()
+    store = PostgresRateLimitStore(engine, "a2e")
+    primary = A2EProvider(a2e.get_client(limiter=a2e_limiter(
+        a2e.requests_per_hour, store=store, max_wait=a2e.max_wait_seconds)))
+    fallback = RunPodProvider(runpod.get_client()) if runpod.configured else None
+    renderer = Renderer(
+        engine, primary, fallback,
+        poll_interval=config.poll_interval_seconds
+        if config.poll_interval_seconds is not None else (0.0 if settings.is_sandbox else 20.0),
+        max_wait=config.max_wait_seconds
+        if config.max_wait_seconds is not None else (60.0 if settings.is_sandbox else 900.0),
+        budget_guard=budget_guard(day))
+    for row in rows:
+        job = RenderJob(reel_id=row["id"], character_id=character_id, date=day,
+                        script=row["plan"].get("script", ""), avatar_id=avatar, voice_id=voice)
+        renderer.render(job, row)
+    out = renderer.outcome
+    for reel_id, reason in out.failed.items():
+        context.log.warning("reel %s failed: %s", reel_id, reason)
+    return dg.MaterializeResult(metadata={
+        "generated": len(out.generated),
+        "failed": len(out.failed),
+        "pending": len(out.pending),
+        "via_fallback": len(out.fallback),
+        "reasons": dg.MetadataValue.json(
+            {str(k): v for k, v in {**out.pending, **out.failed}.items()}),
+    })

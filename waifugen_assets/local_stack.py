@@ -30,6 +30,16 @@ SANDBOX_INSTANCE_TEMPLATE = project_root() / "deploy" / "dagster.sandbox.yaml"
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
+def configure_sandbox_world(url: str) -> None:
+    """The world `make run` and `make dev` see: A2E renders finish by the first status poll
+    (a real deployment polls after the expected render time), so a whole roster's day fits
+    in A2E's 100 requests an hour: TTS, submit and one poll per reel."""
+    import httpx
+
+    httpx.post(f"{url}/a2e/_control/config", json={"states_per_poll": 10},
+               timeout=10).raise_for_status()
+
+
 @dataclass(frozen=True)
 class Stack:
     settings: Settings
@@ -67,6 +77,7 @@ def local_stack(sandbox_port: int = 0) -> Iterator[Stack]:
 
                 server = stack.enter_context(SandboxServer(
                     state_dir=settings.sandbox_state, seed=SANDBOX_SEED, port=sandbox_port))
+                configure_sandbox_world(server.url)
                 sandbox_url = server.url
                 os.environ["WAIFUGEN_SANDBOX_URL"] = sandbox_url
                 stack.callback(os.environ.pop, "WAIFUGEN_SANDBOX_URL", None)

@@ -1,0 +1,167 @@
+"""The `reels` asset against the A2E and RunPod sandboxes: paid once, resumed, reconciled."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from waifugen_assets import schema
+from waifugen_assets.characters import characters
+from waifugen_assets.generation import reel_plans, reels
+from waifugen_assets.partitions import characters_partitions, partition_key
+from waifugen_assets.render import BREAKER
+
+DAY = dt.date(2026, 11, 24)
+CID = "nova-castellane"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_breaker() -> None:
+    BREAKER._failures.clear()
+    BREAKER._opened.clear()
+
+
+@pytest.fixture
+def instance(pipeline_resources: dict) -> dg.DagsterInstance:
+    with dg.instance_for_test() as inst:
+        assert dg.materialize([characters], resources=pipeline_resources, instance=inst).success
+        inst.add_dynamic_partitions(characters_partitions.name, [CID])
+        yield inst
+
+
+def _a2e(pipeline_resources: dict, sandbox_server, path: str, **body: object) -> None:
+    key = pipeline_resources["a2e"].api_key
+    httpx.post(f"{sandbox_server.url}/a2e/_control/{path}", json=body,
+               headers={"Authorization": f"Bearer {key}"}).raise_for_status()
+
+
+def _run(resources: dict, instance: dg.DagsterInstance, *selection,
+         run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+    return dg.materialize([characters, reel_plans, reels], selection=list(selection),
+                          partition_key=partition_key(CID, DAY), resources=resources,
+                          instance=instance, raise_on_error=False, run_config=run_config)
+
+
+def _rows(engine: sa.Engine) -> list[dict]:
+    r = schema.reels
+    with engine.connect() as conn:
+        return [dict(x) for x in conn.execute(sa.select(r).where(r.c.character_id == CID)
+                                              .order_by(r.c.slot)).mappings()]
+
+
+def _titles(sandbox_server, since: int, answered_only: bool = True) -> list[str]:
+    """Titles of generate requests (a dropped answer has status None but was paid)."""
+    return [e["body"]["title"] for e in sandbox_server.journal("a2e", since)
+            if e["path"] == "/api/v1/video/generate"
+            and (e["status"] == 200 or not answered_only)]
+
+
+def _mark(sandbox_server) -> int:
+    return max((e["id"] for e in sandbox_server.journal()), default=0)
+
+
+def _ledger(engine: sa.Engine) -> list[tuple]:
+    lg = schema.credit_ledger
+    with engine.connect() as conn:
+        return conn.execute(sa.select(lg.c.provider, lg.c.reel_id, lg.c.external_ref,
+                                      lg.c.credits).where(lg.c.character_id == CID)
+                            .order_by(lg.c.reel_id)).all()
+
+
+def test_every_reel_generated_once_with_its_cost(pipeline_resources, instance, engine,
+                                                 sandbox_server) -> None:
+    since = _mark(sandbox_server)
+    result = _run(pipeline_resources, instance, reel_plans, reels)
+    assert result.success
+    rows = _rows(engine)
+    assert rows and all(r["status"] == "generated" for r in rows)
+    assert all(r["generation_result_url"].endswith(".mp4") for r in rows)
+    assert all(r["generation_attempts"] == 1 for r in rows)
+    titles = _titles(sandbox_server, since)
+    assert sorted(titles) == sorted(f"waifugen-reel-{r['id']}" for r in rows)
+    ledger = _ledger(engine)
+    assert [(p, reel) for p, reel, _, _ in ledger] == [("a2e", r["id"]) for r in rows]
+    assert all(credits > 0 for *_, credits in ledger)
+
+    again = _run(pipeline_resources, instance, reels)  # nothing left to pay for
+    assert again.success and _titles(sandbox_server, since) == titles
+    assert _ledger(engine) == ledger
+
+
+def test_a2e_failure_fails_that_reel_only(pipeline_resources, instance, engine,
+                                          sandbox_server) -> None:
+    _a2e(pipeline_resources, sandbox_server, "next_jobs", outcome="fail", count=1,
+         message="face not detected")
+    result = _run(pipeline_resources, instance, reel_plans, reels)
+    assert result.success
+    statuses = [r["status"] for r in _rows(engine)]
+    assert statuses.count("failed") == 1 and statuses.count("generated") == len(statuses) - 1
+    failed = next(r for r in _rows(engine) if r["status"] == "failed")
+    assert "face not detected" in failed["failure_reason"]
+    assert failed["id"] not in [reel for _, reel, _, _ in _ledger(engine)]
+
+
+def test_crash_mid_poll_resumes_without_paying_twice(pipeline_resources, instance, engine,
+                                                     sandbox_server) -> None:
+    since = _mark(sandbox_server)
+    _a2e(pipeline_resources, sandbox_server, "next_jobs", outcome="slow", count=99, polls=3)
+    # A run that stops waiting at once: every task is paid for and left running.
+    first = _run(pipeline_resources, instance, reel_plans, reels,
+                 run_config={"ops": {"reels": {"config": {"max_wait_seconds": 0}}}})
+    assert first.success
+    rows = _rows(engine)
+    assert all(r["status"] == "generating" and r["generation_task_id"] for r in rows)
+    tasks = {r["id"]: r["generation_task_id"] for r in rows}
+    rerun = _run(pipeline_resources, instance, reels)
+    assert rerun.success
+    rows = _rows(engine)
+    assert all(r["status"] == "generated" for r in rows)
+    assert {r["id"]: r["generation_task_id"] for r in rows} == tasks
+    assert len(_titles(sandbox_server, since)) == len(rows)  # one paid submit per reel
+    assert len(_ledger(engine)) == len(rows)
+
+
+def test_lost_submit_answer_is_reconciled_not_repaid(pipeline_resources, instance, engine,
+                                                     sandbox_server) -> None:
+    since = _mark(sandbox_server)
+    sandbox_server.add_fault(system="a2e", route="/api/v1/video/generate", action="drop",
+                             phase="after", times=1)
+    result = _run(pipeline_resources, instance, reel_plans, reels)
+    assert result.success
+    rows = _rows(engine)
+    assert all(r["status"] == "generated" for r in rows)
+    titles = _titles(sandbox_server, since, answered_only=False)
+    assert len(titles) == len(set(titles)) == len(rows)  # the lost one was not resent
+
+
+def test_breaker_sends_reels_to_runpod(pipeline_resources, instance, engine,
+                                       sandbox_server) -> None:
+    fault = sandbox_server.add_fault(system="a2e", route="/api/v1/video/generate",
+                                     action="status", status=503)
+    try:
+        result = _run(pipeline_resources, instance, reel_plans, reels)
+    finally:
+        sandbox_server.remove_fault(fault["id"])
+    assert result.success
+    rows = _rows(engine)
+    meta = result.asset_materializations_for_node("reels")[0].metadata
+    assert meta["via_fallback"].value >= 1
+    providers = [r["generation_provider"] for r in rows if r["status"] == "generated"]
+    assert "runpod" in providers
+    assert {p for p, *_ in _ledger(engine)} == {"runpod"}
+
+
+def test_budget_block_sends_nothing_to_a2e(pipeline_resources, instance, engine,
+                                           sandbox_server) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.insert(schema.budgets).values(
+            provider="a2e", period_start=DAY.replace(day=1), credits_limit=1))
+    since = _mark(sandbox_server)
+    result = _run(pipeline_resources, instance, reel_plans, reels)
+    assert not result.success  # the blocking budget check stopped the run
+    assert sandbox_server.journal("a2e", since) == []
+    assert {r["status"] for r in _rows(engine)} == {"blocked"}
