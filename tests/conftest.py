@@ -116,8 +116,8 @@ def pipeline_resources(db_url: str, sandbox_server, tmp_path: Path) -> dict[str,
     from resources.a2e import A2EResource
     from resources.database import DatabaseResource
     from resources.ollama import OllamaResource
-    from resources.runpod import RunPodResource
     from resources.roster_file import RosterResource
+    from resources.runpod import RunPodResource
     from resources.telegram import TelegramResource
 
     roster = tmp_path / "characters.yaml"
