@@ -23,8 +23,8 @@ no-op and a key can never name different bytes:
 - `LocalVideoStore(root, public_base_url)`: files under `root/<key>`, written to a temp file in
   the target directory and renamed in (atomic), mode 0644. In production nginx serves `root` at
   `public_base_url` (deploy/nginx: `location /videos/ { alias <root>/videos/; }`); in sandbox
-  mode the placeholder base `http://127.0.0.1:8765/videos` will be served by the sandbox in a
-  later issue.
+  mode the default base is `<WAIFUGEN_SANDBOX_URL>/media`, a placeholder until the sandbox
+  serves the store directory there (a later issue).
 - `S3VideoStore`: AWS S3 or Cloudflare R2 (endpoint_url `https://<account>.r2.cloudflarestorage
   .com`, region `auto`) through dagster-aws's `S3Resource(...).get_client()`; boto3's managed
   `upload_file` with a `TransferConfig` (multipart above 16 MiB, 16 MiB parts); the sha256 is
@@ -74,13 +74,11 @@ MiB = 1 << 20
 GiB = 1 << 30
 DEFAULT_MAX_DOWNLOAD_BYTES = GiB
 DEFAULT_MULTIPART_BYTES = 16 * MiB
-# Placeholder until the sandbox serves the local video directory (a later issue).
-SANDBOX_PUBLIC_BASE_URL = "http://127.0.0.1:8765/videos"
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 IMMUTABLE = "public, max-age=31536000, immutable"  # content-addressed: bytes never change
 
 __all__ = [
-    "DEFAULT_MAX_DOWNLOAD_BYTES", "MAX_REDIRECTS", "SANDBOX_PUBLIC_BASE_URL", "DownloadError",
+    "DEFAULT_MAX_DOWNLOAD_BYTES", "MAX_REDIRECTS", "DownloadError",
     "Downloaded", "LocalVideoStore", "PinnedTransport", "S3VideoStore", "StorageError",
     "StoredObject", "UnsafeUrl", "UrlPolicy", "VideoStore", "VideoStoreResource",
     "download_to_file", "make_download_client",
@@ -198,7 +196,7 @@ def download_to_file(client: httpx.Client, url: str | httpx.URL, dest_dir: Path,
     if max_bytes <= 0:
         raise ValueError("max_bytes must be positive")
     dest_dir.mkdir(parents=True, exist_ok=True)
-    current = httpx.URL(url) if isinstance(url, httpx.URL) else _as_url(url)
+    current = url if isinstance(url, httpx.URL) else _as_url(url)
     for _hop in range(MAX_REDIRECTS + 1):
         policy.check_url(current, resolve)
         request = client.build_request("GET", current, headers={"accept-encoding": "identity"})
@@ -215,7 +213,8 @@ def download_to_file(client: httpx.Client, url: str | httpx.URL, dest_dir: Path,
                          expected_sha256=expected_sha256)
         finally:
             response.close()
-    raise DownloadError(f"{DOWNLOAD_SYSTEM}: {safe_url(_no_query(httpx.URL(url)))}: more than "
+    start = url if isinstance(url, httpx.URL) else _as_url(url)
+    raise DownloadError(f"{DOWNLOAD_SYSTEM}: {safe_url(_no_query(start))}: more than "
                         f"{MAX_REDIRECTS} redirects", reason="too many redirects")
 
 
@@ -266,7 +265,7 @@ def _save(response: httpx.Response, url: httpx.URL, dest_dir: Path, *, max_bytes
         size = 0
         with os.fdopen(fd, "wb") as out:
             try:
-                for chunk in response.iter_bytes(CHUNK_BYTES):
+                for chunk in _body_chunks(response):
                     size += len(chunk)
                     if size > max_bytes:
                         raise DownloadError(f"{where}: body exceeds the cap of {max_bytes} "
@@ -275,7 +274,7 @@ def _save(response: httpx.Response, url: httpx.URL, dest_dir: Path, *, max_bytes
                     out.write(chunk)
             except httpx.TransportError as exc:
                 raise DownloadError(
-                    f"{where}: body broke off after {size} bytes"
+                    f"{where}: body broke off after {response.num_bytes_downloaded} bytes"
                     f"{f' of {declared}' if declared is not None else ''} "
                     f"({type(exc).__name__})", reason="truncated body", retryable=True) from exc
             out.flush()
@@ -504,24 +503,34 @@ class S3VideoStore:
 class VideoStoreResource(dg.ConfigurableResource):
     """Where videos live, and the one way to bring a generated video in (`store_from_url`).
 
-    Secrets (S3 keys) are plain str fields; the wiring passes dg.EnvVar so they never appear
-    in the run config. Sandbox defaults: local backend under WAIFUGEN_HOME/videos, downloads
-    allowed from the sandbox server (http, its exact host:port) besides public https URLs.
+    Every field left unset falls back to the settings table (waifugen_assets/config.py):
+    VIDEO_STORE, VIDEO_DIR, VIDEO_PUBLIC_BASE_URL, S3_BUCKET, S3_ENDPOINT_URL, S3_REGION,
+    S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY (secrets: from the environment or `*_FILE`, or
+    dg.EnvVar in the wiring, so they never appear in run config). Sandbox defaults: local
+    backend under WAIFUGEN_HOME/videos, public base `<sandbox>/media` (a placeholder until the
+    sandbox serves that directory), downloads allowed from the sandbox server's exact
+    host:port over http besides public https URLs. Production: https to public addresses only.
     """
 
-    backend: Literal["local", "s3"] = "local"
-    local_root: str | None = Field(default=None, description="Default WAIFUGEN_HOME/videos.")
+    # str, not Literal: Dagster config cannot express Literal types; backend_name() validates.
+    backend: str | None = Field(
+        default=None, description="`local` or `s3`; default VIDEO_STORE (local).")
+    local_root: str | None = Field(
+        default=None, description="Default VIDEO_DIR, else WAIFUGEN_HOME/videos.")
     public_base_url: str | None = Field(
         default=None,
         description="Base URL the stored keys are served at (nginx for local; the R2 public "
-                    f"bucket / CDN for s3). Sandbox default: {SANDBOX_PUBLIC_BASE_URL}.")
+                    "bucket / CDN for s3); default VIDEO_PUBLIC_BASE_URL; sandbox: "
+                    "<sandbox>/media.")
     key_prefix: str = "videos"
-    s3_bucket: str | None = None
+    s3_bucket: str | None = Field(default=None, description="Default S3_BUCKET.")
     s3_endpoint_url: str | None = Field(
-        default=None, description="R2: https://<account>.r2.cloudflarestorage.com")
-    s3_region: str | None = Field(default=None, description="R2: auto")
-    aws_access_key_id: str | None = None
-    aws_secret_access_key: str | None = None
+        default=None, description="Default S3_ENDPOINT_URL (R2: "
+                                  "https://<account>.r2.cloudflarestorage.com).")
+    s3_region: str | None = Field(default=None, description="Default S3_REGION (auto, for R2).")
+    aws_access_key_id: str | None = Field(default=None, description="Default S3_ACCESS_KEY_ID.")
+    aws_secret_access_key: str | None = Field(
+        default=None, description="Default S3_SECRET_ACCESS_KEY.")
     multipart_threshold_bytes: int = DEFAULT_MULTIPART_BYTES
     multipart_chunk_bytes: int = DEFAULT_MULTIPART_BYTES
     max_download_bytes: int = DEFAULT_MAX_DOWNLOAD_BYTES
@@ -536,28 +545,43 @@ class VideoStoreResource(dg.ConfigurableResource):
             return UrlPolicy.sandbox(settings.sandbox_url)
         return UrlPolicy.production()
 
+    def backend_name(self) -> Literal["local", "s3"]:
+        name = self.backend or get_settings().get("VIDEO_STORE", default="local") or "local"
+        if name not in ("local", "s3"):
+            raise ConfigError(f"VIDEO_STORE={name!r} (or VideoStoreResource.backend): expected "
+                              f"local or s3")
+        return "s3" if name == "s3" else "local"
+
+    def public_base(self) -> str | None:
+        settings = get_settings()
+        return self.public_base_url or settings.get(
+            "VIDEO_PUBLIC_BASE_URL", sandbox_default=settings.sandbox_service("media"))
+
     def store(self) -> VideoStore:
         settings = get_settings()
-        if self.backend == "local":
-            root = Path(self.local_root) if self.local_root else settings.home / "videos"
-            base = self.public_base_url
+        base = self.public_base()
+        if self.backend_name() == "local":
+            configured = self.local_root or settings.get("VIDEO_DIR")
+            root = Path(configured) if configured else settings.home / "videos"
             if base is None:
-                if not settings.is_sandbox:
-                    raise ConfigError("VideoStoreResource.public_base_url is required for the "
-                                      "local backend in production (the URL nginx serves the "
-                                      "video directory at)")
-                base = SANDBOX_PUBLIC_BASE_URL
+                raise ConfigError("VIDEO_PUBLIC_BASE_URL is required for the local store in "
+                                  "production (the URL nginx serves the video directory at)")
             return LocalVideoStore(root, base)
         from dagster_aws.s3 import S3Resource
 
-        if not self.s3_bucket:
-            raise ConfigError("VideoStoreResource.s3_bucket is required for the s3 backend")
-        register_secret(self.aws_secret_access_key)
-        s3 = S3Resource(endpoint_url=self.s3_endpoint_url, region_name=self.s3_region,
-                        aws_access_key_id=self.aws_access_key_id,
-                        aws_secret_access_key=self.aws_secret_access_key)
+        bucket = self.s3_bucket or settings.get("S3_BUCKET")
+        if not bucket:
+            raise ConfigError("S3_BUCKET is required for the s3 video store")
+        secret = self.aws_secret_access_key or settings.get("S3_SECRET_ACCESS_KEY")
+        register_secret(secret)
+        s3 = S3Resource(
+            endpoint_url=self.s3_endpoint_url or settings.get("S3_ENDPOINT_URL"),
+            region_name=self.s3_region or settings.get("S3_REGION", default="auto",
+                                                       sandbox_default="auto"),
+            aws_access_key_id=self.aws_access_key_id or settings.get("S3_ACCESS_KEY_ID"),
+            aws_secret_access_key=secret)
         return S3VideoStore.from_resource(
-            s3, self.s3_bucket, public_base_url=self.public_base_url,
+            s3, bucket, public_base_url=base,
             multipart_threshold=self.multipart_threshold_bytes,
             multipart_chunksize=self.multipart_chunk_bytes)
 
@@ -591,3 +615,12 @@ def _content_type(suffix: str, served: str | None) -> str:
     if served and served.split("/")[0] in ("video", "audio", "image"):
         return served
     return mimetypes.guess_type(f"x{suffix}")[0] or "application/octet-stream"
+
+
+def _body_chunks(response: httpx.Response) -> Iterable[bytes]:
+    """The body as it arrives. With identity encoding (what we ask for) the raw stream is the
+    file, read without httpx's decoder and re-chunking copies; otherwise decode."""
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return response.iter_raw()
+    return response.iter_bytes(CHUNK_BYTES)

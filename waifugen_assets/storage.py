@@ -53,8 +53,23 @@ _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*)*")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _SUFFIX = re.compile(r"\.[a-z0-9]{1,8}")
 
-_CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
-_THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
+_SPECIAL_V4 = tuple((ipaddress.IPv4Network(net), why) for net, why in (
+    ("0.0.0.0/8", "unspecified / this-network"),
+    ("10.0.0.0/8", "private"),
+    ("100.64.0.0/10", "carrier-grade NAT (100.64.0.0/10)"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local"),
+    ("172.16.0.0/12", "private"),
+    ("192.0.0.0/24", "IETF protocol assignment"),
+    ("192.0.2.0/24", "documentation"),
+    ("192.88.99.0/24", "6to4 relay anycast"),
+    ("192.168.0.0/16", "private"),
+    ("198.18.0.0/15", "benchmarking"),
+    ("198.51.100.0/24", "documentation"),
+    ("203.0.113.0/24", "documentation"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved"),  # includes 255.255.255.255 (broadcast)
+))
 _NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
 _IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
 
@@ -66,20 +81,17 @@ class UnsafeUrl(ValueError):
 # --- addresses -------------------------------------------------------------------------------
 
 def address_problem(ip: IPAddress) -> str | None:
-    """Why `ip` must not be contacted, or None when it is a public unicast address."""
+    """Why `ip` must not be contacted, or None when it is a public unicast address.
+
+    An explicit table (IANA special-purpose registry) first, so the answer does not depend on
+    the Python version's `ipaddress` tables; then `is_global` as a backstop.
+    """
     if isinstance(ip, ipaddress.IPv6Address):
         return _ipv6_problem(ip)
-    checks: tuple[tuple[bool, str], ...] = (
-        (ip.is_unspecified or ip in _THIS_NETWORK, "unspecified / this-network"),
-        (ip.is_loopback, "loopback"),
-        (ip.is_link_local, "link-local"),
-        (ip in _CGNAT, "carrier-grade NAT (100.64.0.0/10)"),
-        (ip.is_multicast, "multicast"),
-        (ip.is_reserved, "reserved"),
-        (ip.is_private, "private"),
-        (not ip.is_global, "not globally routable"),
-    )
-    return next((why for bad, why in checks if bad), None)
+    for net, why in _SPECIAL_V4:
+        if ip in net:
+            return why
+    return None if ip.is_global else "not globally routable"
 
 
 def _ipv6_problem(ip: ipaddress.IPv6Address) -> str | None:

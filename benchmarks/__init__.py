@@ -1,0 +1,1 @@
+"""Performance and reliability harnesses; results in docs/benchmarks.md."""
