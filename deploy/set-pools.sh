@@ -24,6 +24,7 @@ video_api  2      A2E: 100 requests/h, a few concurrent jobs
 llm        2      Ollama on the same host: more only queues inside Ollama
 telegram   1      30 messages/s per bot
 fanvue     1      100 requests/min
+ffmpeg     2      branding encodes: one per core
 "
 
 echo "$POOLS" | while read -r pool limit _why; do

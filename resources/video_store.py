@@ -539,10 +539,14 @@ class VideoStoreResource(dg.ConfigurableResource):
     work_dir: str | None = Field(default=None,
                                  description="Download scratch; default WAIFUGEN_HOME/downloads.")
 
+    sandbox_url: str | None = Field(
+        default=None, description="Sandbox mode: the sandbox server downloads may come from; "
+        "default WAIFUGEN_SANDBOX_URL.")
+
     def url_policy(self) -> UrlPolicy:
         settings = get_settings()
         if settings.is_sandbox:
-            return UrlPolicy.sandbox(settings.sandbox_url)
+            return UrlPolicy.sandbox(self.sandbox_url or settings.sandbox_url)
         return UrlPolicy.production()
 
     def backend_name(self) -> Literal["local", "s3"]:

@@ -115,10 +115,12 @@ def pipeline_resources(db_url: str, sandbox_server, tmp_path: Path) -> dict[str,
 
     from resources.a2e import A2EResource
     from resources.database import DatabaseResource
+    from resources.ffmpeg import FfmpegResource
     from resources.ollama import OllamaResource
     from resources.roster_file import RosterResource
     from resources.runpod import RunPodResource
     from resources.telegram import TelegramResource
+    from resources.video_store import VideoStoreResource
 
     roster = tmp_path / "characters.yaml"
     shutil.copyfile(project_root() / "characters.yaml", roster)
@@ -133,4 +135,9 @@ def pipeline_resources(db_url: str, sandbox_server, tmp_path: Path) -> dict[str,
         "a2e": A2EResource(api_key=f"sk_sandbox_{account}", base_url=f"{sandbox_server.url}/a2e"),
         "runpod": RunPodResource(api_key="rpa_sandbox_test", endpoint_id=f"ep-{account}",
                                  base_url=f"{sandbox_server.url}/runpod"),
+        "video_store": VideoStoreResource(local_root=str(tmp_path / "videos"),
+                                          public_base_url="https://media.example.test/v",
+                                          work_dir=str(tmp_path / "downloads"),
+                                          sandbox_url=sandbox_server.url),
+        "ffmpeg": FfmpegResource(),
     }

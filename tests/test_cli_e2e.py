@@ -18,6 +18,8 @@ DAY = "2026-11-25"
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    if args[0] == "run":  # tests run in parallel: any free port for each sandbox
+        args = (*args, "--sandbox-port", "0")
     return subprocess.run([sys.executable, "-m", "waifugen_assets.cli", *args], env=env,
                           capture_output=True, text=True, timeout=600)
 
@@ -45,7 +47,11 @@ def test_run_twice_then_status(db_url: str, engine: sa.Engine, tmp_path: Path,
         assert set(c["reels"]) == {"planned", "generated", "stored", "branded", "published",
                                    "failed"}
         assert set(c["posts"]) == {"tiktok", "instagram", "youtube"}
-        assert c["budget"]["used"] == 0 and c["budget"]["limit"] > 0
+        # plan -> reels -> stored -> branded for every reel of the day
+        planned = c["reels"]["planned"]
+        assert c["reels"]["generated"] == c["reels"]["stored"] == c["reels"]["branded"] == planned
+        assert c["reels"]["failed"] == 0
+        assert 0 < c["budget"]["used"] < c["budget"]["limit"]
     before = _snapshot(engine)
 
     second = _cli("run", "--date", DAY, env=env)

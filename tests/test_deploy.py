@@ -41,7 +41,7 @@ VENV_BIN = Path(sys.executable).parent
 
 EXPECTED_POOLS = {
     "tiktok": 1, "instagram": 1, "youtube": 1, "video_api": 2, "llm": 2, "telegram": 1,
-    "fanvue": 1,
+    "fanvue": 1, "ffmpeg": 2,
 }
 APP_SERVICES = {"migrate", "codeserver", "webserver", "daemon"}
 LONG_RUNNING = {"postgres", "codeserver", "webserver", "daemon"}

@@ -132,14 +132,16 @@ def roster_check(file: Path | None) -> None:
 @main.command("run")
 @click.option("--date", "day", type=DATE, default=None, help="Day to run (default: today, UTC).")
 @click.option("--character", "characters", multiple=True, help="Only these characters.")
-def run_cmd(day: dt.datetime | None, characters: tuple[str, ...]) -> None:
+@click.option("--sandbox-port", default=SANDBOX_DEFAULT_PORT, show_default=True,
+              help="Port of the sandbox this run starts (0: any free port).")
+def run_cmd(day: dt.datetime | None, characters: tuple[str, ...], sandbox_port: int) -> None:
     """Materialize the day's graph for each character into the Dagster instance."""
     import dagster as dg
 
     from waifugen_assets.local_stack import RunFailed, local_stack, prepare, run_day
 
     the_day = day.date() if day else _today()
-    with local_stack() as stack:
+    with local_stack(sandbox_port=sandbox_port) as stack:
         from waifugen_assets.definitions import defs
 
         instance = dg.DagsterInstance.get()

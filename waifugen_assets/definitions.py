@@ -10,21 +10,24 @@ import dagster as dg
 
 from resources.a2e import A2EResource
 from resources.database import DatabaseResource
+from resources.ffmpeg import FfmpegResource
 from resources.ollama import OllamaResource
 from resources.roster_file import RosterResource
 from resources.runpod import RunPodResource
 from resources.telegram import TelegramResource
+from resources.video_store import VideoStoreResource
 from sensors.roster import roster_sensor
 from waifugen_assets.characters import characters
 from waifugen_assets.config import get_settings
 from waifugen_assets.generation import reel_plans, reels
 from waifugen_assets.jobs import daily_content_job, roster_job, weekly_premium_job
 from waifugen_assets.schedules import daily_content_schedule, weekly_premium_schedule
+from waifugen_assets.videos import branded_videos, stored_videos
 
 
 def build_defs() -> dg.Definitions:
     return dg.Definitions(
-        assets=[characters, reel_plans, reels],
+        assets=[characters, reel_plans, reels, stored_videos, branded_videos],
         jobs=[roster_job, daily_content_job, weekly_premium_job],
         schedules=[daily_content_schedule, weekly_premium_schedule],
         sensors=[roster_sensor],
@@ -35,6 +38,8 @@ def build_defs() -> dg.Definitions:
             "telegram": TelegramResource(),
             "a2e": A2EResource(),
             "runpod": RunPodResource(),
+            "video_store": VideoStoreResource(),
+            "ffmpeg": FfmpegResource(),
         },
     )
 

@@ -65,6 +65,7 @@ def ensure_dagster_home(settings: Settings) -> Path:
 
 @contextlib.contextmanager
 def local_stack(sandbox_port: int = 0) -> Iterator[Stack]:
+    """Fixed ports keep the sandbox's URLs (stored in the database) valid across runs."""
     """Start what the current mode needs; stop what was started on exit."""
     settings = get_settings()
     with contextlib.ExitStack() as stack:
@@ -75,8 +76,14 @@ def local_stack(sandbox_port: int = 0) -> Iterator[Stack]:
             else:
                 from sandbox.server import SandboxServer
 
-                server = stack.enter_context(SandboxServer(
-                    state_dir=settings.sandbox_state, seed=SANDBOX_SEED, port=sandbox_port))
+                try:
+                    server = stack.enter_context(SandboxServer(
+                        state_dir=settings.sandbox_state, seed=SANDBOX_SEED, port=sandbox_port))
+                except OSError as exc:
+                    raise ConfigError(
+                        f"cannot start the sandbox on 127.0.0.1:{sandbox_port} ({exc.strerror});"
+                        f" if `make dev` is running, use it: WAIFUGEN_SANDBOX_URL="
+                        f"http://127.0.0.1:{sandbox_port}") from None
                 configure_sandbox_world(server.url)
                 sandbox_url = server.url
                 os.environ["WAIFUGEN_SANDBOX_URL"] = sandbox_url
