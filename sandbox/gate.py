@@ -13,6 +13,7 @@ import math
 import time
 from typing import Any
 
+from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive, Scope, Send
 
 from sandbox.connection import cut_connection
@@ -48,6 +49,8 @@ class SystemGate:
         started, when = time.monotonic(), utc_now()
         try:
             await self._serve(fault, exchange)
+        except ClientDisconnect:  # the client went away (killed, timed out): nothing to answer
+            exchange.cut = True
         except BaseException:
             if exchange.status is None and not exchange.cut:
                 exchange.status = 500  # uvicorn answers 500 for us

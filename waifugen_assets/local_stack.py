@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+import psutil
 
 from resources.database import resolve_database_url
 from waifugen_assets import migrate
@@ -95,11 +96,34 @@ def local_stack(sandbox_port: int = 0) -> Iterator[Stack]:
         yield Stack(settings, resolve_database_url(settings), sandbox_url)
 
 
+PID_TAG = "waifugen/pid"
+
+
+def reap_dead_cli_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Fail the runs of CLI processes that died (SIGKILL, crash, power loss) and free their
+    concurrency slots: otherwise the next run waits forever for a pool slot they still hold.
+    Their work is resumed from the app database by the next run."""
+    reaped = []
+    alive_states = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING,
+                    dg.DagsterRunStatus.NOT_STARTED]
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=alive_states,
+                                                       tags={"waifugen/trigger": "cli"})):
+        pid = run.tags.get(PID_TAG, "")
+        if pid.isdigit() and psutil.pid_exists(int(pid)):
+            continue
+        instance.report_run_failed(run, f"the waifugen process {pid or '?'} running it died")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        reaped.append(run.run_id)
+    return reaped
+
+
 def prepare(stack: Stack, defs: dg.Definitions, instance: dg.DagsterInstance) -> list[str]:
     """Migrate, load the roster and sync partitions; returns the enabled character ids."""
+    reap_dead_cli_runs(instance)
     migrate.upgrade(stack.database_url)
     result = defs.resolve_job_def("roster").execute_in_process(
-        instance=instance, raise_on_error=False, run_config=QUIET)
+        instance=instance, raise_on_error=False, run_config=QUIET,
+        tags={"waifugen/trigger": "cli", PID_TAG: str(os.getpid())})
     if not result.success:
         raise RunFailed("roster", failure_messages(result))
     from resources.database import engine_for
@@ -144,7 +168,7 @@ def run_day(defs: dg.Definitions, instance: dg.DagsterInstance, day: dt.date,
     for cid in character_ids:
         result = job.execute_in_process(
             partition_key=partition_key(cid, day), instance=instance, raise_on_error=False,
-            tags={"waifugen/trigger": "cli"}, run_config=QUIET,
+            tags={"waifugen/trigger": "cli", PID_TAG: str(os.getpid())}, run_config=QUIET,
         )
         if not result.success:
             failures[cid] = failure_messages(result)
