@@ -142,3 +142,21 @@ def test_removed_character_is_disabled_not_deleted(resources, roster_file: Path,
                                            schema.characters.c.enabled)).all())
     assert len(rows) == len(ids) and rows[removed] is False
     assert sum(rows.values()) == len(ids) - 1
+
+
+def test_ollama_junk_falls_back_to_templates(resources, engine: sa.Engine,
+                                             sandbox_server) -> None:
+    """A cut-off answer (invalid JSON) from Ollama: the plan still gets made, from templates."""
+    fault = sandbox_server.add_fault(system="ollama", route="/api/chat", action="truncate")
+    try:
+        with dg.instance_for_test() as instance:
+            cid = _load_roster(resources, instance)[2]
+            result = dg.materialize([characters, reel_plans], selection=[reel_plans],
+                                    partition_key=partition_key(cid, DAY),
+                                    resources=resources, instance=instance)
+    finally:
+        sandbox_server.remove_fault(fault["id"])
+    assert result.success
+    plans = [r["plan"] for r in _reels(engine, cid)]
+    assert plans and all(p["source"] == "template" and p["fallback_reason"] for p in plans)
+    assert all(p["platforms"]["tiktok"]["is_aigc"] for p in plans)

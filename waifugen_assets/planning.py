@@ -129,5 +129,69 @@ def plan_texts(req: PlanRequest, writer: Writer | None) -> dict[str, Any]:
         if fallback_reason:
             texts["fallback_reason"] = fallback_reason
     texts["disclosure"] = AI_DISCLOSURE
+    texts["platforms"] = platform_texts(texts)
     return texts
 
+
+
+# --- per-platform texts ------------------------------------------------------------------------
+# Limits from reference/PROTOCOLS.md: TikTok's post title (its caption) up to 2200 characters;
+# Instagram captions up to 2200 characters and 30 hashtags; YouTube titles up to 100
+# characters without '<' or '>', descriptions up to 5000.
+TIKTOK_TITLE_MAX = 2200
+INSTAGRAM_CAPTION_MAX = 2200
+INSTAGRAM_HASHTAGS_MAX = 30
+YOUTUBE_TITLE_MAX = 100
+YOUTUBE_DESCRIPTION_MAX = 5000
+AI_LABEL = "#AIgenerated"
+
+
+def _cut(text: str, limit: int) -> str:
+    """At most `limit` characters, cut at a word boundary with an ellipsis when shortened."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1].rsplit(" ", 1)[0] or text[: limit - 1]
+    return head.rstrip(" ,.;:-") + "…"
+
+
+def _compose(body: str, tail: str, limit: int) -> str:
+    """`body` shortened so that `body + tail` fits: the tail (disclosure, tags) always stays."""
+    room = limit - len(tail) - 1
+    return f"{_cut(body, max(room, 0))} {tail}".strip() if room > 0 else _cut(tail, limit)
+
+
+_HASHTAG = re.compile(r"#\w+")
+
+
+def limit_hashtags(text: str, most: int) -> str:
+    """Drop hashtags after the first `most` (Instagram rejects captions with more than 30)."""
+    seen = 0
+
+    def keep(match: re.Match[str]) -> str:
+        nonlocal seen
+        seen += 1
+        return match.group() if seen <= most else ""
+
+    return " ".join(_HASHTAG.sub(keep, text).split(" ")).replace("  ", " ").strip()
+
+
+def platform_texts(texts: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """What each platform receives, within its limits and always with the AI disclosure."""
+    hashtags = [h for h in texts.get("hashtags", []) if h][:INSTAGRAM_HASHTAGS_MAX - 1]
+    tags = " ".join([*hashtags, AI_LABEL])
+    disclosure = str(texts.get("disclosure") or AI_DISCLOSURE)
+    caption = str(texts.get("caption", ""))
+    title = str(texts.get("title", "")).replace("<", "").replace(">", "")
+    return {
+        "tiktok": {"title": _compose(caption, f"{tags} {disclosure}", TIKTOK_TITLE_MAX),
+                   "is_aigc": True},
+        # The tags come last, so trimming extra hashtags keeps the body's first ones.
+        "instagram": {"caption": limit_hashtags(_compose(caption, f"{disclosure}\n{tags}",
+                                                         INSTAGRAM_CAPTION_MAX),
+                                                INSTAGRAM_HASHTAGS_MAX)},
+        "youtube": {"title": _cut(title, YOUTUBE_TITLE_MAX) or "Short",
+                    "description": _compose(f"{caption}\n\n{texts.get('script', '')}",
+                                            f"{disclosure} {tags}", YOUTUBE_DESCRIPTION_MAX),
+                    "containsSyntheticMedia": True},
+    }
