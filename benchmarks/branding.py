@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -34,6 +33,7 @@ from typing import Any
 
 import imageio_ffmpeg
 
+from benchmarks.report import machine, write_section
 from resources.ffmpeg import FfmpegResource, probe_file
 from waifugen_assets.branding import (
     DEFAULT_SPEC,
@@ -44,8 +44,6 @@ from waifugen_assets.branding import (
 )
 from waifugen_assets.roster import Watermark
 
-ROOT = Path(__file__).resolve().parent.parent
-DOCS = ROOT / "docs" / "benchmarks.md"
 HEADING = "## Branding: 15 s 1080x1920 clip"
 SECONDS = 15
 WORK = Path(tempfile.gettempdir()) / "waifugen-bench-branding"
@@ -138,23 +136,10 @@ def timed(fn: Any) -> tuple[float, float]:
     return time.perf_counter() - started, _cpu() - cpu0
 
 
-def machine() -> dict[str, Any]:
-    import psutil
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    version = subprocess.run([ffmpeg_exe(), "-hide_banner", "-version"], capture_output=True,
-                             text=True, check=False).stdout.split("\n", 1)[0]
-    return {"cpu": cpu, "cores": os.cpu_count(),
-            "ram_gb": round(psutil.virtual_memory().total / 1e9, 1),
-            "load_1m": round(os.getloadavg()[0], 2), "python": platform.python_version(),
-            "ffmpeg": version.replace("ffmpeg version ", "").split(" Copyright")[0]}
+def ffmpeg_version() -> str:
+    first = subprocess.run([ffmpeg_exe(), "-hide_banner", "-version"], capture_output=True,
+                           text=True, check=False).stdout.split("\n", 1)[0]
+    return first.replace("ffmpeg version ", "").split(" Copyright")[0]
 
 
 def run(runs: int) -> dict[str, Any]:
@@ -198,7 +183,7 @@ def run(runs: int) -> dict[str, Any]:
     return {
         "benchmark": "branding",
         "date": datetime.now(UTC).strftime("%Y-%m-%d"),
-        "machine": machine(),
+        "machine": {**machine(), "ffmpeg": ffmpeg_version()},
         "runs": runs,
         "same_command": same_command(raw, ours_cmd),
         "times_s": times,
@@ -262,25 +247,6 @@ def render(r: dict[str, Any]) -> str:
     ])
 
 
-def write_docs(section: str) -> None:
-    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else (
-        "# Benchmarks\n\nResults of the harnesses in `benchmarks/`; each section is rewritten "
-        "by its harness.\n")
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith(HEADING)), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-                   len(lines))
-        rest = "\n".join(lines[end:])
-        new = "\n".join(lines[:start]) + "\n" + section + ("\n" + rest if rest else "")
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = DOCS.with_name(f".{DOCS.name}.{os.getpid()}.tmp")
-    tmp.write_text(new.rstrip("\n") + "\n", encoding="utf-8")
-    tmp.replace(DOCS)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -289,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args.runs)
     print(json.dumps(result, indent=2))
     if not args.no_docs:
-        write_docs(render(result))
+        write_section(render(result), HEADING)
     return 0
 
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import platform
 import random
 import resource
 import shutil
@@ -34,12 +32,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.report import machine, write_section
+
 MB = 1_000_000
 MiB = 1 << 20
 LIMIT_MB = 100
 SEED = 20240601
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = ROOT / "docs" / "benchmarks.md"
 
 
 # --- deterministic payload -------------------------------------------------------------------
@@ -179,22 +178,6 @@ def run_curl(url: str) -> float:
 
 # --- report ----------------------------------------------------------------------------------
 
-def machine() -> dict[str, Any]:
-    import psutil
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(),
-            "ram_gb": round(psutil.virtual_memory().total / 1e9, 1),
-            "python": platform.python_version(), "os": platform.platform(terse=True)}
-
-
 def render(result: dict[str, Any]) -> str:
     m = result["machine"]
     size_mb = result["size_mb"]
@@ -228,25 +211,6 @@ def render(result: dict[str, Any]) -> str:
         f"| sha256 verified | {result['sha256_ok']} |",
         "",
     ])
-
-
-def write_docs(section: str, heading_prefix: str = "## Storage: download + store") -> None:
-    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else \
-        "# Benchmarks\n\nResults of the harnesses in `benchmarks/`; each section is rewritten " \
-        "by its harness.\n"
-    lines = text.splitlines()
-    start = next((i for i, line in enumerate(lines) if line.startswith(heading_prefix)), None)
-    if start is None:
-        new = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
-                   len(lines))
-        rest = "\n".join(lines[end:])
-        new = "\n".join(lines[:start]) + "\n" + section + ("\n" + rest if rest else "")
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = DOCS.with_suffix(".md.tmp")
-    tmp.write_text(new.rstrip("\n") + "\n", encoding="utf-8")
-    tmp.replace(DOCS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -295,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     result["passed"] = result["max_rss_increase_mb"] < LIMIT_MB and result["sha256_ok"]
     print(json.dumps(result, indent=2))
     if not args.no_docs:
-        write_docs(render(result))
+        write_section(render(result), "## Storage: download + store")
     return 0 if result["passed"] else 1
 
 

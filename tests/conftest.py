@@ -109,6 +109,14 @@ def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]
 
 
 @pytest.fixture
+def sandbox(sandbox_server):
+    """The shared sandbox with no faults left over from earlier tests, nor after this one."""
+    sandbox_server.clear_faults()
+    yield sandbox_server
+    sandbox_server.clear_faults()
+
+
+@pytest.fixture
 def pipeline_resources(db_url: str, sandbox_server, tmp_path: Path) -> dict[str, object]:
     """Resources for materializing assets: the test database, the sandbox, a copied roster."""
     import shutil

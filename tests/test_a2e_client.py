@@ -41,13 +41,6 @@ PATHS = {"generate": "/api/v1/video/generate", "status": "/api/v1/video/awsResul
 
 
 @pytest.fixture
-def sandbox(sandbox_server: Any) -> Iterator[Any]:
-    sandbox_server.clear_faults()
-    yield sandbox_server
-    sandbox_server.clear_faults()
-
-
-@pytest.fixture
 def key() -> str:
     return f"sk_sandbox_{uuid.uuid4().hex[:12]}"
 

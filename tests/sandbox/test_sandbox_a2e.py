@@ -23,13 +23,6 @@ OTHER_ANCHOR = "6650a1c0e4b0f1a2b3c40002"
 
 
 @pytest.fixture
-def sandbox(sandbox_server: Any) -> Iterator[Any]:
-    sandbox_server.clear_faults()
-    yield sandbox_server
-    sandbox_server.clear_faults()
-
-
-@pytest.fixture
 def key() -> str:
     """A fresh account per test: its own balance, request budget, tasks and fault queue."""
     return f"sk_sandbox_{uuid.uuid4().hex[:12]}"

@@ -19,13 +19,6 @@ INPUT = {"anchor_id": "6650a1c0e4b0f1a2b3c40001", "text": "Hello friends, quick 
 
 
 @pytest.fixture
-def sandbox(sandbox_server: Any) -> Iterator[Any]:
-    sandbox_server.clear_faults()
-    yield sandbox_server
-    sandbox_server.clear_faults()
-
-
-@pytest.fixture
 def endpoint() -> str:
     """A fresh endpoint per test: its own jobs and fault queue."""
     return f"ep{uuid.uuid4().hex[:10]}"
