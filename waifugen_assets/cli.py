@@ -69,6 +69,20 @@ def _database_url() -> str:
     return resolve_database_url(get_settings())
 
 
+def _migrated_url() -> str:
+    """The app database URL, after checking that its schema is current."""
+    from waifugen_assets import migrate
+
+    url = _database_url()
+    current = migrate.current(url)
+    if current is None:
+        _fail("the app database is empty: run `waifugen db upgrade` or `make run` first")
+    if current != migrate.head():
+        _fail(f"the app database is at {current}, the code needs {migrate.head()}: run "
+              "`waifugen db upgrade`")
+    return url
+
+
 @db.command("upgrade")
 @click.argument("revision", default="head")
 def db_upgrade(revision: str) -> None:
@@ -127,6 +141,73 @@ def roster_check(file: Path | None) -> None:
                f"({len(loaded.enabled())} enabled)")
 
 
+# --- tokens -----------------------------------------------------------------------------------
+
+@main.group()
+def tokens() -> None:
+    """Platform tokens, encrypted at rest (WAIFUGEN_SECRET_KEY)."""
+
+
+def _vault():
+    from resources.database import engine_for
+    from waifugen_assets.tokens import TokenCipher, TokenVault
+
+    return TokenVault(engine_for(_migrated_url()), TokenCipher(get_settings().secret_keys))
+
+
+@tokens.command("set")
+@click.argument("platform")
+@click.argument("character")
+@click.option("--access-token-file", type=click.File("r"), required=True,
+              help="File (or - for stdin) holding the access token; never pass tokens as "
+              "arguments, they would land in the shell history.")
+@click.option("--refresh-token-file", type=click.File("r"), default=None)
+@click.option("--expires-in", type=int, default=None, help="Seconds the access token lives.")
+def tokens_set(platform: str, character: str, access_token_file: click.File,
+               refresh_token_file: click.File | None, expires_in: int | None) -> None:
+    """Store PLATFORM tokens for CHARACTER (after authorising the account)."""
+    from resources.oauth import TokenSet
+    from waifugen_assets.tokens import TokenError
+
+    access = access_token_file.read().strip()
+    refresh = refresh_token_file.read().strip() if refresh_token_file else None
+    if not access:
+        _fail("the access token file is empty")
+    vault = _vault()
+    try:
+        with vault.engine.begin() as conn:
+            vault.save(conn, character, platform, TokenSet(access, refresh, expires_in, None))
+    except TokenError as exc:
+        _fail(str(exc))
+    click.echo(f"stored {platform} tokens for {character} (encrypted, key "
+               f"{vault.cipher.current_key_id})")
+
+
+@tokens.command("rekey")
+def tokens_rekey() -> None:
+    """Re-encrypt every token with the newest key (run before retiring an old key)."""
+    click.echo(f"re-encrypted {_vault().rekey()} account(s)")
+
+
+@tokens.command("status")
+def tokens_status() -> None:
+    """Per account: whether a token is stored, when it expires, and the key it is under."""
+    import sqlalchemy as sa
+
+    from waifugen_assets import schema
+
+    pa = schema.platform_accounts
+    with _vault().engine.connect() as conn:
+        rows = conn.execute(sa.select(pa.c.character_id, pa.c.platform, pa.c.status,
+                                      pa.c.token_expires_at, pa.c.refresh_expires_at,
+                                      pa.c.key_id, pa.c.access_token_enc.is_not(None))
+                            .order_by(pa.c.character_id, pa.c.platform)).all()
+    for cid, platform, status, expires, refresh_expires, key, has_token in rows:
+        state = status if has_token else "no token"
+        click.echo(f"{cid:<20} {platform:<10} {state:<13} access until {expires or '-'}  "
+                   f"refresh until {refresh_expires or '-'}  key {key or '-'}")
+
+
 # --- run and status ---------------------------------------------------------------------------
 
 @main.command("run")
@@ -179,12 +260,7 @@ def _print_status(url: str, day: dt.date, ids: list[str] | None, as_json: bool) 
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status_cmd(day: dt.datetime | None, as_json: bool) -> None:
     """Per character: reels per stage, posts per platform, budget use."""
-    from waifugen_assets import migrate
-
-    url = _database_url()
-    if migrate.current(url) is None:
-        _fail("the app database is empty: run `waifugen db upgrade` or `make run` first")
-    _print_status(url, day.date() if day else _today(), None, as_json)
+    _print_status(_migrated_url(), day.date() if day else _today(), None, as_json)
 
 
 # --- sandbox and dev --------------------------------------------------------------------------
