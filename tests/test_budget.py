@@ -54,6 +54,12 @@ def test_limits_never_exceed_the_total(shares: dict, total: int) -> None:
     assert sum(character_limits(total, shares).values()) <= total
 
 
+def test_shares_over_100_are_scaled_down() -> None:
+    # found by the property above: 22 + 18 + 24 + 18 + 20 = 102 %
+    limits = character_limits(50, {"a": 22.0, "b": 18.0, "c": 24.0, "d": 18.0, "e": 20.0})
+    assert sum(limits.values()) <= 50
+
+
 def test_thresholds() -> None:
     assert thresholds_reached(49.9) == []
     assert thresholds_reached(80) == [50, 80]

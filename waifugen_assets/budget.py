@@ -83,11 +83,16 @@ def next_month(day: dt.date) -> dt.date:
 
 
 def character_limits(total: int, shares: Mapping[str, float | None]) -> dict[str, int]:
-    """Each character's credits: its share, or an even part of what named shares leave."""
+    """Each character's credits: its share, or an even part of what named shares leave.
+
+    The roster refuses shares over 100 % in total; should the table say otherwise (edited by
+    hand), the named shares are scaled down so the limits never add up to more than the total.
+    """
     named = sum(s for s in shares.values() if s is not None)
     unnamed = [cid for cid, s in shares.items() if s is None]
+    scale = 100.0 / named if named > 100 else 1.0
     rest = max(0.0, 100.0 - named) / len(unnamed) if unnamed else 0.0
-    return {cid: math.floor(total * (rest if s is None else float(s)) / 100)
+    return {cid: math.floor(total * (rest if s is None else float(s) * scale) / 100)
             for cid, s in shares.items()}
 
 
