@@ -16,11 +16,18 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import settings
 from sqlalchemy.engine import make_url
 
 from waifugen_assets import migrate
 from waifugen_assets.config import project_root
 from waifugen_assets.embedded_pg import embedded_server_url, to_psycopg2
+
+# CI explores the same examples on every run (a red build must mean a regression); local runs
+# keep exploring new ones, and what they find is added as a regular test.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 # Tests must never pick up an operator's production settings.
 for _name in ("WAIFUGEN_MODE", "DATABASE_URL", "WAIFUGEN_SECRET_KEY", "DAGSTER_HOME"):
