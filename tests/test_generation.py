@@ -165,3 +165,18 @@ def test_budget_block_sends_nothing_to_a2e(pipeline_resources, instance, engine,
     assert not result.success  # the blocking budget check stopped the run
     assert sandbox_server.journal("a2e", since) == []
     assert {r["status"] for r in _rows(engine)} == {"blocked"}
+
+
+def test_task_that_never_finishes_times_out(pipeline_resources, instance, engine,
+                                            sandbox_server) -> None:
+    # Normal renders finish by the first poll; one stays in "process" for 500 polls.
+    _a2e(pipeline_resources, sandbox_server, "config", states_per_poll=10)
+    _a2e(pipeline_resources, sandbox_server, "next_jobs", outcome="slow", count=1, polls=500)
+    config = {"ops": {"reels": {"config": {"max_wait_seconds": 0,
+                                           "abandon_after_seconds": 0}}}}
+    result = _run(pipeline_resources, instance, reel_plans, reels, run_config=config)
+    assert result.success
+    rows = _rows(engine)
+    timed_out = [r for r in rows if r["status"] == "failed"]
+    assert len(timed_out) == 1 and "timed out" in timed_out[0]["failure_reason"]
+    assert timed_out[0]["generation_task_id"]  # the paid task stays on record

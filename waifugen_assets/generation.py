@@ -196,6 +196,9 @@ class RenderConfig(dg.Config):
     max_wait_seconds: float | None = Field(
         default=None, description="How long one run waits for a task before leaving it to "
         "the next run; default 60 s in sandbox, 15 min else.")
+    abandon_after_seconds: float | None = Field(
+        default=None, description="A task still unfinished this long after its submit fails "
+        "its reel as timed out; default 10 min in sandbox, 6 h else.")
 
 
 def budget_guard(day: dt.date) -> Callable[[sa.Connection, int], str | None]:
@@ -211,12 +214,7 @@ def budget_guard(day: dt.date) -> Callable[[sa.Connection, int], str | None]:
     return guard
 
 
-RENDERABLE = sa.or_(
-    schema.reels.c.status.in_(("planned", "generating")),
-    # a task that failed to report in time is resumed, never resubmitted
-    sa.and_(schema.reels.c.status == "failed", schema.reels.c.generation_task_id.is_not(None),
-            schema.reels.c.failure_reason.like("%still running%")),
-)
+RENDERABLE = schema.reels.c.status.in_(("planned", "generating"))
 
 
 @dg.asset(
@@ -250,6 +248,9 @@ def reels(context: dg.AssetExecutionContext, config: RenderConfig, database: Dat
         if config.poll_interval_seconds is not None else (0.0 if settings.is_sandbox else 20.0),
         max_wait=config.max_wait_seconds
         if config.max_wait_seconds is not None else (60.0 if settings.is_sandbox else 900.0),
+        abandon_after=config.abandon_after_seconds
+        if config.abandon_after_seconds is not None
+        else (600.0 if settings.is_sandbox else 6 * 3600.0),
         budget_guard=budget_guard(day))
     for row in rows:
         job = RenderJob(reel_id=row["id"], character_id=character_id, date=day,

@@ -5,12 +5,13 @@ Per reel the database row is the ledger of what happened:
    paid submit, so a crash after it is visible;
 2. the remote task id, committed the moment the provider returns it;
 3. polling until the task is terminal; then, in one transaction, status `generated` with the
-   result URL and the task's cost in credit_ledger (unique per provider task).
+   result URL and the task's cost in credit_ledger (unique per provider task). A task still
+   running when the run's wait ends is resumed by the next run; one still unfinished
+   `abandon_after` seconds after its submit fails the reel ("timed out").
 
 A rerun resumes: `generating` with a task id polls that task; `generating` without one means
 the submit's outcome is unknown, so the provider is asked (A2E: find the task by its title,
-which is our idempotency key) before anything is paid again. A task that is still running
-when the wait ends is left `generating` and picked up by the next run. Provider failures
+which is our idempotency key) before anything is paid again. Provider failures
 fail that reel with the provider's reason; repeated failures open a circuit breaker that
 sends new reels to the fallback provider (RunPod) when one is configured.
 """
@@ -120,7 +121,8 @@ class Renderer:
     fallback: VideoProvider | None = None
     breaker: CircuitBreaker = field(default_factory=lambda: BREAKER)  # shared per process
     poll_interval: float = 0.0
-    max_wait: float = 60.0
+    max_wait: float = 60.0  # per run; an unfinished task is resumed by the next run
+    abandon_after: float = 6 * 3600.0  # after this long since submit, the reel fails
     sleep: Callable[[float], None] = time.sleep
     budget_guard: Callable[[sa.Connection, int], str | None] = field(
         default=lambda conn, reel_id: None)
@@ -243,8 +245,15 @@ class Renderer:
             if state.terminal:
                 break
             if time.monotonic() >= deadline:
+                age = self._age(job.reel_id)
+                if age is not None and age >= self.abandon_after:
+                    self.breaker.failure(provider.name)
+                    self._fail(job, f"{provider.name} task {task_id} timed out: not finished "
+                                    f"{age / 60:.0f} min after it was submitted")
+                    return
                 self.outcome.pending[job.reel_id] = (
-                    f"{provider.name} task {task_id} still running after {self.max_wait:g} s")
+                    f"{provider.name} task {task_id} still running after {self.max_wait:g} s; "
+                    "the next run resumes it")
                 self._mark_generating(job)
                 return
             self.sleep(self.poll_interval)
@@ -274,6 +283,13 @@ class Renderer:
         with self.engine.begin() as conn:
             conn.execute(_update(job.reel_id, generation_task_id=task_id,
                                  generation_provider=provider.name, status="generating"))
+
+    def _age(self, reel_id: int) -> float | None:
+        """Seconds since the reel's last paid submit (database clock)."""
+        r = schema.reels
+        with self.engine.connect() as conn:
+            return conn.scalar(sa.select(sa.func.extract(
+                "epoch", sa.func.now() - r.c.generation_submitted_at)).where(r.c.id == reel_id))
 
     def _mark_generating(self, job: RenderJob) -> None:
         with self.engine.begin() as conn:
