@@ -59,8 +59,15 @@ def _check_limits(texts: dict) -> None:
     assert len(re.findall(r"#\w+", caption)) <= INSTAGRAM_HASHTAGS_MAX
     yt = p["youtube"]
     assert 0 < len(yt["title"]) <= 100 and "<" not in yt["title"] and ">" not in yt["title"]
-    assert len(yt["description"]) <= 5000 and AI_DISCLOSURE in yt["description"]
+    assert len(yt["description"].encode()) <= 5000 and AI_DISCLOSURE in yt["description"]
     assert yt["containsSyntheticMedia"] is True
+
+
+def test_youtube_description_limit_is_in_bytes() -> None:
+    texts = {"title": "t", "script": "日本語のテキスト " * 800, "caption": "キャプション",
+             "hashtags": ["#a"], "disclosure": AI_DISCLOSURE}
+    description = platform_texts(texts)["youtube"]["description"]
+    assert len(description.encode()) <= 5000 and AI_DISCLOSURE in description
 
 
 def test_long_texts_are_cut_and_keep_the_disclosure() -> None:

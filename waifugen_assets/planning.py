@@ -161,6 +161,21 @@ def _compose(body: str, tail: str, limit: int) -> str:
     return f"{_cut(body, max(room, 0))} {tail}".strip() if room > 0 else _cut(tail, limit)
 
 
+def _compose_bytes(body: str, tail: str, limit: int) -> str:
+    """Like _compose, for limits counted in UTF-8 bytes (YouTube descriptions)."""
+    room = limit - len(tail.encode()) - 1
+    if room <= 0:
+        return _cut(tail, limit // 4)
+    lo, hi = 0, len(body)
+    while lo < hi:  # the longest cut of `body` that fits `room` bytes
+        mid = (lo + hi + 1) // 2
+        if len(_cut(body, mid).encode()) <= room:
+            lo = mid
+        else:
+            hi = mid - 1
+    return f"{_cut(body, lo)} {tail}".strip() if lo else tail
+
+
 _HASHTAG = re.compile(r"#\w+")
 
 
@@ -191,7 +206,8 @@ def platform_texts(texts: dict[str, Any]) -> dict[str, dict[str, Any]]:
                                                          INSTAGRAM_CAPTION_MAX),
                                                 INSTAGRAM_HASHTAGS_MAX)},
         "youtube": {"title": _cut(title, YOUTUBE_TITLE_MAX) or "Short",
-                    "description": _compose(f"{caption}\n\n{texts.get('script', '')}",
-                                            f"{disclosure} {tags}", YOUTUBE_DESCRIPTION_MAX),
+                    "description": _compose_bytes(f"{caption}\n\n{texts.get('script', '')}",
+                                                  f"{disclosure} {tags}",
+                                                  YOUTUBE_DESCRIPTION_MAX),
                     "containsSyntheticMedia": True},
     }
