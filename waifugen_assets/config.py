@@ -84,6 +84,18 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("S3_ACCESS_KEY_ID", "S3 access key id", secret=True),
     Setting("S3_SECRET_ACCESS_KEY", "S3 secret access key", secret=True),
     Setting("FFMPEG_PATH", "ffmpeg binary", default="the one imageio-ffmpeg ships"),
+    Setting("TIKTOK_BASE_URL", "TikTok API base URL",
+            default="https://open.tiktokapis.com; sandbox: /tiktok"),
+    Setting("TIKTOK_CLIENT_KEY", "TikTok app client key (token refresh)"),
+    Setting("TIKTOK_CLIENT_SECRET", "TikTok app client secret", secret=True),
+    Setting("INSTAGRAM_BASE_URL", "Instagram Graph API base URL",
+            default="https://graph.instagram.com; sandbox: /instagram"),
+    Setting("YOUTUBE_BASE_URL", "YouTube Data API base URL",
+            default="https://www.googleapis.com; sandbox: /youtube"),
+    Setting("YOUTUBE_TOKEN_URL", "Google OAuth token endpoint",
+            default="https://oauth2.googleapis.com; sandbox: /youtube/oauth2"),
+    Setting("YOUTUBE_CLIENT_ID", "Google OAuth client id (token refresh)"),
+    Setting("YOUTUBE_CLIENT_SECRET", "Google OAuth client secret", secret=True),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -130,6 +142,8 @@ class Settings:
             default: str | None = None) -> str | None:
         """A setting without a typed field (outside systems): set value, else the default of
         the current mode."""
+        if name not in _BY_NAME:  # a name missing from SETTINGS could never be configured
+            raise KeyError(f"{name} is not a setting: add it to SETTINGS (and README)")
         value = self.env.get(name)
         if value:
             return value
