@@ -7,9 +7,12 @@ line here. It is then served at `/<name>`, journaled, and a valid target for fau
 from __future__ import annotations
 
 from sandbox.system import SystemFactory
-from sandbox.systems import a2e, ollama, runpod, telegram
+from sandbox.systems import a2e, instagram, ollama, runpod, telegram, tiktok, youtube
 
 SYSTEMS: dict[str, SystemFactory] = {
+    "instagram": instagram.create,
+    "youtube": youtube.create,
+    "tiktok": tiktok.create,
     "ollama": ollama.create,
     "a2e": a2e.create,
     "runpod": runpod.create,

@@ -1,0 +1,1231 @@
+"""Instagram Graph API (Reels content publishing) and its rupload host.
+
+The `/instagram` mount stands for the Graph host (graph.facebook.com, or graph.instagram.com
+with Instagram Login: same paths) and `/instagram/rupload` for rupload.facebook.com. Paths
+carry a version prefix (`v25.0`, any `vNN.N`). PROTOCOLS.md section 2.
+
+Graph routes (token: `Authorization: Bearer|OAuth <token>`, or `access_token` in the query
+or the form/JSON body; parameters in the query string or the body):
+
+- `GET /{v}/me?fields=id,user_id,username` (and `GET /{v}/{ig-user-id}`): the account.
+- `POST /{v}/{ig-user-id}/media` `media_type=REELS` and either `video_url=<url>` or
+  `upload_type=resumable`; `caption`, `share_to_feed` (true|false), `thumb_offset` (ms);
+  `cover_url`, `audio_name`, `collaborators`, `location_id` accepted and ignored.
+  -> `{"id"}`, or `{"id", "uri"}` for resumable uploads.
+- `GET /{v}/{container-id}?fields=id,status_code,status` -> status_code IN_PROGRESS |
+  FINISHED | ERROR | EXPIRED | PUBLISHED.
+- `POST /{v}/{ig-user-id}/media_publish` `creation_id=<container-id>` -> `{"id": media id}`.
+- `GET /{v}/{media-id}?fields=id,caption,permalink,shortcode,timestamp,media_type,
+  media_product_type,username,is_shared_to_feed,like_count,comments_count`.
+- `GET /{v}/{ig-user-id}/media?fields=...&limit=25&after=<cursor>`: published media,
+  newest first, `{"data", "paging": {"cursors": {"before", "after"}, "next"?}}`.
+- `GET /{v}/{ig-user-id}/content_publishing_limit?fields=quota_usage,config` ->
+  `{"data": [{"quota_usage": n, "config": {"quota_total": 50, "quota_duration": 86400}}]}`.
+- `GET /refresh_access_token` (also `/{v}/refresh_access_token`)
+  `?grant_type=ig_refresh_token&access_token=<long-lived token>` -> `{"access_token",
+  "token_type": "bearer", "expires_in"}`: Instagram Login's refresh (the long-lived token is
+  its own refresh credential; the Facebook Login `fb_exchange_token` flow is not modelled).
+
+rupload routes (token: `Authorization: OAuth <token>` only, as Meta's samples send it):
+
+- `POST /rupload/ig-api-upload/{v}/{container-id}` with headers `offset`, `file_size` and the
+  bytes as body (streamed to disk). A POST may carry only part of the file: its bytes are
+  written at `offset`, which must not exceed the bytes received so far (a lower offset
+  rewrites from there, so resending a chunk is harmless). Bytes that arrived before a
+  dropped connection are kept. The last byte -> `{"success": true, "message": "Upload
+  successful."}`; a partial POST -> `{"success": true, "message": "Upload in progress.",
+  "offset": n}` (sandbox choice). Once complete, further POSTs are acknowledged and ignored.
+- `GET` on the same URI -> `{"id", "offset": <bytes received>, "file_size"}`. Meta does not
+  document this answer (PROTOCOLS: UNCERTAIN); the sandbox names the field `offset` like the
+  request header (Graph's generic Resumable Upload API calls it `file_offset`).
+- Errors: `{"debug_info": {"retriable": bool, "type", "message"}}` (401 for token errors).
+  `file_url` (hosted) uploads are not modelled.
+
+Accounts and tokens: a token `IGAAsandbox` + `[A-Za-z0-9_-]*` (e.g. `IGAAsandbox_mira`) is an
+account's first long-lived token, created on first use: its own ig-user-id (17841 + 12
+digits from the token's hash), username (the suffix), containers, media and quota. Refreshed
+tokens are random `IGAA...` strings of the same account; the previous token stays valid until
+its own expiry (60 days). An unknown token -> 190; an expired one -> 190 subcode 463. Graph
+errors use HTTP 400 and `{"error": {"message", "type", "code", "error_subcode"?,
+"is_transient", "error_user_title"?, "error_user_msg"?, "fbtrace_id"}}`; injected 5xx faults
+answer code 2 (transient), 429 faults code 4, 401/403 faults code 190.
+
+Containers: a `video_url` is downloaded during the create call (so the create answer waits
+for it), only from loopback hosts (the sandbox's own routes or a test's server on loopback;
+no redirects, `video/*` or `application/octet-stream`). A failed download makes the
+container ERROR with subcode 2207052 (2207003 on a timeout). Media are then checked like
+Reels: MP4/MOV with `ftyp` first and `moov` before `mdat`, H.264/HEVC video up to 1920 wide
+at 23-60 fps, AAC audio (<= 48 kHz) if any, 3 s to 15 min, at most 300 MB (the lower of the
+two published figures); a failure -> ERROR 2207026. Each status poll of a container whose
+media is in advances it one step: IN_PROGRESS until `finish_polls` polls (default 2), then
+FINISHED (or ERROR). A container not published `container_ttl` (24 h) after creation is
+EXPIRED (see the controllable clock). 400 containers per rolling 24 h per account.
+
+Publishing: only a FINISHED container; IN_PROGRESS -> code 9007 subcode 2207027 (not ready),
+EXPIRED -> 9007/2207020, ERROR -> 9007 with the container's subcode. Publishing a container
+again does not create a second media: it answers code 9007 "Media ID is not available: the
+container has already been published" (no subcode; sandbox choice, the stricter of the two
+plausible behaviours). More than `quota_total` (50) publishes in the rolling
+`quota_duration` (24 h) -> code 9 subcode 2207042; 400 containers in 24 h -> the same code
+and subcode with a container-limit message (sandbox choice).
+
+AI disclosure: every container and media records `has_ai_label`: the caption contains one of
+`#AIgenerated`, `#AI_generated`, `#AI-generated`, `#MadeWithAI`, `AI-generated`,
+`AI generated`, `Made with AI` (any case). Instagram itself accepts captions without one, so
+the sandbox records rather than refuses; tests count published media by this flag.
+
+Control routes (no auth; JSON bodies; journaled like everything else):
+- `GET /_control/account?access_token=` -> `{"ig_user_id", "username"}` (creates a sandbox
+  account for a new `IGAAsandbox...` token).
+- `POST /_control/expire_token {"access_token", "refreshable": true}`: the token now fails
+  with 190/463. Meta refuses to refresh an expired long-lived token; `refreshable: true` (the
+  default) still lets the sandbox refresh it, so a client's "auth error -> refresh once" path
+  can be exercised; `false` gives Meta's behaviour.
+- `POST /_control/age {"container_id", "seconds"}`: move the container's creation back.
+- `GET|POST /_control/clock {"advance": seconds}`: move the sandbox clock forward (tokens,
+  container expiry, quota and container windows).
+- `POST|DELETE /_control/next_containers {"outcome": "error"|"slow", "subcode", "message",
+  "polls", "count", "ig_user_id"?}`: the next containers created (by that account, else by
+  any) end in ERROR with that subcode / need `polls` polls to finish.
+- `POST|DELETE /_control/next_errors {"code", "subcode"?, "message"?, "route": glob,
+  "method"?, "count": 1, "http_status": 400, "regain_minutes"?, "ig_user_id"?}`: the next
+  matching Graph calls (route: fnmatch on the path below the mount, e.g. `*/media_publish`)
+  answer that Graph error without acting; `regain_minutes` adds an `X-Business-Use-Case-Usage`
+  header with `estimated_time_to_regain_access`, as Meta does for rate limits.
+- `POST|DELETE /_control/next_uploads {"cut_after": bytes, "container_id"?}`: the next rupload
+  POST keeps `cut_after` bytes of its body, then the connection drops (no answer).
+- `POST /_control/quota {"ig_user_id", "quota_total"?, "quota_usage"?}`: the account's
+  publishing limit; `quota_usage` replaces its publish log with that many publishes now.
+- `GET|POST /_control/config {"finish_polls", "container_limit", "quota_total",
+  "quota_duration", "container_ttl", "token_ttl", "fetch_timeout", "max_video_bytes"}`.
+- `GET /_control/containers?ig_user_id=` and `GET /_control/published?ig_user_id=` (all
+  accounts without it): containers (status as a poll would see it, without counting as one)
+  and published media (`id, container_id, ig_user_id, caption, has_ai_label, video_sha256,
+  video_size, permalink, timestamp`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import fnmatch
+import hashlib
+import ipaddress
+import itertools
+import json
+import re
+import time
+from collections.abc import Awaitable, Callable
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from sandbox.connection import cut_connection
+from sandbox.media import ffmpeg_exe
+from sandbox.state import SystemState
+from sandbox.system import System, SystemContext
+from sandbox.systems.a2e import pop_first
+
+TOKEN = re.compile(r"IGAAsandbox[A-Za-z0-9_-]*")
+VERSION = re.compile(r"v\d{1,2}\.\d")
+AI_LABEL = re.compile(
+    r"#ai[_-]?generated\b|#madewithai\b|\bai[- ]generated\b|\bmade with ai\b", re.IGNORECASE)
+HASHTAG = re.compile(r"#\w+")
+MENTION = re.compile(r"@[\w.]+")
+MAX_CAPTION, MAX_HASHTAGS, MAX_MENTIONS = 2200, 30, 20
+MB = 1024 * 1024
+DEFAULTS: dict[str, Any] = {
+    "finish_polls": 2, "container_limit": 400, "quota_total": 50, "quota_duration": 86400,
+    "container_ttl": 86400, "token_ttl": 60 * 86400, "fetch_timeout": 30.0,
+    "max_video_bytes": 300 * MB,
+}
+_POSITIVE_INT = (lambda v: _is_int(v) and v >= 1, "an integer >= 1")
+_CONFIG_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "finish_polls": _POSITIVE_INT, "container_limit": _POSITIVE_INT,
+    "quota_total": _POSITIVE_INT, "quota_duration": _POSITIVE_INT,
+    "container_ttl": _POSITIVE_INT, "token_ttl": _POSITIVE_INT,
+    "max_video_bytes": _POSITIVE_INT,
+    "fetch_timeout": (lambda v: _is_number(v) and v > 0, "a number of seconds > 0"),
+}
+MEDIA_FIELDS = ("id", "caption", "media_type", "media_product_type", "permalink", "shortcode",
+                "timestamp", "username", "is_shared_to_feed", "like_count", "comments_count")
+USER_FIELDS = ("id", "user_id", "username", "account_type", "media_count")
+CONTAINER_FIELDS = ("id", "status_code", "status")
+LIMIT_FIELDS = ("quota_usage", "config")
+# Meta's own words where known (PROTOCOLS.md section 2, Postiz PR #1900).
+FETCH_FAILED, FETCH_TIMEOUT, BAD_FORMAT = 2207052, 2207003, 2207026
+NOT_READY, EXPIRED_SUBCODE, QUOTA_SUBCODE = 2207027, 2207020, 2207042
+SUBCODE_TEXT = {
+    FETCH_FAILED: "Media download has failed. The media URI doesn't meet our requirements.",
+    FETCH_TIMEOUT: "Timeout downloading media.",
+    BAD_FORMAT: "The video format is not supported. Please check spec for supported format.",
+}
+STATUS_TEXT = {
+    "IN_PROGRESS": "In Progress: Media is still being processed.",
+    "WAITING": "In Progress: Waiting for the media upload to complete.",
+    "FINISHED": "Finished: Media has been uploaded and it is ready to be published.",
+    "PUBLISHED": "Published: Media has been successfully published.",
+    "EXPIRED": "Expired: The media container was not published within 24 hours.",
+}
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def fingerprint(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+def has_ai_label(caption: str | None) -> bool:
+    """Whether a caption carries one of the AI-disclosure labels the sandbox accepts."""
+    return bool(caption and AI_LABEL.search(caption))
+
+
+def graph_time(epoch: float) -> str:
+    """Graph's timestamp format: 2026-05-01T12:00:00+0000."""
+    return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S+0000")
+
+
+class GraphError(Exception):
+    """A Graph API error: `{"error": {...}}` with an HTTP status (400 unless told)."""
+
+    def __init__(self, code: int, message: str, *, subcode: int | None = None,
+                 status: int = 400, kind: str = "OAuthException", transient: bool = False,
+                 user_title: str | None = None, user_msg: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.subcode, self.status = code, message, subcode, status
+        self.kind, self.transient = kind, transient
+        self.user_title, self.user_msg, self.headers = user_title, user_msg, headers or {}
+
+
+class UploadError(Exception):
+    """A rupload error: `{"debug_info": {"retriable", "type", "message"}}`."""
+
+    def __init__(self, status: int, kind: str, message: str, retriable: bool = False) -> None:
+        super().__init__(message)
+        self.status, self.kind, self.message, self.retriable = status, kind, message, retriable
+
+
+def _no_such_object(object_id: str) -> GraphError:
+    return GraphError(100, f"Unsupported request. Object with ID '{object_id}' does not "
+                           "exist, cannot be loaded due to missing permissions, or does not "
+                           "support this operation.", subcode=33, kind="GraphMethodException")
+
+
+def _bad_param(message: str, subcode: int | None = None) -> GraphError:
+    return GraphError(100, f"(#100) {message}", subcode=subcode)
+
+
+class _NoResponse(Response):
+    """What a route returns after it cut the connection: nothing more is sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        return None
+
+
+# --- media checks (blocking: run in a thread) -------------------------------------------------
+
+
+def _top_level_boxes(path: Path, most: int = 64) -> list[str]:
+    """The MP4 top-level box types in file order (stops at `most` or a malformed header)."""
+    kinds: list[str] = []
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        position = 0
+        while position + 8 <= size and len(kinds) < most:
+            f.seek(position)
+            header = f.read(16)
+            length = int.from_bytes(header[:4], "big")
+            kinds.append(header[4:8].decode("latin-1"))
+            if length == 1 and len(header) >= 16:
+                length = int.from_bytes(header[8:16], "big")
+            elif length == 0:
+                break
+            if length < 8:
+                break
+            position += length
+    return kinds
+
+
+def _container_problem(path: Path) -> str | None:
+    boxes = _top_level_boxes(path)
+    if not boxes or boxes[0] != "ftyp":
+        return "the file is not an MP4/MOV (no ftyp box first)"
+    if "moov" not in boxes:
+        return "the file has no moov atom"
+    if "mdat" in boxes and boxes.index("moov") > boxes.index("mdat"):
+        return "the moov atom must come before the media data (fast start)"
+    return None
+
+
+def _stream_problem(path: Path) -> str | None:
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not {"mp4", "mov"} & set(container.format.name.split(",")):
+                return f"container {container.format.name} is not MP4/MOV"
+            if not container.streams.video:
+                return "the file has no video stream"
+            video = container.streams.video[0]
+            codec = video.codec_context.name
+            if codec not in ("h264", "hevc"):
+                return f"video codec {codec} is not H.264/HEVC"
+            if video.codec_context.width > 1920:
+                return f"video is {video.codec_context.width} px wide (at most 1920)"
+            rate = video.average_rate or video.guessed_rate
+            if rate is None or not 23 <= Fraction(rate) <= 60:
+                return f"frame rate {float(rate or 0):.2f} is outside 23-60 fps"
+            for audio in container.streams.audio:
+                if audio.codec_context.name != "aac" or audio.codec_context.sample_rate > 48000:
+                    return "audio must be AAC at most 48 kHz"
+            seconds = (container.duration / 1_000_000 if container.duration
+                       else float((video.duration or 0) * (video.time_base or 0)))
+    except Exception as exc:  # any demuxer failure means "not a readable video"
+        return f"the file cannot be read as a video ({type(exc).__name__})"
+    if not 3 <= seconds <= 900:
+        return f"duration {seconds:.2f} s is outside 3 s - 15 min"
+    return None
+
+
+def video_problem(path: Path, max_bytes: int) -> str | None:
+    """Why Instagram would refuse the file as a Reel, or None."""
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty"
+    if size > max_bytes:
+        return f"the file is {size} bytes (at most {max_bytes})"
+    return _container_problem(path) or _stream_problem(path)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(MB):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def render_reel(path: Path, *, seconds: float = 3.0, fps: int = 24, width: int = 180,
+                height: int = 320, colour: str = "0x3366aa") -> Path:
+    """A small MP4 that passes the Reels checks above (tests): H.264 + AAC, fast start."""
+    import subprocess
+
+    duration = f"{seconds:.2f}"
+    subprocess.run([
+        ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+        "-f", "lavfi", "-i", f"color=c={colour}:s={width}x{height}:r={fps}:d={duration}",
+        "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={duration}",
+        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", str(fps),
+        "-c:a", "aac", "-b:a", "48k", "-movflags", "+faststart", "-shortest",
+        "-map_metadata", "-1", "-fflags", "+bitexact", "-f", "mp4", str(path),
+    ], check=True, capture_output=True, timeout=60)
+    return path
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+# --- the system --------------------------------------------------------------------------------
+
+
+def create(ctx: SystemContext) -> System:
+    state: SystemState = ctx.state
+    files = ctx.state.store.state_dir / "instagram"
+    traces = itertools.count(1)
+    upload_locks: dict[str, asyncio.Lock] = {}
+
+    def trace_id() -> str:
+        rng = ctx.rng("trace", next(traces))
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+        return "A" + "".join(rng.choice(alphabet) for _ in range(22))
+
+    def graph_response(exc: GraphError) -> JSONResponse:
+        error: dict[str, Any] = {"message": exc.message, "type": exc.kind, "code": exc.code}
+        if exc.subcode is not None:
+            error["error_subcode"] = exc.subcode
+        error["is_transient"] = exc.transient
+        if exc.user_title:
+            error["error_user_title"] = exc.user_title
+        if exc.user_msg:
+            error["error_user_msg"] = exc.user_msg
+        error["fbtrace_id"] = trace_id()
+        return JSONResponse({"error": error}, status_code=exc.status, headers=exc.headers)
+
+    def upload_response(exc: UploadError) -> JSONResponse:
+        return JSONResponse({"debug_info": {"retriable": exc.retriable, "type": exc.kind,
+                                            "message": exc.message}}, status_code=exc.status)
+
+    # --- clock and config ----------------------------------------------------------------------
+
+    def now() -> float:
+        return time.time() + float(state.get("clock", 0.0))
+
+    def config() -> dict[str, Any]:
+        return {**DEFAULTS, **state.get("config", {})}
+
+    # --- accounts and tokens -------------------------------------------------------------------
+
+    def provision(token: str) -> dict[str, Any] | None:
+        """The token's record, creating a sandbox account for a new IGAAsandbox token."""
+        fp = fingerprint(token)
+        record = state.get(f"token/{fp}")
+        if record is not None or not TOKEN.fullmatch(token):
+            return record
+        uid = f"17841{int(fp, 16) % 10**12:012d}"
+        suffix = re.sub(r"[^a-z0-9._]", "", token[len("IGAAsandbox"):].lower()).strip("._")
+        username = suffix or "sandbox"
+        created = now()
+
+        def make_account(acc: dict[str, Any]) -> dict[str, Any]:
+            return acc or {"ig_user_id": uid, "username": username[:30], "created": created,
+                           "publishes": [], "containers": [], "quota_total": None}
+
+        state.update(f"account/{uid}", make_account, default={})
+        ttl = config()["token_ttl"]
+        return state.update(f"token/{fp}", lambda r: r or {
+            "ig_user_id": uid, "issued": created, "expires": created + ttl,
+            "refreshable": True}, default={})
+
+    def token_of(request: Request, params: dict[str, str]) -> str:
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() in ("bearer", "oauth") and value.strip():
+            return value.strip()
+        return params.get("access_token", "").strip()
+
+    def check_token(token: str) -> dict[str, Any]:
+        """The account of a valid token, else GraphError 190."""
+        record = provision(token) if token else None
+        if record is None:
+            raise GraphError(190, "Invalid OAuth access token - Cannot parse access token")
+        if now() >= record["expires"]:
+            raise GraphError(190, f"Error validating access token: Session has expired on "
+                                  f"{graph_time(record['expires'])}. The current time is "
+                                  f"{graph_time(now())}.", subcode=463)
+        return state.get(f"account/{record['ig_user_id']}")
+
+    def account_of(uid: str, acct: dict[str, Any]) -> dict[str, Any]:
+        if uid not in ("me", acct["ig_user_id"]):
+            raise _no_such_object(uid)
+        return acct
+
+    # --- request parsing -----------------------------------------------------------------------
+
+    async def params_of(request: Request) -> dict[str, str]:
+        params = dict(request.query_params)
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if request.method == "POST" and kind in ("application/x-www-form-urlencoded",
+                                                 "multipart/form-data"):
+            form = await request.form()
+            params.update({k: v for k, v in form.items() if isinstance(v, str)})
+        elif request.method == "POST" and kind == "application/json":
+            try:
+                body = json.loads(await request.body() or b"{}")
+            except ValueError:
+                raise _bad_param("The request body is not valid JSON") from None
+            if not isinstance(body, dict):
+                raise _bad_param("The request body must be a JSON object")
+            for key, value in body.items():
+                params[key] = (("true" if value else "false") if isinstance(value, bool)
+                               else value if isinstance(value, str) else json.dumps(value))
+        return params
+
+    def fields_of(params: dict[str, str], allowed: tuple[str, ...], node: str,
+                  default: tuple[str, ...] = ("id",)) -> list[str]:
+        raw = params.get("fields")
+        if raw is None or not raw.strip():
+            return list(default)
+        fields = [f.strip() for f in raw.split(",") if f.strip()]
+        for field in fields:
+            if field not in allowed:
+                raise _bad_param(f"Tried accessing nonexisting field ({field}) on node type "
+                                 f"({node})")
+        return fields
+
+    def check_version(version: str) -> None:
+        if not VERSION.fullmatch(version):
+            raise GraphError(2500, f"Unknown path components: /{version}", kind="OAuthException")
+
+    # --- injected Graph errors -----------------------------------------------------------------
+
+    def injected_error(request: Request, uid: str) -> GraphError | None:
+        path = request.url.path[len(request.scope.get("root_path", "")):]
+        taken: list[dict[str, Any]] = []
+
+        def take(queue: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            for i, entry in enumerate(queue):
+                if fnmatch.fnmatchcase(path, entry["route"]) and entry.get("method") in (
+                        None, request.method):
+                    taken.append(entry)
+                    return queue[:i] + queue[i + 1:]
+            return queue
+
+        for key in (f"errors/{uid}", "errors/*"):
+            if state.get(key):
+                state.update(key, take, default=[])
+                if taken:
+                    break
+        if not taken:
+            return None
+        entry = taken[0]
+        headers = {}
+        if entry.get("regain_minutes") is not None:
+            headers["X-Business-Use-Case-Usage"] = json.dumps({uid: [{
+                "type": "instagram", "call_count": 100, "total_cputime": 100,
+                "total_time": 100, "estimated_time_to_regain_access": entry["regain_minutes"]}]})
+        code = entry["code"]
+        return GraphError(code, entry.get("message") or f"(#{code}) sandbox injected error",
+                          subcode=entry.get("subcode"), status=entry.get("http_status", 400),
+                          transient=code in (1, 2, 4, 17, 32, 613), headers=headers)
+
+    def graph(handler: Callable[..., Awaitable[Any]], *, auth: bool = True) -> Callable[
+            [Request], Awaitable[Response]]:
+        """A Graph route: version, token, injected errors, then the handler's JSON."""
+        async def endpoint(request: Request) -> Response:
+            try:
+                check_version(request.path_params.get("v", "v25.0"))
+                params = await params_of(request)
+                if not auth:
+                    return JSONResponse(await handler(request, params))
+                acct = check_token(token_of(request, params))
+                injected = injected_error(request, acct["ig_user_id"])
+                if injected is not None:
+                    raise injected
+                return JSONResponse(await handler(request, params, acct))
+            except GraphError as exc:
+                return graph_response(exc)
+        return endpoint
+
+    # --- containers ----------------------------------------------------------------------------
+
+    def new_id(kind: str, digit: str) -> str:
+        number = state.next_id(kind)
+        return f"17{digit}{ctx.rng(kind, number).randrange(10**8):08d}{number % 10**6:06d}"
+
+    def container_view(c: dict[str, Any]) -> tuple[str, str, int | None]:
+        """(status_code, status, subcode) as of now, without counting a poll."""
+        if c.get("media_id"):
+            return "PUBLISHED", STATUS_TEXT["PUBLISHED"], None
+        error_due = c["ready"] and c["verdict"] and c["polls"] >= c["needed"]
+        if error_due:
+            subcode, message = c["verdict"]["subcode"], c["verdict"]["message"]
+            return "ERROR", f"Error: {message} (subcode {subcode})", subcode
+        if now() - c["created"] >= config()["container_ttl"]:
+            return "EXPIRED", STATUS_TEXT["EXPIRED"], EXPIRED_SUBCODE
+        if not c["ready"]:
+            return "IN_PROGRESS", STATUS_TEXT["WAITING"], None
+        if c["polls"] < c["needed"]:
+            return "IN_PROGRESS", STATUS_TEXT["IN_PROGRESS"], None
+        return "FINISHED", STATUS_TEXT["FINISHED"], None
+
+    def poll(cid: str) -> dict[str, Any]:
+        def change(c: dict[str, Any]) -> dict[str, Any]:
+            code = container_view(c)[0]
+            if c["ready"] and code == "IN_PROGRESS":
+                return {**c, "polls": c["polls"] + 1}
+            return c
+        return state.update(f"container/{cid}", change, default={})
+
+    def own_container(cid: str, acct: dict[str, Any]) -> dict[str, Any]:
+        c = state.get(f"container/{cid}") if cid.isdigit() else None
+        if c is None or c["ig_user_id"] != acct["ig_user_id"]:
+            raise _no_such_object(cid)
+        return c
+
+    def pop_plan(uid: str) -> dict[str, Any]:
+        return pop_first(state, f"queue/{uid}", "queue/*") or {}
+
+    def validate_caption(caption: str) -> None:
+        if len(caption) > MAX_CAPTION:
+            raise _bad_param(f"The caption is {len(caption)} characters long (at most "
+                             f"{MAX_CAPTION})")
+        if len(HASHTAG.findall(caption)) > MAX_HASHTAGS:
+            raise _bad_param(f"The caption has more than {MAX_HASHTAGS} hashtags")
+        if len(MENTION.findall(caption)) > MAX_MENTIONS:
+            raise _bad_param(f"The caption has more than {MAX_MENTIONS} @mentions")
+
+    def reel_params(params: dict[str, str]) -> dict[str, Any]:
+        media_type = params.get("media_type")
+        if media_type is None:
+            raise _bad_param("The parameter image_url is required.")
+        if media_type != "REELS":
+            raise _bad_param(f"The media type {media_type} is not supported here: publish "
+                             "videos with media_type=REELS", subcode=2207023)
+        video_url, upload_type = params.get("video_url"), params.get("upload_type")
+        if upload_type is not None and upload_type != "resumable":
+            raise _bad_param("upload_type must be resumable")
+        if video_url and upload_type:
+            raise _bad_param("Give either video_url or upload_type=resumable, not both")
+        if not video_url and not upload_type:
+            raise _bad_param("The parameter video_url is required.")
+        share = params.get("share_to_feed", "true").lower()
+        if share not in ("true", "false"):
+            raise _bad_param("share_to_feed must be true or false")
+        thumb = params.get("thumb_offset")
+        if thumb is not None and not thumb.isdigit():
+            raise _bad_param("thumb_offset must be a whole number of milliseconds >= 0")
+        caption = params.get("caption", "")
+        validate_caption(caption)
+        return {"video_url": video_url or None, "resumable": upload_type == "resumable",
+                "caption": caption, "share_to_feed": share == "true",
+                "thumb_offset": int(thumb) if thumb is not None else None}
+
+    def admit_container(uid: str) -> None:
+        cfg, t = config(), now()
+        refused: list[int] = []
+
+        def change(acc: dict[str, Any]) -> dict[str, Any]:
+            recent = [x for x in acc["containers"] if x > t - 86400]
+            if len(recent) >= cfg["container_limit"]:
+                refused.append(len(recent))
+                return {**acc, "containers": recent}
+            return {**acc, "containers": [*recent, t]}
+
+        state.update(f"account/{uid}", change, default={})
+        if refused:
+            raise GraphError(9, f"(#9) The account created {refused[0]} media containers in "
+                                f"the last 24 hours (at most {cfg['container_limit']})",
+                             subcode=QUOTA_SUBCODE, user_title="Container limit reached")
+
+    async def create_container(request: Request, params: dict[str, str],
+                               acct: dict[str, Any]) -> Any:
+        uid = account_of(request.path_params["uid"], acct)["ig_user_id"]
+        reel = reel_params(params)
+        admit_container(uid)
+        plan = pop_plan(uid)
+        cid = new_id("container", "8")
+        needed = plan.get("polls") if plan.get("outcome") == "slow" else None
+        verdict = None
+        if plan.get("outcome") == "error":
+            subcode = plan.get("subcode") or 2207082
+            verdict = {"subcode": subcode, "message": plan.get("message") or SUBCODE_TEXT.get(
+                subcode, "Media processing failed (sandbox injected error).")}
+        container = {
+            "id": cid, "ig_user_id": uid, "created": now(), "caption": reel["caption"],
+            "has_ai_label": has_ai_label(reel["caption"]),
+            "share_to_feed": reel["share_to_feed"], "thumb_offset": reel["thumb_offset"],
+            "source": "resumable" if reel["resumable"] else "url",
+            "video_url": reel["video_url"], "ready": False, "polls": 0,
+            "needed": needed or config()["finish_polls"], "verdict": verdict,
+            "planned_error": verdict is not None, "file_size": None, "sha256": None,
+            "size": None, "media_id": None,
+        }
+        state.put(f"container/{cid}", container)
+        if reel["resumable"]:
+            version = request.path_params["v"]
+            return {"id": cid, "uri": f"{request.base_url}rupload/ig-api-upload/{version}/{cid}"}
+        await fetch_into(cid, reel["video_url"])
+        return {"id": cid}
+
+    async def fetch_into(cid: str, url: str) -> None:
+        """Download the container's video_url like Meta does; failures become its ERROR."""
+        path = files / f"{cid}.mp4"
+        files.mkdir(parents=True, exist_ok=True)
+        failure = await download(url, path)
+        if failure is None:
+            await finish_media(cid, path)
+            return
+        subcode, message = failure
+        state.update(f"container/{cid}", lambda c: {
+            **c, "ready": True, "needed": 1,
+            "verdict": {"subcode": subcode, "message": message}}, default={})
+
+    async def download(url: str, path: Path) -> tuple[int, str] | None:
+        cfg = config()
+        parts = urlsplit(url)
+        refused = (FETCH_FAILED, f"The media could not be fetched from this URI: {url}")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            return refused
+        if not _loopback(parts.hostname):
+            return FETCH_FAILED, (f"The media could not be fetched from this URI: {url} "
+                                  "(the sandbox fetches loopback URLs only)")
+        complete = False
+        try:
+            async with httpx.AsyncClient(timeout=cfg["fetch_timeout"], trust_env=False,
+                                         follow_redirects=False) as client, \
+                    client.stream("GET", url) as response:
+                if response.status_code != 200:
+                    return FETCH_FAILED, f"{refused[1]} (HTTP {response.status_code})"
+                kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
+                if kind and not (kind.startswith("video/") or kind == "application/octet-stream"):
+                    return FETCH_FAILED, "Only photo or video can be accepted as media type."
+                written = 0
+                with path.open("wb") as out:
+                    async for chunk in response.aiter_raw():
+                        written += len(chunk)
+                        if written > cfg["max_video_bytes"]:
+                            return BAD_FORMAT, f"the video is larger than " \
+                                               f"{cfg['max_video_bytes']} bytes"
+                        out.write(chunk)
+                complete = True
+        except httpx.TimeoutException:
+            return FETCH_TIMEOUT, f"Timeout downloading media from {url}"
+        except httpx.HTTPError as exc:
+            return FETCH_FAILED, f"{refused[1]} ({type(exc).__name__})"
+        return None if complete else refused
+
+    async def finish_media(cid: str, path: Path) -> None:
+        """The media is complete: hash it, check it as a Reel, let polls advance."""
+        max_bytes = config()["max_video_bytes"]
+        sha = await asyncio.to_thread(sha256_file, path)
+        problem = await asyncio.to_thread(video_problem, path, max_bytes)
+        size = path.stat().st_size
+
+        def change(c: dict[str, Any]) -> dict[str, Any]:
+            verdict = c["verdict"]
+            if verdict is None and problem is not None:
+                verdict = {"subcode": BAD_FORMAT, "message": f"{SUBCODE_TEXT[BAD_FORMAT]} "
+                                                             f"({problem})"}
+            return {**c, "ready": True, "sha256": sha, "size": size, "verdict": verdict}
+
+        state.update(f"container/{cid}", change, default={})
+
+    # --- Graph handlers ------------------------------------------------------------------------
+
+    def user_fields(acct: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+        count = sum(1 for m in state.list_prefix("media/").values()
+                    if m["ig_user_id"] == acct["ig_user_id"])
+        values = {"id": acct["ig_user_id"], "user_id": acct["ig_user_id"],
+                  "username": acct["username"], "account_type": "BUSINESS",
+                  "media_count": count}
+        return {f: values[f] for f in fields}
+
+    async def me(request: Request, params: dict[str, str], acct: dict[str, Any]) -> Any:
+        return user_fields(acct, fields_of(params, USER_FIELDS, "User"))
+
+    def media_fields(m: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+        acct = state.get(f"account/{m['ig_user_id']}")
+        values = {
+            "id": m["id"], "caption": m["caption"], "media_type": "VIDEO",
+            "media_product_type": "REELS", "permalink": m["permalink"],
+            "shortcode": m["shortcode"], "timestamp": graph_time(m["published"]),
+            "username": acct["username"], "is_shared_to_feed": m["share_to_feed"],
+            "like_count": 0, "comments_count": 0,
+        }
+        return {f: values[f] for f in fields}
+
+    async def node(request: Request, params: dict[str, str], acct: dict[str, Any]) -> Any:
+        node_id = request.path_params["node"]
+        if node_id == acct["ig_user_id"]:
+            return user_fields(acct, fields_of(params, USER_FIELDS, "User"))
+        media = state.get(f"media/{node_id}") if node_id.isdigit() else None
+        if media is not None and media["ig_user_id"] == acct["ig_user_id"]:
+            return media_fields(media, fields_of(params, MEDIA_FIELDS, "Media"))
+        own_container(node_id, acct)
+        fields = fields_of(params, CONTAINER_FIELDS, "ShadowIGMediaBuilder")
+        code, status, _ = container_view(poll(node_id))
+        values = {"id": node_id, "status_code": code, "status": status}
+        return {f: values[f] for f in fields}
+
+    def quota(acct: dict[str, Any], since: float | None = None) -> tuple[int, int, int]:
+        cfg = config()
+        duration = cfg["quota_duration"]
+        start = max(now() - duration, since or 0)
+        used = sum(1 for t in acct["publishes"] if t > start)
+        return used, acct.get("quota_total") or cfg["quota_total"], duration
+
+    async def publishing_limit(request: Request, params: dict[str, str],
+                               acct: dict[str, Any]) -> Any:
+        account_of(request.path_params["uid"], acct)
+        fields = fields_of(params, LIMIT_FIELDS, "ContentPublishingLimit", ("quota_usage",))
+        since = params.get("since")
+        if since is not None and not since.isdigit():
+            raise _bad_param("since must be a Unix timestamp")
+        used, total, duration = quota(acct, float(since) if since else None)
+        values = {"quota_usage": used,
+                  "config": {"quota_total": total, "quota_duration": duration}}
+        return {"data": [{f: values[f] for f in fields}]}
+
+    def refuse_publish(c: dict[str, Any]) -> GraphError | None:
+        code, _, subcode = container_view(c)
+        if code == "FINISHED":
+            return None
+        if code == "PUBLISHED":
+            return GraphError(9007, "(#9007) Media ID is not available: the media container "
+                                    "has already been published")
+        if code == "EXPIRED":
+            return GraphError(9007, "(#9007) The media container has expired: create a new "
+                                    "one", subcode=EXPIRED_SUBCODE)
+        if code == "ERROR":
+            return GraphError(9007, "(#9007) Media ID is not available", subcode=subcode,
+                              user_title="Media upload has failed", user_msg=c["verdict"][
+                                  "message"])
+        return GraphError(9007, "(#9007) Media ID is not available", subcode=NOT_READY,
+                          user_title="Media is not ready to be published",
+                          user_msg="The media is not ready to be published. Please wait a "
+                                   "moment.")
+
+    async def media_publish(request: Request, params: dict[str, str],
+                            acct: dict[str, Any]) -> Any:
+        # No await from here to the end: the checks and writes below are one atomic step on
+        # the event loop, so two racing publishes of one container cannot both succeed.
+        uid = account_of(request.path_params["uid"], acct)["ig_user_id"]
+        cid = params.get("creation_id", "").strip()
+        if not cid:
+            raise _bad_param("The parameter creation_id is required.")
+        container = own_container(cid, acct)
+        refusal = refuse_publish(container)
+        if refusal is not None:
+            raise refusal
+        used, total, _ = quota(acct)
+        if used >= total:
+            raise GraphError(9, f"(#9) You have reached the maximum number of posts ({total}) "
+                                f"that can be published through the API in 24 hours.",
+                             subcode=QUOTA_SUBCODE, user_title="Max. posts reached")
+        return {"id": publish(container, uid)}
+
+    def publish(container: dict[str, Any], uid: str) -> str:
+        media_id = new_id("media", "9")
+        rng = ctx.rng("shortcode", media_id)
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
+        shortcode = "D" + "".join(rng.choice(alphabet) for _ in range(10))
+        t = now()
+        state.put(f"media/{media_id}", {
+            "id": media_id, "seq": state.next_id("media_seq"), "ig_user_id": uid,
+            "container_id": container["id"], "caption": container["caption"],
+            "has_ai_label": container["has_ai_label"],
+            "share_to_feed": container["share_to_feed"], "video_sha256": container["sha256"],
+            "video_size": container["size"], "shortcode": shortcode,
+            "permalink": f"https://www.instagram.com/reel/{shortcode}/", "published": t,
+        })
+        state.update(f"container/{container['id']}",
+                     lambda c: {**c, "media_id": media_id, "published": t}, default={})
+        state.update(f"account/{uid}",
+                     lambda a: {**a, "publishes": [*a["publishes"], t]}, default={})
+        return media_id
+
+    async def media_edge(request: Request, params: dict[str, str], acct: dict[str, Any]) -> Any:
+        if request.method == "POST":
+            return await create_container(request, params, acct)
+        uid = account_of(request.path_params["uid"], acct)["ig_user_id"]
+        fields = fields_of(params, MEDIA_FIELDS, "Media")
+        limit = params.get("limit", "25")
+        if not limit.isdigit() or not 1 <= int(limit) <= 100:
+            raise _bad_param("limit must be an integer between 1 and 100")
+        mine = sorted((m for m in state.list_prefix("media/").values()
+                       if m["ig_user_id"] == uid), key=lambda m: m["seq"], reverse=True)
+        start = 0
+        if params.get("after"):
+            try:
+                after = base64.urlsafe_b64decode(params["after"].encode()).decode()
+            except ValueError:
+                raise _bad_param("Invalid after cursor") from None
+            start = next((i + 1 for i, m in enumerate(mine) if m["id"] == after), len(mine))
+        page = mine[start:start + int(limit)]
+        body: dict[str, Any] = {"data": [media_fields(m, fields) for m in page]}
+        if page:
+            def cursor(m: dict[str, Any]) -> str:
+                return base64.urlsafe_b64encode(m["id"].encode()).decode()
+
+            body["paging"] = {"cursors": {"before": cursor(page[0]),
+                                          "after": cursor(page[-1])}}
+            if start + len(page) < len(mine):
+                query = {k: v for k, v in params.items() if k != "access_token"}
+                query["after"] = cursor(page[-1])
+                body["paging"]["next"] = f"{request.url.replace(query='')}?{urlencode(query)}"
+        return body
+
+    async def refresh(request: Request, params: dict[str, str]) -> Any:
+        if params.get("grant_type") != "ig_refresh_token":
+            raise _bad_param("Unsupported grant_type: use grant_type=ig_refresh_token")
+        token = params.get("access_token", "").strip()
+        record = provision(token) if token else None
+        if record is None:
+            raise GraphError(190, "Invalid OAuth access token - Cannot parse access token")
+        if now() >= record["expires"] and not record.get("refreshable", True):
+            raise GraphError(190, "Error validating access token: Session has expired and "
+                                  "the token can no longer be refreshed.", subcode=463)
+        number = state.next_id("refresh")
+        new = "IGAA" + f"{ctx.rng('token', fingerprint(token), number).getrandbits(192):048x}"
+        ttl = config()["token_ttl"]
+        state.put(f"token/{fingerprint(new)}", {
+            "ig_user_id": record["ig_user_id"], "issued": now(), "expires": now() + ttl,
+            "refreshable": True})
+        return {"access_token": new, "token_type": "bearer", "expires_in": ttl}
+
+    # --- rupload -------------------------------------------------------------------------------
+
+    def upload_account(request: Request) -> dict[str, Any]:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "oauth" or not token.strip():
+            raise UploadError(401, "OAuthException",
+                              "Authorization header must be 'OAuth <access token>'")
+        try:
+            return check_token(token.strip())
+        except GraphError as exc:
+            raise UploadError(401, "OAuthException", exc.message) from None
+
+    def upload_container(request: Request, acct: dict[str, Any]) -> dict[str, Any]:
+        if not VERSION.fullmatch(request.path_params["v"]):
+            raise UploadError(400, "BadRequest", "unknown API version in the upload URI")
+        cid = request.path_params["cid"]
+        try:
+            container = own_container(cid, acct)
+        except GraphError:
+            raise UploadError(400, "ProcessingFailedError",
+                              f"media container {cid} does not exist") from None
+        if container["source"] != "resumable":
+            raise UploadError(400, "ProcessingFailedError",
+                              f"media container {cid} was not created with "
+                              "upload_type=resumable")
+        return container
+
+    def int_header(request: Request, name: str, minimum: int) -> int:
+        raw = request.headers.get(name)
+        if raw is None or not raw.strip().isdigit() or int(raw) < minimum:
+            raise UploadError(400, "BadRequest",
+                              f"header {name} is required: an integer >= {minimum}")
+        return int(raw)
+
+    def received(cid: str) -> int:
+        path = files / f"{cid}.mp4"
+        return path.stat().st_size if path.exists() else 0
+
+    async def rupload(request: Request) -> Response:
+        try:
+            acct = upload_account(request)
+            container = upload_container(request, acct)
+            cid = container["id"]
+            if request.method == "GET":
+                return JSONResponse({"id": cid, "offset": received(cid),
+                                     "file_size": container["file_size"]})
+            lock = upload_locks.setdefault(cid, asyncio.Lock())
+            async with lock:  # re-read inside: a concurrent upload may have completed it
+                return await receive_upload(request, state.get(f"container/{cid}"))
+        except UploadError as exc:
+            return upload_response(exc)
+
+    async def receive_upload(request: Request, container: dict[str, Any]) -> Response:
+        cid = container["id"]
+        offset = int_header(request, "offset", 0)
+        file_size = int_header(request, "file_size", 1)
+        if file_size > config()["max_video_bytes"]:
+            raise UploadError(400, "BadRequest", f"file_size {file_size} exceeds "
+                                                 f"{config()['max_video_bytes']} bytes")
+        if container["file_size"] not in (None, file_size):
+            raise UploadError(400, "BadRequest", f"file_size {file_size} differs from "
+                                                 f"{container['file_size']} given before")
+        if container["ready"]:  # complete: a resend of bytes already in place changes nothing
+            return JSONResponse({"success": True, "message": "Upload successful."})
+        have = received(cid)
+        if offset > have:
+            raise UploadError(400, "BadRequest", f"offset {offset} is past the {have} bytes "
+                                                 "received: GET the upload URI for the offset")
+        if offset >= file_size:
+            raise UploadError(400, "BadRequest", f"offset {offset} must be below file_size "
+                                                 f"{file_size}")
+        state.update(f"container/{cid}", lambda c: {**c, "file_size": file_size}, default={})
+        cut = pop_cut(cid)
+        path = files / f"{cid}.mp4"
+        files.mkdir(parents=True, exist_ok=True)
+        end = await write_body(request, path, offset, file_size, cut)
+        if end is None:  # the planned cut happened: nothing is answered
+            return _NoResponse()
+        if end < file_size:
+            return JSONResponse({"success": True, "message": "Upload in progress.",
+                                 "offset": end})
+        await finish_media(cid, path)
+        return JSONResponse({"success": True, "message": "Upload successful."})
+
+    async def write_body(request: Request, path: Path, offset: int, file_size: int,
+                         cut_after: int | None) -> int | None:
+        """Write the body at `offset`; the end offset, or None after a planned cut."""
+        with path.open("r+b" if path.exists() else "wb") as out:
+            out.truncate(offset)
+            out.seek(offset)
+            position = offset
+            try:
+                async for chunk in request.stream():
+                    if cut_after is not None and position - offset + len(chunk) >= cut_after:
+                        out.write(chunk[: cut_after - (position - offset)])
+                        out.flush()
+                        await cut_connection(request.scope, request.receive, flush=False)
+                        return None
+                    if position + len(chunk) > file_size:
+                        out.truncate(offset)
+                        raise UploadError(400, "BadRequest", f"the body runs past file_size "
+                                                             f"{file_size}")
+                    out.write(chunk)
+                    position += len(chunk)
+            except ClientDisconnect:
+                out.flush()  # bytes that arrived stay: the client resumes after them
+                raise
+        return position
+
+    def pop_cut(cid: str) -> int | None:
+        return pop_first(state, f"cuts/{cid}", "cuts/*")
+
+    # --- control -------------------------------------------------------------------------------
+
+    def control_error(message: str, status: int = 400) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status)
+
+    async def control_body(request: Request) -> dict[str, Any]:
+        if request.method not in ("POST", "DELETE"):
+            return {}
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError:
+            raise ValueError("invalid JSON") from None
+        if not isinstance(body, dict):
+            raise ValueError("body must be a JSON object")
+        return body
+
+    def control(handler: Callable[[Request, dict[str, Any]], Any]) -> Callable[
+            [Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            try:
+                return JSONResponse(handler(request, await control_body(request)))
+            except ValueError as exc:
+                return control_error(str(exc))
+            except LookupError as exc:
+                return control_error(str(exc.args[0]), 404)
+        return endpoint
+
+    def known_account(uid: Any) -> dict[str, Any]:
+        acct = state.get(f"account/{uid}") if isinstance(uid, str) else None
+        if acct is None:
+            raise LookupError(f"unknown ig_user_id {uid!r}")
+        return acct
+
+    def scope_uid(body: dict[str, Any]) -> str:
+        uid = body.get("ig_user_id")
+        return "*" if uid is None else known_account(uid)["ig_user_id"]
+
+    def c_account(request: Request, body: dict[str, Any]) -> Any:
+        token = request.query_params.get("access_token", "")
+        record = provision(token) if token else None
+        if record is None:
+            raise LookupError("unknown access_token (sandbox tokens start with IGAAsandbox)")
+        acct = state.get(f"account/{record['ig_user_id']}")
+        return {"ig_user_id": acct["ig_user_id"], "username": acct["username"]}
+
+    def c_expire_token(request: Request, body: dict[str, Any]) -> Any:
+        token = body.get("access_token")
+        record = provision(token) if isinstance(token, str) and token else None
+        if record is None:
+            raise LookupError("unknown access_token")
+        refreshable = body.get("refreshable", True)
+        if not isinstance(refreshable, bool):
+            raise ValueError("refreshable must be true or false")
+        t = now()
+        state.update(f"token/{fingerprint(token)}", lambda r: {
+            **r, "expires": min(r["expires"], t - 1), "refreshable": refreshable}, default={})
+        return {"ig_user_id": record["ig_user_id"], "expired": True, "refreshable": refreshable}
+
+    def c_age(request: Request, body: dict[str, Any]) -> Any:
+        cid, seconds = body.get("container_id"), body.get("seconds")
+        if not isinstance(cid, str) or state.get(f"container/{cid}") is None:
+            raise LookupError(f"unknown container_id {cid!r}")
+        if not _is_number(seconds) or seconds < 0:
+            raise ValueError("seconds must be a number >= 0")
+        c = state.update(f"container/{cid}", lambda c: {**c, "created": c["created"] - seconds},
+                         default={})
+        return container_record(c)
+
+    def c_clock(request: Request, body: dict[str, Any]) -> Any:
+        advance = body.get("advance", 0)
+        if not _is_number(advance) or advance < 0:
+            raise ValueError("advance must be a number of seconds >= 0")
+        offset = state.update("clock", lambda o: o + advance, default=0.0)
+        return {"offset": offset, "now": graph_time(now())}
+
+    def c_next_containers(request: Request, body: dict[str, Any]) -> Any:
+        key = f"queue/{scope_uid(body)}"
+        if request.method == "DELETE":
+            state.put(key, [])
+            return {"queue": []}
+        outcome, count = body.get("outcome"), body.get("count", 1)
+        if outcome not in ("error", "slow"):
+            raise ValueError("outcome must be error or slow")
+        if not _is_int(count) or count < 1:
+            raise ValueError("count must be an integer >= 1")
+        entry: dict[str, Any] = {"outcome": outcome}
+        if outcome == "error":
+            subcode, message = body.get("subcode", 2207082), body.get("message")
+            if not _is_int(subcode):
+                raise ValueError("subcode must be an integer")
+            if message is not None and not isinstance(message, str):
+                raise ValueError("message must be a string")
+            entry.update(subcode=subcode, message=message)
+        else:
+            polls = body.get("polls", 5)
+            if not _is_int(polls) or polls < 1:
+                raise ValueError("polls must be an integer >= 1")
+            entry["polls"] = polls
+        return {"queue": state.update(key, lambda q: [*q, *([entry] * count)], default=[])}
+
+    def c_next_errors(request: Request, body: dict[str, Any]) -> Any:
+        key = f"errors/{scope_uid(body)}"
+        if request.method == "DELETE":
+            state.put(key, [])
+            return {"queue": []}
+        code, count = body.get("code"), body.get("count", 1)
+        if not _is_int(code):
+            raise ValueError("code must be an integer (Graph error code)")
+        if not _is_int(count) or count < 1:
+            raise ValueError("count must be an integer >= 1")
+        entry = {"code": code, "subcode": body.get("subcode"), "message": body.get("message"),
+                 "route": body.get("route", "*"), "method": body.get("method"),
+                 "http_status": body.get("http_status", 400),
+                 "regain_minutes": body.get("regain_minutes")}
+        if entry["subcode"] is not None and not _is_int(entry["subcode"]):
+            raise ValueError("subcode must be an integer")
+        if not isinstance(entry["route"], str):
+            raise ValueError("route must be a glob string")
+        if not _is_int(entry["http_status"]) or not 400 <= entry["http_status"] <= 599:
+            raise ValueError("http_status must be 400-599")
+        if entry["regain_minutes"] is not None and not _is_int(entry["regain_minutes"]):
+            raise ValueError("regain_minutes must be an integer")
+        return {"queue": state.update(key, lambda q: [*q, *([entry] * count)], default=[])}
+
+    def c_next_uploads(request: Request, body: dict[str, Any]) -> Any:
+        cid = body.get("container_id")
+        if cid is not None and (not isinstance(cid, str) or state.get(f"container/{cid}") is None):
+            raise LookupError(f"unknown container_id {cid!r}")
+        key = f"cuts/{cid or '*'}"
+        if request.method == "DELETE":
+            state.put(key, [])
+            return {"queue": []}
+        cut_after, count = body.get("cut_after"), body.get("count", 1)
+        if not _is_int(cut_after) or cut_after < 0:
+            raise ValueError("cut_after must be an integer >= 0 (bytes kept)")
+        if not _is_int(count) or count < 1:
+            raise ValueError("count must be an integer >= 1")
+        return {"queue": state.update(key, lambda q: [*q, *([cut_after] * count)], default=[])}
+
+    def c_quota(request: Request, body: dict[str, Any]) -> Any:
+        uid = known_account(body.get("ig_user_id"))["ig_user_id"]
+        total, usage = body.get("quota_total"), body.get("quota_usage")
+        if total is not None and (not _is_int(total) or total < 1):
+            raise ValueError("quota_total must be an integer >= 1")
+        if usage is not None and (not _is_int(usage) or usage < 0):
+            raise ValueError("quota_usage must be an integer >= 0")
+        t = now()
+
+        def change(acc: dict[str, Any]) -> dict[str, Any]:
+            out = dict(acc)
+            if total is not None:
+                out["quota_total"] = total
+            if usage is not None:
+                out["publishes"] = [t] * usage
+            return out
+
+        acct = state.update(f"account/{uid}", change, default={})
+        used, quota_total, duration = quota(acct)
+        return {"quota_usage": used, "config": {"quota_total": quota_total,
+                                                "quota_duration": duration}}
+
+    def c_config(request: Request, body: dict[str, Any]) -> Any:
+        unknown = sorted(set(body) - set(_CONFIG_RULES))
+        if unknown:
+            raise ValueError(f"unknown config fields {unknown}; known: {sorted(_CONFIG_RULES)}")
+        for name, value in body.items():
+            check, description = _CONFIG_RULES[name]
+            if not check(value):
+                raise ValueError(f"{name} must be {description}")
+        if body:
+            state.update("config", lambda c: {**c, **body}, default={})
+        return config()
+
+    def container_record(c: dict[str, Any]) -> dict[str, Any]:
+        code, status, subcode = container_view(c)
+        keys = ("id", "ig_user_id", "caption", "has_ai_label", "source", "video_url",
+                "file_size", "sha256", "size", "media_id", "polls", "share_to_feed",
+                "thumb_offset")
+        return {**{k: c[k] for k in keys}, "status_code": code, "status": status,
+                "subcode": subcode, "created": graph_time(c["created"]),
+                "received": received(c["id"]) if c["source"] == "resumable" else c["size"]}
+
+    def wanted_uid(request: Request) -> str | None:
+        uid = request.query_params.get("ig_user_id")
+        return None if uid is None else known_account(uid)["ig_user_id"]
+
+    def c_containers(request: Request, body: dict[str, Any]) -> Any:
+        uid = wanted_uid(request)
+        return [container_record(c) for c in state.list_prefix("container/").values()
+                if uid in (None, c["ig_user_id"])]
+
+    def c_published(request: Request, body: dict[str, Any]) -> Any:
+        uid = wanted_uid(request)
+        keys = ("id", "container_id", "ig_user_id", "caption", "has_ai_label", "video_sha256",
+                "video_size", "permalink", "shortcode")
+        mine = sorted((m for m in state.list_prefix("media/").values()
+                       if uid in (None, m["ig_user_id"])), key=lambda m: m["seq"])
+        return [{**{k: m[k] for k in keys}, "timestamp": graph_time(m["published"])}
+                for m in mine]
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        path = request.url.path[len(request.scope.get("root_path", "")):]
+        return graph_response(GraphError(2500, f"Unknown path components: {path}"))
+
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return graph_response(_bad_param(f"Unsupported {request.method.lower()} request."))
+
+    app = Starlette(
+        routes=[
+            Route("/_control/account", control(c_account), methods=["GET"]),
+            Route("/_control/expire_token", control(c_expire_token), methods=["POST"]),
+            Route("/_control/age", control(c_age), methods=["POST"]),
+            Route("/_control/clock", control(c_clock), methods=["GET", "POST"]),
+            Route("/_control/next_containers", control(c_next_containers),
+                  methods=["POST", "DELETE"]),
+            Route("/_control/next_errors", control(c_next_errors), methods=["POST", "DELETE"]),
+            Route("/_control/next_uploads", control(c_next_uploads),
+                  methods=["POST", "DELETE"]),
+            Route("/_control/quota", control(c_quota), methods=["POST"]),
+            Route("/_control/config", control(c_config), methods=["GET", "POST"]),
+            Route("/_control/containers", control(c_containers), methods=["GET"]),
+            Route("/_control/published", control(c_published), methods=["GET"]),
+            Route("/rupload/ig-api-upload/{v}/{cid}", rupload, methods=["GET", "POST"]),
+            Route("/refresh_access_token", graph(refresh, auth=False), methods=["GET"]),
+            Route("/{v}/refresh_access_token", graph(refresh, auth=False), methods=["GET"]),
+            Route("/{v}/me", graph(me), methods=["GET"]),
+            Route("/{v}/{uid}/media", graph(media_edge), methods=["GET", "POST"]),
+            Route("/{v}/{uid}/media_publish", graph(media_publish), methods=["POST"]),
+            Route("/{v}/{uid}/content_publishing_limit", graph(publishing_limit),
+                  methods=["GET"]),
+            Route("/{v}/{node}", graph(node), methods=["GET"]),
+        ],
+        exception_handlers={404: not_found, 405: not_allowed},
+    )
+
+    def error_response(status: int, message: str, retry_after: float | None) -> Response:
+        """Injected faults worded as Graph errors."""
+        if status == 429:
+            error = GraphError(4, f"(#4) Application request limit reached ({message})",
+                               status=429, transient=True)
+        elif status >= 500:
+            error = GraphError(2, f"An unexpected error has occurred. Please retry your "
+                                  f"request later. ({message})", status=status, transient=True)
+        elif status in (401, 403):
+            error = GraphError(190, f"Invalid OAuth access token ({message})", status=status)
+        else:
+            error = GraphError(100, f"(#100) {message}", status=status)
+        return graph_response(error)
+
+    return System(app=app, error_response=error_response)
