@@ -7,7 +7,7 @@ line here. It is then served at `/<name>`, journaled, and a valid target for fau
 from __future__ import annotations
 
 from sandbox.system import SystemFactory
-from sandbox.systems import a2e, instagram, ollama, runpod, telegram, tiktok, youtube
+from sandbox.systems import a2e, instagram, media, ollama, runpod, telegram, tiktok, youtube
 
 SYSTEMS: dict[str, SystemFactory] = {
     "instagram": instagram.create,
@@ -17,4 +17,5 @@ SYSTEMS: dict[str, SystemFactory] = {
     "a2e": a2e.create,
     "runpod": runpod.create,
     "telegram": telegram.create,
+    "media": media.create,
 }
