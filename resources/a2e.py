@@ -25,8 +25,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import dagster as dg
 import httpx
@@ -38,6 +37,7 @@ from resources.http import (
     Kind,
     Limit,
     Outcome,
+    OwnsHttpClient,
     PermanentError,
     RateLimiter,
     RateLimitStore,
@@ -46,6 +46,7 @@ from resources.http import (
     by_header,
     header_retry_after,
     json_body,
+    json_int,
     json_request,
     make_client,
 )
@@ -108,7 +109,7 @@ def classify(response: httpx.Response) -> Outcome | None:
     if outcome is None or response.status_code >= 400:
         return outcome
     body = json_body(response)
-    code = _int(body.get("code")) if isinstance(body, dict) else None
+    code = json_int(body.get("code")) if isinstance(body, dict) else None
     if code in (401, 403):
         return Outcome(Kind.AUTH, outcome.reason)
     if code == 429:
@@ -122,19 +123,9 @@ def a2e_limiter(requests_per_hour: int = REQUESTS_PER_HOUR, *,
     return RateLimiter(SYSTEM, requests_per_hour, 3600.0, store=store, max_wait=max_wait)
 
 
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
 
 
-class A2EClient:
+class A2EClient(OwnsHttpClient):
     """Typed calls to A2E; every request goes through resources.http (limits, retries, errors).
 
     `limiter` defaults to 100 requests/hour per API key in this process (`a2e_limiter`);
@@ -155,15 +146,6 @@ class A2EClient:
             timeout=timeout, retry=retry, classifier=classify, inner=inner,
             limits=[Limit(self.limiter, key=by_header("authorization"))])
 
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def _data(self, method: str, path: str, **kwargs: Any) -> Any:
         return json_request(self._http, method, path, require=["data"], **kwargs)["data"]
@@ -177,7 +159,7 @@ class A2EClient:
         """The account's coin balance."""
         path = "/api/v1/user/remainingCoins"
         data = self._data("GET", path)
-        coins = _int(data.get("coins") if isinstance(data, dict) else data)
+        coins = json_int(data.get("coins") if isinstance(data, dict) else data)
         if coins is None:
             raise self._invalid(path, f"no coin count in {str(data)[:80]!r}")
         return coins
@@ -255,7 +237,7 @@ class A2EClient:
         status = _STATUSES.get(raw, A2EStatus.RUNNING)  # an unknown word: keep polling
         result = item.get("result") or item.get("result_url") or None
         message = str(item.get("msg") or item.get("failed_message") or "")
-        progress = _int(item.get("process"))
+        progress = json_int(item.get("process"))
         if status is A2EStatus.SUCCEEDED:
             progress = 100
             if not isinstance(result, str):
@@ -265,7 +247,7 @@ class A2EClient:
             progress=min(max(progress or 0, 0), 100),
             result_url=result if isinstance(result, str) else None,
             message=message or ("A2E task failed" if status is A2EStatus.FAILED else ""),
-            cost_coins=_int(item.get("coins")), anchor_id=item.get("anchor_id"))
+            cost_coins=json_int(item.get("coins")), anchor_id=item.get("anchor_id"))
 
     def cancel(self, task_id: str) -> None:
         """Delete the task (A2E has no separate cancel); PermanentError if A2E does not
@@ -289,9 +271,8 @@ class A2EResource(dg.ConfigurableResource):
 
     def resolved_base_url(self) -> str:
         settings = get_settings()
-        return (self.base_url or settings.get(
-            "A2E_BASE_URL", sandbox_default=settings.sandbox_service(SYSTEM),
-            default=PRODUCTION_URL) or PRODUCTION_URL).rstrip("/")
+        return (self.base_url or settings.service_url(
+            "A2E_BASE_URL", SYSTEM, PRODUCTION_URL)).rstrip("/")
 
     def get_client(self, *, limiter: RateLimiter | None = None) -> A2EClient:
         settings = get_settings()

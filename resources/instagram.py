@@ -57,8 +57,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import dagster as dg
 import httpx
@@ -71,6 +70,7 @@ from resources.http import (
     InvalidResponse,
     Kind,
     Outcome,
+    OwnsHttpClient,
     PermanentError,
     RateLimited,
     RetryableError,
@@ -78,6 +78,7 @@ from resources.http import (
     UnknownOutcome,
     header_retry_after,
     json_body,
+    json_int,
     json_request,
     make_client,
     parse_json_object,
@@ -192,14 +193,6 @@ def check_caption(caption: str) -> None:
 # --- classification ---------------------------------------------------------------------------
 
 
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    return None
 
 
 def buc_retry_after(response: httpx.Response) -> float | None:
@@ -209,7 +202,7 @@ def buc_retry_after(response: httpx.Response) -> float | None:
         usage = json.loads(raw) if raw else None
     except ValueError:
         return None
-    minutes = [_int(item.get("estimated_time_to_regain_access"))
+    minutes = [json_int(item.get("estimated_time_to_regain_access"))
                for items in (usage.values() if isinstance(usage, dict) else [])
                if isinstance(items, list) for item in items if isinstance(item, dict)]
     known = [m for m in minutes if m is not None]
@@ -236,7 +229,7 @@ def classify(response: httpx.Response) -> Outcome | None:
 
 
 def _graph_outcome(response: httpx.Response, error: Mapping[str, Any]) -> Outcome:
-    code, subcode = _int(error.get("code")), _int(error.get("error_subcode"))
+    code, subcode = json_int(error.get("code")), json_int(error.get("error_subcode"))
     text = " ".join(str(error.get(k)) for k in ("message", "error_user_msg") if error.get(k))
     reason = f"code {code}{f'/{subcode}' if subcode else ''}: {text}"
     if code in AUTH_CODES:
@@ -295,7 +288,7 @@ def refresh_token(http_client_or_base_url: httpx.Client | str, client_id: str | 
     if not isinstance(token, str) or not token:
         raise InvalidResponse(f"{SYSTEM}: refresh_access_token: no access_token",
                               system=SYSTEM, reason="no access_token")
-    expires = _int(body.get("expires_in"))
+    expires = json_int(body.get("expires_in"))
     return TokenSet(access_token=token, refresh_token=token, expires_in=expires,
                     refresh_expires_in=expires)
 
@@ -340,7 +333,7 @@ def _file_range(path: Path, start: int, end: int, piece: int = 1024 * 1024) -> I
             yield data
 
 
-class InstagramClient:
+class InstagramClient(OwnsHttpClient):
     """Reels publishing for one Instagram professional account (`ig_user_id`)."""
 
     def __init__(self, access_token: Callable[[], str], ig_user_id: str, *,
@@ -365,15 +358,6 @@ class InstagramClient:
                                  classifier=classify, retry_after_from_response=buc_retry_after,
                                  inner=inner)
 
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     # --- plumbing ----------------------------------------------------------------------------
 
@@ -404,10 +388,10 @@ class InstagramClient:
         items = body["data"]
         item = items[0] if isinstance(items, list) and items else None
         config = item.get("config") if isinstance(item, dict) else None
-        used = _int(item.get("quota_usage")) if isinstance(item, dict) else None
+        used = json_int(item.get("quota_usage")) if isinstance(item, dict) else None
         if used is None or not isinstance(config, dict):
             raise self._invalid(path, f"unexpected limit answer {str(body)[:120]!r}")
-        total, window = _int(config.get("quota_total")), _int(config.get("quota_duration"))
+        total, window = json_int(config.get("quota_total")), json_int(config.get("quota_duration"))
         if total is None or window is None:
             raise self._invalid(path, f"unexpected limit config {config!r}")
         return Quota(used=used, total=total, window_s=window)
@@ -496,7 +480,7 @@ class InstagramClient:
         """Bytes the rupload server holds for this container (where to resume)."""
         response = self._http.get(upload_uri, auth=self._upload_auth, extensions=_READ)
         body = parse_json_object(response, system=SYSTEM)
-        offset = _int(body.get("offset", body.get("file_offset")))
+        offset = json_int(body.get("offset", body.get("file_offset")))
         if offset is None or offset < 0:
             raise self._invalid("rupload", f"no offset in {str(body)[:120]!r}")
         return offset
@@ -579,9 +563,8 @@ class InstagramResource(dg.ConfigurableResource):
         it under its Graph mount, production uses rupload.facebook.com (and the upload URI
         a container returns is used anyway; this is only the fallback)."""
         settings = get_settings()
-        base = (self.base_url or settings.get(
-            "INSTAGRAM_BASE_URL", sandbox_default=settings.sandbox_service(SYSTEM),
-            default=PRODUCTION_URL) or PRODUCTION_URL).rstrip("/")
+        base = (self.base_url or settings.service_url(
+            "INSTAGRAM_BASE_URL", SYSTEM, PRODUCTION_URL)).rstrip("/")
         rupload = self.rupload_base or (f"{base}/rupload" if settings.is_sandbox
                                         else RUPLOAD_URL)
         return base, rupload.rstrip("/")

@@ -17,14 +17,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import dagster as dg
 import httpx
 from pydantic import Field
 
-from resources.http import IDEMPOTENT, InvalidResponse, RetryPolicy, json_request, make_client
+from resources.http import (
+    IDEMPOTENT,
+    InvalidResponse,
+    OwnsHttpClient,
+    RetryPolicy,
+    json_request,
+    make_client,
+)
 from waifugen_assets.config import ConfigError, get_settings
 
 SYSTEM = "runpod"
@@ -74,7 +80,7 @@ def _ms(value: Any) -> int | None:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-class RunPodClient:
+class RunPodClient(OwnsHttpClient):
     """Typed calls to one serverless endpoint over resources.http."""
 
     def __init__(self, api_key: str, endpoint_id: str, *, base_url: str = PRODUCTION_URL,
@@ -88,15 +94,6 @@ class RunPodClient:
             headers={"Authorization": f"Bearer {api_key}"}, timeout=timeout, retry=retry,
             inner=inner)
 
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def run(self, job_input: Mapping[str, Any], *, webhook: str | None = None) -> str:
         """Queue a job (sent at most once); returns its id."""
@@ -167,8 +164,7 @@ class RunPodResource(dg.ConfigurableResource):
         if not key or not endpoint:
             raise ConfigError("the RunPod fallback needs RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID")
         settings = get_settings()
-        base = self.base_url or settings.get(
-            "RUNPOD_BASE_URL", sandbox_default=settings.sandbox_service(SYSTEM),
-            default=PRODUCTION_URL) or PRODUCTION_URL
+        base = (self.base_url or settings.service_url(
+            "RUNPOD_BASE_URL", SYSTEM, PRODUCTION_URL)).rstrip("/")
         return RunPodClient(key, endpoint, base_url=base,
                             timeout=self.timeout_seconds or settings.http_timeout)

@@ -52,8 +52,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from itertools import pairwise
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import dagster as dg
 import httpx
@@ -67,6 +66,7 @@ from resources.http import (
     Kind,
     Limit,
     Outcome,
+    OwnsHttpClient,
     PermanentError,
     RateLimiter,
     RateLimitStore,
@@ -76,6 +76,7 @@ from resources.http import (
     fingerprint,
     header_retry_after,
     json_body,
+    json_int,
     json_request,
     make_client,
     parse_json_object,
@@ -336,17 +337,9 @@ def _read_range(path: Path, first: int, last: int) -> Iterator[bytes]:
             yield block
 
 
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
 
 
-class TikTokClient:
+class TikTokClient(OwnsHttpClient):
     """Typed calls to the Content Posting API; every request goes through resources.http.
 
     `limits` defaults to `tiktok_limits()` (process-wide budgets per token); `retry` to the
@@ -374,15 +367,8 @@ class TikTokClient:
             retry=retry, classifier=classify, inner=inner)
 
     def close(self) -> None:
-        self._http.close()
+        super().close()
         self._uploads.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def _invalid(self, path: str, problem: str) -> InvalidResponse:
         return InvalidResponse(f"{SYSTEM}: {path}: {problem}", system=SYSTEM, reason=problem)
@@ -418,7 +404,7 @@ class TikTokClient:
             comment_disabled=bool(data.get("comment_disabled")),
             duet_disabled=bool(data.get("duet_disabled")),
             stitch_disabled=bool(data.get("stitch_disabled")),
-            max_video_post_duration_sec=_int(data.get("max_video_post_duration_sec")))
+            max_video_post_duration_sec=json_int(data.get("max_video_post_duration_sec")))
 
     def init_direct_post(self, title: str, video_size: int, *, privacy_level: str,
                          is_aigc: bool = True, disable_comment: bool = False,
@@ -507,7 +493,7 @@ class TikTokClient:
         return PublishStatus(
             status=status, fail_reason=str(reason) if reason else None,
             post_ids=tuple(str(i) for i in ids if isinstance(i, int | str) and str(i)),
-            uploaded_bytes=_int(data.get("uploaded_bytes")))
+            uploaded_bytes=json_int(data.get("uploaded_bytes")))
 
     def refresh_token(self, client_key: str, client_secret: str, token: str) -> TokenSet:
         """`refresh_token` against this client's base URL (same transport and retries)."""
@@ -561,8 +547,8 @@ def _refresh(http: httpx.Client, form: dict[str, str]) -> TokenSet:
     fresh = new_refresh if isinstance(new_refresh, str) and new_refresh else None
     register_secret(fresh)
     return TokenSet(access_token=access, refresh_token=fresh,
-                    expires_in=_int(body.get("expires_in")),
-                    refresh_expires_in=_int(body.get("refresh_expires_in")))
+                    expires_in=json_int(body.get("expires_in")),
+                    refresh_expires_in=json_int(body.get("refresh_expires_in")))
 
 
 class TikTokResource(dg.ConfigurableResource):
@@ -581,9 +567,8 @@ class TikTokResource(dg.ConfigurableResource):
 
     def resolved_base_url(self) -> str:
         settings = get_settings()
-        return (self.base_url or settings.get(
-            "TIKTOK_BASE_URL", sandbox_default=settings.sandbox_service(SYSTEM),
-            default=PRODUCTION_URL) or PRODUCTION_URL).rstrip("/")
+        return (self.base_url or settings.service_url(
+            "TIKTOK_BASE_URL", SYSTEM, PRODUCTION_URL)).rstrip("/")
 
     def get_client(self, access_token: Callable[[], str], *,
                    limits: Sequence[Limit] | None = None) -> TikTokClient:

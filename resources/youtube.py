@@ -35,8 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -51,6 +50,7 @@ from resources.http import (
     InvalidResponse,
     Kind,
     Outcome,
+    OwnsHttpClient,
     PermanentError,
     RetryableError,
     RetryPolicy,
@@ -59,6 +59,7 @@ from resources.http import (
     error_for,
     header_retry_after,
     json_body,
+    json_int,
     json_request,
     make_client,
     parse_json_object,
@@ -116,14 +117,6 @@ class InvalidGrant(AuthError, PermanentError):
 
 # --- values ------------------------------------------------------------------------------------
 
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return None
 
 
 @dataclass(frozen=True)
@@ -136,8 +129,8 @@ class VideoStatistics:
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> VideoStatistics:
         """YouTube sends the counts as strings; a hidden count is absent (None)."""
-        return cls(_int(raw.get("viewCount")), _int(raw.get("likeCount")),
-                   _int(raw.get("commentCount")), _int(raw.get("favoriteCount")))
+        return cls(json_int(raw.get("viewCount")), json_int(raw.get("likeCount")),
+                   json_int(raw.get("commentCount")), json_int(raw.get("favoriteCount")))
 
 
 @dataclass(frozen=True)
@@ -391,8 +384,8 @@ def refresh_token(http_client_or_base_url: httpx.Client | str, client_id: str,
     register_secret(str(body["access_token"]))
     return TokenSet(access_token=str(body["access_token"]),
                     refresh_token=body.get("refresh_token") or None,
-                    expires_in=_int(body.get("expires_in")),
-                    refresh_expires_in=_int(body.get("refresh_token_expires_in")))
+                    expires_in=json_int(body.get("expires_in")),
+                    refresh_expires_in=json_int(body.get("refresh_token_expires_in")))
 
 
 # --- the client --------------------------------------------------------------------------------
@@ -429,7 +422,7 @@ def _file_pieces(path: Path, start: int, length: int) -> Iterator[bytes]:
             yield piece
 
 
-class YouTubeClient:
+class YouTubeClient(OwnsHttpClient):
     """Typed calls to the YouTube Data API; every request goes through resources.http.
 
     `access_token` is called per request. `on_quota(operation)` is called before each
@@ -452,15 +445,6 @@ class YouTubeClient:
         self._http = make_client(SYSTEM, base_url=self.base_url, timeout=timeout,
                                  retry=self._retry, classifier=classify, inner=inner)
 
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def _auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._access_token()}"}
@@ -690,15 +674,13 @@ class YouTubeResource(dg.ConfigurableResource):
 
     def resolved_base_url(self) -> str:
         settings = get_settings()
-        return (self.base_url or settings.get(
-            "YOUTUBE_BASE_URL", sandbox_default=settings.sandbox_service(SYSTEM),
-            default=PRODUCTION_URL) or PRODUCTION_URL).rstrip("/")
+        return (self.base_url or settings.service_url(
+            "YOUTUBE_BASE_URL", SYSTEM, PRODUCTION_URL)).rstrip("/")
 
     def resolved_token_url(self) -> str:
         settings = get_settings()
-        return (self.token_url or settings.get(
-            "YOUTUBE_TOKEN_URL", sandbox_default=f"{settings.sandbox_service(SYSTEM)}/oauth2",
-            default=PRODUCTION_TOKEN_URL) or PRODUCTION_TOKEN_URL).rstrip("/")
+        return (self.token_url or settings.service_url(
+            "YOUTUBE_TOKEN_URL", SYSTEM, PRODUCTION_TOKEN_URL, "/oauth2")).rstrip("/")
 
     def credentials(self) -> tuple[str, str]:
         settings = get_settings()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import ClientDisconnect
@@ -47,15 +48,11 @@ class SystemGate:
         path = route_path(scope)
         fault = self.faults.pick(self.name, scope["method"], path)
         started, when = time.monotonic(), utc_now()
-        try:
-            await self._serve(fault, exchange)
-        except ClientDisconnect:  # the client went away (killed, timed out): nothing to answer
-            exchange.cut = True
-        except BaseException:
-            if exchange.status is None and not exchange.cut:
-                exchange.status = 500  # uvicorn answers 500 for us
-            raise
-        finally:
+
+        def record() -> None:
+            if exchange.recorded:
+                return
+            exchange.recorded = True
             self.store.journal_append(self.name, {
                 "system": self.name,
                 "method": scope["method"],
@@ -69,6 +66,20 @@ class SystemGate:
                 "time": when,
                 "duration_ms": round((time.monotonic() - started) * 1000, 3),
             })
+
+        # Journaled just before the last byte of the answer leaves, so a client that has its
+        # answer always finds the entry (tests read the journal right after a request).
+        exchange.before_last_byte = record
+        try:
+            await self._serve(fault, exchange)
+        except ClientDisconnect:  # the client went away (killed, timed out): nothing to answer
+            exchange.cut = True
+        except BaseException:
+            if exchange.status is None and not exchange.cut:
+                exchange.status = 500  # uvicorn answers 500 for us
+            raise
+        finally:
+            record()
 
     async def _serve(self, fault: dict[str, Any] | None, ex: _Exchange) -> None:
         app, action = self.system.app, fault and fault["action"]
@@ -108,6 +119,8 @@ class _Exchange:
         self.body = BodyRecorder(headers.get(b"content-type", b"").decode("latin-1"))
         self.status: int | None = None
         self.cut = False  # connection dropped or truncated: no status reached the client
+        self.recorded = False
+        self.before_last_byte: Callable[[], None] = lambda: None
 
     async def app_receive(self) -> Message:
         message = await self.receive()
@@ -126,6 +139,8 @@ class _Exchange:
         if message["type"] == "http.response.start":
             await self.drain()
             self.status = message["status"]
+        elif message["type"] == "http.response.body" and not message.get("more_body", False):
+            self.before_last_byte()
         await self.send(message)
 
     async def swallow_send(self, message: Message) -> None:

@@ -152,6 +152,13 @@ class Settings:
     def sandbox_service(self, system: str) -> str:
         return f"{self.sandbox_url}/{system}"
 
+    def service_url(self, name: str, system: str, production: str, path: str = "") -> str:
+        """An outside system's base URL: setting `name` if set, else the sandbox's mount of
+        `system` (sandbox mode) or the real `production` URL; no trailing slash."""
+        sandbox = f"{self.sandbox_service(system)}{path}"
+        return (self.get(name, sandbox_default=sandbox, default=production)
+                or production).rstrip("/")
+
     @property
     def is_sandbox(self) -> bool:
         return self.mode is Mode.SANDBOX

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -128,3 +128,18 @@ def parse_json_object(response: httpx.Response, *, system: str,
         raise invalid(f"JSON object lacks {', '.join(missing)}")
     return body
 
+
+
+class OwnsHttpClient:
+    """`close()` and the context-manager protocol for a typed client holding `self._http`."""
+
+    _http: httpx.Client
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
