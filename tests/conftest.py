@@ -131,11 +131,14 @@ def pipeline_resources(db_url: str, sandbox_server, tmp_path: Path) -> dict[str,
     from resources.a2e import A2EResource
     from resources.database import DatabaseResource
     from resources.ffmpeg import FfmpegResource
+    from resources.instagram import InstagramResource
     from resources.ollama import OllamaResource
     from resources.roster_file import RosterResource
     from resources.runpod import RunPodResource
     from resources.telegram import TelegramResource
+    from resources.tiktok import TikTokResource
     from resources.video_store import VideoStoreResource
+    from resources.youtube import YouTubeResource
 
     roster = tmp_path / "characters.yaml"
     shutil.copyfile(project_root() / "characters.yaml", roster)
@@ -155,4 +158,13 @@ def pipeline_resources(db_url: str, sandbox_server, tmp_path: Path) -> dict[str,
                                           work_dir=str(tmp_path / "downloads"),
                                           sandbox_url=sandbox_server.url),
         "ffmpeg": FfmpegResource(),
+        # Platform accounts get per-test names when tokens are seeded (publishing tests);
+        # the YouTube project (client id) is per test too, so quotas never leak.
+        "tiktok": TikTokResource(base_url=f"{sandbox_server.url}/tiktok"),
+        "instagram": InstagramResource(base_url=f"{sandbox_server.url}/instagram"),
+        "youtube": YouTubeResource(
+            base_url=f"{sandbox_server.url}/youtube",
+            token_url=f"{sandbox_server.url}/youtube/oauth2",
+            client_id=f"wg-{account}.apps.googleusercontent.com",
+            client_secret="GOCSPX-sandbox-waifugen"),
     }

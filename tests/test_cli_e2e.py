@@ -51,6 +51,9 @@ def test_run_twice_then_status(db_url: str, engine: sa.Engine, tmp_path: Path,
         planned = c["reels"]["planned"]
         assert c["reels"]["generated"] == c["reels"]["stored"] == c["reels"]["branded"] == planned
         assert c["reels"]["failed"] == 0
+        # ... and published once on every platform (sandbox tokens seeded by `waifugen run`)
+        for platform in ("tiktok", "instagram", "youtube"):
+            assert c["posts"][platform].get("published") == c["reels"]["branded"], c["posts"]
         assert 0 < c["budget"]["used"] < c["budget"]["limit"]
     before = _snapshot(engine)
 

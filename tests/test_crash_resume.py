@@ -68,7 +68,7 @@ def test_kill_mid_poll_then_rerun(db_url: str, engine: sa.Engine, tmp_path: Path
                             .where(r.c.character_id == CID)).all()
         ledger = conn.execute(sa.select(schema.credit_ledger.c.reel_id)
                               .where(schema.credit_ledger.c.character_id == CID)).scalars().all()
-    assert rows and {status for _, status, _ in rows} == {"branded"}
+    assert rows and {status for _, status, _ in rows} == {"published"}
     assert all(attempts == 1 for *_, attempts in rows)
     titles = [e["body"]["title"] for e in sandbox_server.journal("a2e", since)
               if e["path"] == "/api/v1/video/generate"]

@@ -29,6 +29,9 @@ SANDBOX_SEED = 20261125  # fixed so every `make run` sees the same simulated wor
 SANDBOX_INSTANCE_TEMPLATE = project_root() / "deploy" / "dagster.sandbox.yaml"
 # The CLI prints its own summary; step-by-step logs stay in the instance for the UI.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# `waifugen run` publishes the whole day at once, not slot by slot as the posting sensor does.
+SANDBOX_YOUTUBE_UNITS = 1_000_000
+RUN_DAY_CONFIG = {**QUIET, "ops": {"social_posts": {"config": {"only_due": False}}}}
 
 
 def configure_sandbox_world(url: str) -> None:
@@ -38,6 +41,9 @@ def configure_sandbox_world(url: str) -> None:
     import httpx
 
     httpx.post(f"{url}/a2e/_control/config", json={"states_per_poll": 10},
+               timeout=10).raise_for_status()
+    # A whole roster's day is ~30 uploads; a real project asks Google for that much quota.
+    httpx.post(f"{url}/youtube/_control/config", json={"units_per_day": SANDBOX_YOUTUBE_UNITS},
                timeout=10).raise_for_status()
 
 
@@ -128,8 +134,14 @@ def prepare(stack: Stack, defs: dg.Definitions, instance: dg.DagsterInstance) ->
         raise RunFailed("roster", failure_messages(result))
     from resources.database import engine_for
 
-    with engine_for(stack.database_url).connect() as conn:
+    engine = engine_for(stack.database_url)
+    with engine.connect() as conn:
         wanted = enabled_character_ids(conn)
+    if stack.settings.is_sandbox:  # so `make run` publishes to the sandbox platforms
+        from waifugen_assets.publishing import seed_sandbox_tokens
+        from waifugen_assets.tokens import TokenCipher, TokenVault
+
+        seed_sandbox_tokens(TokenVault(engine, TokenCipher(stack.settings.secret_keys)))
     to_add, to_remove = partition_changes(
         wanted, instance.get_dynamic_partitions(characters_partitions.name))
     if to_add:
@@ -165,10 +177,15 @@ def run_day(defs: dg.Definitions, instance: dg.DagsterInstance, day: dt.date,
     """One daily_content run per character partition; returns failure messages by character."""
     job = defs.resolve_job_def("daily_content")
     failures: dict[str, list[str]] = {}
+    run_config = RUN_DAY_CONFIG
+    if get_settings().is_sandbox:
+        run_config = {**QUIET, "ops": {"social_posts": {"config": {
+            "only_due": False, "youtube_daily_units": SANDBOX_YOUTUBE_UNITS}}}}
     for cid in character_ids:
         result = job.execute_in_process(
             partition_key=partition_key(cid, day), instance=instance, raise_on_error=False,
-            tags={"waifugen/trigger": "cli", PID_TAG: str(os.getpid())}, run_config=QUIET,
+            tags={"waifugen/trigger": "cli", PID_TAG: str(os.getpid())},
+            run_config=run_config,
         )
         if not result.success:
             failures[cid] = failure_messages(result)

@@ -319,6 +319,9 @@ social_posts = sa.Table(
     # it exists, so an unknown outcome is reconciled by asking the platform.
     sa.Column("remote_handle", sa.Text, nullable=True),
     sa.Column("remote_post_id", sa.Text, nullable=True),
+    # What a resume needs beyond the handle: TikTok upload URL and chunk plan, Instagram
+    # container id and upload URI, YouTube session URI.
+    sa.Column("remote_state", postgresql.JSONB, nullable=False, server_default=_JSONB_OBJECT),
     sa.Column("permalink", sa.Text, nullable=True),
     sa.Column("attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
     sa.Column("last_error", sa.Text, nullable=True),

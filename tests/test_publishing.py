@@ -1,0 +1,217 @@
+"""social_posts against the TikTok, Instagram and YouTube sandboxes over HTTP, real PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import dagster as dg
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from sandbox.systems.youtube import channel_id_for
+from waifugen_assets import schema
+from waifugen_assets.characters import characters
+from waifugen_assets.config import get_settings
+from waifugen_assets.generation import reel_plans, reels
+from waifugen_assets.partitions import characters_partitions, partition_key
+from waifugen_assets.publishing import seed_sandbox_tokens
+from waifugen_assets.render import BREAKER
+from waifugen_assets.social import social_posts
+from waifugen_assets.tokens import TokenCipher, TokenVault
+from waifugen_assets.videos import branded_videos, stored_videos
+
+DAY = dt.date(2026, 11, 23)
+CID = "lucia-marvento"
+ASSETS = [characters, reel_plans, reels, stored_videos, branded_videos, social_posts]
+CONFIG = {"ops": {"branded_videos": {"config": {"preset": "ultrafast", "crf": 35}},
+                  "social_posts": {"config": {"only_due": False}}}}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_breaker() -> None:
+    BREAKER._failures.clear()
+    BREAKER._opened.clear()
+
+
+@pytest.fixture
+def suffix() -> str:
+    return f"-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def world(pipeline_resources: dict, engine: sa.Engine, suffix: str):
+    with dg.instance_for_test() as inst:
+        assert dg.materialize([characters], resources=pipeline_resources, instance=inst).success
+        inst.add_dynamic_partitions(characters_partitions.name, [CID])
+        vault = TokenVault(engine, TokenCipher(get_settings().secret_keys))
+        # Only this character publishes in these tests.
+        pa = schema.platform_accounts
+        with engine.begin() as conn:
+            conn.execute(sa.delete(pa).where(pa.c.character_id != CID))
+        assert len(seed_sandbox_tokens(vault, suffix)) == 3
+        yield inst, vault
+
+
+def _run(resources: dict, instance, selection=ASSETS[1:]) -> dg.ExecuteInProcessResult:
+    return dg.materialize(ASSETS, selection=selection, partition_key=partition_key(CID, DAY),
+                          resources=resources, instance=instance, raise_on_error=False,
+                          run_config={"ops": {k: v for k, v in CONFIG["ops"].items()
+                                              if any(a.key.path[-1] == k for a in selection)}})
+
+
+def _posts(engine: sa.Engine) -> list[dict]:
+    sp = schema.social_posts
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(sa.select(sp).order_by(sp.c.reel_id, sp.c.platform))
+                .mappings()]
+
+
+def _published(url: str, suffix: str, engine: sa.Engine) -> dict[str, list[dict]]:
+    account = f"{CID}{suffix}"
+    tiktok = httpx.get(f"{url}/tiktok/_control/published", params={"account": account}).json()
+    ig_user = _ig_user(engine)
+    ig = httpx.get(f"{url}/instagram/_control/published", params={"ig_user_id": ig_user}).json()
+    yt = httpx.get(f"{url}/youtube/_control/published",
+                   params={"account": channel_id_for(f"1//sandbox-{account}")}).json()
+    def items(body: object) -> list:  # a list, or {"...": [...]}
+        return body if isinstance(body, list) else next(
+            v for v in body.values() if isinstance(v, list))
+    return {"tiktok": items(tiktok), "instagram": items(ig), "youtube": items(yt)}
+
+
+def _ig_user(engine: sa.Engine) -> str:
+    pa = schema.platform_accounts
+    with engine.connect() as conn:
+        return conn.scalar(sa.select(pa.c.external_user_id).where(
+            pa.c.character_id == CID, pa.c.platform == "instagram"))
+
+
+def _branded(engine: sa.Engine) -> int:
+    r = schema.reels
+    with engine.connect() as conn:
+        return conn.scalar(sa.select(sa.func.count()).where(
+            r.c.character_id == CID, r.c.status.in_(("branded", "published"))))
+
+
+def test_publishes_every_reel_once_on_every_platform(pipeline_resources, world, engine,
+                                                     sandbox, suffix) -> None:
+    instance, vault = world
+    result = _run(pipeline_resources, instance)
+    assert result.success
+    n = _branded(engine)
+    posts = _posts(engine)
+    assert n > 0 and len(posts) == 3 * n
+    assert {p["state"] for p in posts} == {"published"}, [p["last_error"] for p in posts]
+    assert all(p["ai_disclosure"] and p["remote_handle"] for p in posts)
+    published = _published(sandbox.url, suffix, engine)
+    assert {k: len(v) for k, v in published.items()} == {"tiktok": n, "instagram": n,
+                                                         "youtube": n}
+    assert all(p["is_aigc"] for p in published["tiktok"])
+    assert all(p["has_ai_label"] for p in published["instagram"])
+    assert all(p["containsSyntheticMedia"] for p in published["youtube"])
+    (check,) = [e for e in result.get_asset_check_evaluations()
+                if e.check_name == "ai_disclosure"]
+    assert check.passed
+    # YouTube's expired access token was refreshed once, before the first upload.
+    assert vault.load(CID, "youtube").access_token.startswith("ya29.sandbox")
+
+    again = _run(pipeline_resources, instance, selection=[social_posts])
+    assert again.success
+    assert {k: len(v) for k, v in _published(sandbox.url, suffix, engine).items()} == {
+        "tiktok": n, "instagram": n, "youtube": n}
+
+
+def test_one_failing_platform_leaves_the_others_published(pipeline_resources, world, engine,
+                                                          sandbox, suffix) -> None:
+    instance, _ = world
+    sandbox.add_fault(system="youtube", route="/upload/youtube/v3/videos", method="POST",
+                      action="status", status=400)
+    assert _run(pipeline_resources, instance).success
+    n = _branded(engine)
+    by = {}
+    for p in _posts(engine):
+        by.setdefault(p["platform"], set()).add(p["state"])
+    assert by == {"tiktok": {"published"}, "instagram": {"published"},
+                  "youtube": {"failed_permanent"}}
+    published = _published(sandbox.url, suffix, engine)
+    assert (len(published["tiktok"]), len(published["instagram"]), len(published["youtube"])) \
+        == (n, n, 0)
+
+
+def test_spent_instagram_limit_defers(pipeline_resources, world, engine, sandbox,
+                                      suffix) -> None:
+    instance, _ = world
+    assert _run(pipeline_resources, instance, selection=ASSETS[1:5]).success
+    # The account exists once its token was looked up; spend its limit first.
+    token = f"IGAAsandbox{CID.replace('-', '')}{suffix.replace('-', '')}"
+    ig_user = httpx.get(f"{sandbox.url}/instagram/_control/account",
+                        params={"access_token": token}).json()["ig_user_id"]
+    httpx.post(f"{sandbox.url}/instagram/_control/quota",
+               json={"ig_user_id": ig_user, "quota_usage": 50}).raise_for_status()
+    assert _run(pipeline_resources, instance, selection=[social_posts]).success
+    states = {(p["platform"], p["state"]) for p in _posts(engine)}
+    assert ("instagram", "deferred") in states and not any(
+        pl == "instagram" and s != "deferred" for pl, s in states)
+    assert all(p["next_attempt_at"] for p in _posts(engine) if p["platform"] == "instagram")
+
+
+def test_lost_answers_are_reconciled_exactly_once(pipeline_resources, world, engine,
+                                                  sandbox, suffix) -> None:
+    instance, _ = world
+    sandbox.add_fault(system="tiktok", route="/v2/post/publish/video/init/", action="drop",
+                      phase="after", times=1)
+    sandbox.add_fault(system="instagram", route="*/media_publish", action="drop",
+                      phase="after", times=1)
+    assert _run(pipeline_resources, instance).success
+    _run(pipeline_resources, instance, selection=[social_posts])  # settles anything left
+    n = _branded(engine)
+    assert {p["state"] for p in _posts(engine)} == {"published"}
+    published = _published(sandbox.url, suffix, engine)
+    assert {k: len(v) for k, v in published.items()} == {"tiktok": n, "instagram": n,
+                                                         "youtube": n}
+
+
+def test_expired_tiktok_token_is_refreshed_and_rotated(pipeline_resources, world, engine,
+                                                       sandbox, suffix) -> None:
+    instance, vault = world
+    assert _run(pipeline_resources, instance, selection=ASSETS[1:5]).success
+    httpx.post(f"{sandbox.url}/tiktok/_control/expire_token",
+               json={"account": f"{CID}{suffix}"}).raise_for_status()
+    assert _run(pipeline_resources, instance, selection=[social_posts]).success
+    assert {p["state"] for p in _posts(engine) if p["platform"] == "tiktok"} == {"published"}
+    tokens = vault.load(CID, "tiktok")
+    assert tokens.refresh_token != f"rft.sandbox.{CID}{suffix}"
+
+
+def test_posting_sensor_asks_once_per_reel_and_again_for_due_retries(
+        pipeline_resources, world, engine, db_url) -> None:
+    from resources.database import DatabaseResource
+    from sensors.posting import posting_sensor
+
+    instance, _ = world
+
+    def tick() -> list[str]:
+        context = dg.build_sensor_context(instance=instance,
+                                          resources={"database": DatabaseResource(url=db_url)})
+        return [r.run_key for r in posting_sensor(context).run_requests]
+
+    assert _run(pipeline_resources, instance, selection=ASSETS[1:5]).success
+    r = schema.reels
+    with engine.connect() as conn:
+        ids = list(conn.execute(sa.select(r.c.id).where(r.c.status.in_(("branded", "published")))
+                                .order_by(r.c.scheduled_at, r.c.id)).scalars())
+    assert tick() == [f"post:{i}:0" for i in ids]  # slots of DAY have come
+    assert _run(pipeline_resources, instance, selection=[social_posts]).success
+    assert tick() == []  # published everywhere
+    sp = schema.social_posts
+    with engine.begin() as conn:
+        conn.execute(sa.update(sp).where(sp.c.reel_id == ids[0], sp.c.platform == "youtube")
+                     .values(state="failed_retryable", published_at=None,
+                             next_attempt_at=sa.func.now() - sa.text("interval '1 minute'")))
+    assert tick() == [f"post:{ids[0]}:3"]  # one attempt per platform so far
+    with engine.begin() as conn:
+        conn.execute(sa.update(sp).where(sp.c.reel_id == ids[0], sp.c.platform == "youtube")
+                     .values(next_attempt_at=sa.func.now() + sa.text("interval '1 hour'")))
+    assert tick() == [f"post:{ids[0]}:0"]  # not due: the key already used, so no new run

@@ -1,0 +1,179 @@
+"""The `social_posts` asset: a partition's branded reels published on each platform of the
+character, exactly once per reel x platform (flows and error handling in publishing.py)."""
+
+# No `from __future__ import annotations`: Dagster reads parameter annotations at runtime.
+import shutil
+import tempfile
+from pathlib import Path
+
+import dagster as dg
+import sqlalchemy as sa
+from pydantic import Field
+
+from resources.database import DatabaseResource
+from resources.instagram import InstagramResource, lookup_user
+from resources.instagram import refresh_token as instagram_refresh
+from resources.tiktok import TikTokResource
+from resources.video_store import VideoStoreResource
+from resources.youtube import YouTubeResource
+from waifugen_assets import schema
+from waifugen_assets.config import get_settings
+from waifugen_assets.partitions import character_daily_partitions, split_partition_key
+from waifugen_assets.publishing import (
+    Flow,
+    InstagramFlow,
+    PostJob,
+    PublishOutcome,
+    TikTokFlow,
+    TokenSource,
+    YouTubeFlow,
+    ensure_post,
+    publish_post,
+)
+from waifugen_assets.roster import PUBLISH_PLATFORMS
+from waifugen_assets.tokens import TokenCipher, TokenVault
+from waifugen_assets.videos import branded_videos
+
+DISCLOSURE_CHECK = "ai_disclosure"
+
+
+class PublishConfig(dg.Config):
+    only_due: bool = Field(default=True, description="Only reels whose slot time has come "
+                           "(False: every branded reel of the day, e.g. `waifugen run`).")
+    instagram_resumable: bool = Field(
+        default=True, description="Upload to Instagram by resumable rupload (True) or let "
+        "Instagram pull the store's public URL (False).")
+    youtube_daily_units: int | None = Field(
+        default=None, description="The YouTube project's daily units (default: the youtube "
+        "resource's); `waifugen run` raises it with the sandbox's quota.")
+    poll_interval_seconds: float | None = Field(
+        default=None, description="Between status polls; default 0 in sandbox, 10 s else.")
+
+
+def _platform_clients(character_id: str, platform: str, vault: TokenVault,
+                      account: dict, tiktok: TikTokResource, instagram: InstagramResource,
+                      youtube: YouTubeResource, database: DatabaseResource,
+                      config: PublishConfig) -> tuple[Flow, TokenSource]:
+    engine = database.get_engine()
+    poll = config.poll_interval_seconds
+    if poll is None:
+        poll = 0.0 if get_settings().is_sandbox else 10.0
+    if platform == "tiktok":
+        tokens = TokenSource(vault, character_id, platform, tiktok.refresher())
+        return TikTokFlow(tiktok.get_client(tokens), poll_interval=poll), tokens
+    if platform == "instagram":
+        base, _ = instagram.resolved_urls()
+        tokens = TokenSource(vault, character_id, platform,
+                             lambda token: instagram_refresh(base, None, None, token))
+        ig_user = account["external_user_id"]
+        if not ig_user:  # learnt once from the token, then kept with the account
+            ig_user = lookup_user(base, tokens(), api_version=instagram.api_version).id
+            with engine.begin() as conn:
+                conn.execute(sa.update(schema.platform_accounts)
+                             .where(schema.platform_accounts.c.id == account["id"])
+                             .values(external_user_id=ig_user))
+        return InstagramFlow(instagram.get_client(tokens, ig_user),
+                             resumable=config.instagram_resumable, poll_interval=poll), tokens
+    tokens = TokenSource(vault, character_id, platform, youtube.refresh)
+    ledger = youtube.ledger()
+    flow = YouTubeFlow(engine, quota_key=youtube.credentials()[0],
+                       insert_units=ledger.insert_units,
+                       daily_units=config.youtube_daily_units or ledger.daily_units)
+    flow.client = youtube.get_client(tokens, on_quota=flow.spend)
+    return flow, tokens
+
+
+@dg.asset(
+    partitions_def=character_daily_partitions,
+    deps=[branded_videos],
+    group_name="content",
+    kinds={"tiktok", "instagram", "youtube"},
+    check_specs=[dg.AssetCheckSpec(
+        DISCLOSURE_CHECK, asset="social_posts", blocking=False,
+        description="Every post of the partition that reached the platform carries the AI "
+        "disclosure.")],
+    description="Each branded reel published on TikTok, Instagram and YouTube, exactly once: "
+    "intent recorded before each call, remote handles saved at once, unknown outcomes "
+    "reconciled with the platform before any new attempt.",
+)
+def social_posts(context: dg.AssetExecutionContext, config: PublishConfig,
+                 database: DatabaseResource, video_store: VideoStoreResource,
+                 tiktok: TikTokResource, instagram: InstagramResource,
+                 youtube: YouTubeResource) -> dg.MaterializeResult:
+    character_id, day = split_partition_key(context.partition_key)
+    engine = database.get_engine()
+    vault = TokenVault(engine, TokenCipher(get_settings().secret_keys))
+    r, v, pa = schema.reels, schema.videos, schema.platform_accounts
+    due = [r.c.character_id == character_id, r.c.date == day,
+           r.c.status.in_(("branded", "published"))]
+    if config.only_due:
+        due.append(r.c.scheduled_at <= sa.func.now())
+    with engine.connect() as conn:
+        reels = [dict(x) for x in conn.execute(
+            sa.select(r.c.id, r.c.content_rating, r.c.plan, v.c.storage_key, v.c.public_url)
+            .join(v, sa.and_(v.c.reel_id == r.c.id, v.c.variant == "branded"))
+            .where(*due).order_by(r.c.tier, r.c.slot)).mappings()]
+        accounts = {a["platform"]: dict(a) for a in conn.execute(
+            sa.select(pa).where(pa.c.character_id == character_id,
+                                pa.c.platform.in_(PUBLISH_PLATFORMS))).mappings()}
+    outcome = PublishOutcome()
+    store = video_store.store()
+    scratch = Path(tempfile.mkdtemp(prefix="wg-publish-"))
+    try:
+        flows: dict[str, tuple[Flow, TokenSource] | None] = {}
+        for platform, account in accounts.items():
+            try:
+                flows[platform] = _platform_clients(character_id, platform, vault, account,
+                                                    tiktok, instagram, youtube, database,
+                                                    config)
+            except Exception as exc:  # one platform never blocks the others
+                context.log.warning("%s: %s not usable: %s", character_id, platform, exc)
+                outcome.reasons[platform] = f"not usable: {exc}"
+                flows[platform] = None
+        for reel in reels:
+            path = store.get_path(reel["storage_key"], scratch)
+            for platform, pair in flows.items():
+                if pair is None:
+                    continue
+                flow, tokens = pair
+                job = PostJob(reel_id=reel["id"], character_id=character_id, platform=platform,
+                              content_rating=reel["content_rating"], plan=reel["plan"],
+                              video=path, public_url=reel["public_url"])
+                post_id = ensure_post(engine, reel["id"], platform, accounts[platform]["id"])
+                state, reason = publish_post(engine, job, post_id, flow, tokens, vault)
+                outcome.add(platform, state, f"{reel['id']}:{platform}", reason)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    complete = mark_published(engine, [reel["id"] for reel in reels], len(accounts))
+    for key, reason in outcome.reasons.items():
+        context.log.warning("post %s: %s", key, reason)
+    return dg.MaterializeResult(
+        metadata={"reels": len(reels), "published_everywhere": complete,
+                  "states": dg.MetadataValue.json(outcome.states),
+                  "reasons": dg.MetadataValue.json(outcome.reasons)},
+        check_results=[disclosure_check(engine, character_id, day)])
+
+
+def mark_published(engine: sa.Engine, reel_ids: list[int], platforms: int) -> int:
+    """A reel is `published` once each of its character's platforms has it published."""
+    if not reel_ids or not platforms:
+        return 0
+    r, sp = schema.reels, schema.social_posts
+    done = (sa.select(sa.func.count()).where(sp.c.reel_id == r.c.id, sp.c.state == "published")
+            .scalar_subquery())
+    with engine.begin() as conn:
+        return conn.execute(sa.update(r).where(r.c.id.in_(reel_ids), r.c.status == "branded",
+                                               done >= platforms)
+                            .values(status="published", updated_at=sa.func.now())).rowcount
+
+
+def disclosure_check(engine: sa.Engine, character_id: str, day: object) -> dg.AssetCheckResult:
+    r, sp = schema.reels, schema.social_posts
+    with engine.connect() as conn:
+        missing = list(conn.execute(
+            sa.select(sp.c.id).join(r, r.c.id == sp.c.reel_id)
+            .where(r.c.character_id == character_id, r.c.date == day,
+                   sa.or_(sp.c.attempts > 0, sp.c.state.not_in(("planned", "deferred"))),
+                   sa.not_(sp.c.ai_disclosure))).scalars())
+    return dg.AssetCheckResult(check_name=DISCLOSURE_CHECK, passed=not missing,
+                               metadata={"undisclosed_posts": dg.MetadataValue.json(missing)})
