@@ -76,6 +76,7 @@ from resources.http import (
     RetryableError,
     RetryPolicy,
     UnknownOutcome,
+    file_range,
     header_retry_after,
     json_body,
     json_int,
@@ -321,17 +322,6 @@ class _TokenAuth(httpx.Auth):
         yield request
 
 
-def _file_range(path: Path, start: int, end: int, piece: int = 1024 * 1024) -> Iterator[bytes]:
-    with path.open("rb") as f:
-        f.seek(start)
-        left = end - start
-        while left > 0:
-            data = f.read(min(piece, left))
-            if not data:
-                raise OSError(f"{path} is shorter than expected ({end} bytes)")
-            left -= len(data)
-            yield data
-
 
 class InstagramClient(OwnsHttpClient):
     """Reels publishing for one Instagram professional account (`ig_user_id`)."""
@@ -509,7 +499,7 @@ class InstagramClient(OwnsHttpClient):
     def _send_range(self, upload_uri: str, source: Path, start: int, end: int,
                     size: int) -> None:
         def body() -> Iterator[bytes]:
-            return _file_range(source, start, end)
+            return file_range(source, start, end - start)
 
         response = self._http.post(
             upload_uri, content=body(), auth=self._upload_auth,

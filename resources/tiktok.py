@@ -73,6 +73,7 @@ from resources.http import (
     RetryPolicy,
     classify_status,
     error_for,
+    file_range,
     fingerprint,
     header_retry_after,
     json_body,
@@ -105,7 +106,6 @@ DEFERRABLE_CODES = frozenset({
     "spam_risk_too_many_posts", "spam_risk_too_many_pending_share", "reached_active_user_cap"})
 VIDEO_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime",
                ".webm": "video/webm"}
-_READ_BLOCK = 1 << 20
 _CODE = re.compile(r"[a-z][a-z0-9_]*")
 
 
@@ -324,20 +324,6 @@ class _CallableBearer(httpx.Auth):
         yield request
 
 
-def _read_range(path: Path, first: int, last: int) -> Iterator[bytes]:
-    """Bytes first..last of the file in blocks: a chunk is never held whole in memory."""
-    remaining = last - first + 1
-    with path.open("rb") as f:
-        f.seek(first)
-        while remaining > 0:
-            block = f.read(min(_READ_BLOCK, remaining))
-            if not block:
-                raise OSError(f"{path} ended {remaining} bytes before byte {last}")
-            remaining -= len(block)
-            yield block
-
-
-
 
 class TikTokClient(OwnsHttpClient):
     """Typed calls to the Content Posting API; every request goes through resources.http.
@@ -465,7 +451,7 @@ class TikTokClient(OwnsHttpClient):
     def _put_chunk(self, upload_url: str, path: Path, first: int, last: int, size: int,
                    content_type: str) -> None:
         def body() -> Iterator[bytes]:
-            return _read_range(path, first, last)
+            return file_range(path, first, last - first + 1)
 
         headers = {"Content-Type": content_type, "Content-Length": str(last - first + 1),
                    "Content-Range": f"bytes {first}-{last}/{size}"}

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -57,6 +57,7 @@ from resources.http import (
     UnknownOutcome,
     classify_status,
     error_for,
+    file_range,
     header_retry_after,
     json_body,
     json_int,
@@ -75,7 +76,6 @@ PRODUCTION_TOKEN_URL = "https://oauth2.googleapis.com"  # noqa: S105 - a URL
 UPLOAD_PATH = "/upload/youtube/v3/videos"
 CHUNK_UNIT = 256 * 1024  # every chunk but the last is a multiple of this
 DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
-READ_PIECE = 256 * 1024  # bytes read from disk at a time while streaming a chunk
 TITLE_MAX = 100
 DESCRIPTION_MAX_BYTES = 5000
 PACIFIC = ZoneInfo("America/Los_Angeles")  # YouTube quotas reset at midnight Pacific
@@ -408,19 +408,6 @@ def check_metadata(snippet: Mapping[str, Any], status: Mapping[str, Any]) -> Non
             raise ValueError(f"status.{name} must be declared (true or false)")
 
 
-def _file_pieces(path: Path, start: int, length: int) -> Iterator[bytes]:
-    """`length` bytes of `path` from `start`, READ_PIECE at a time (constant memory)."""
-    with path.open("rb") as handle:
-        handle.seek(start)
-        left = length
-        while left > 0:
-            piece = handle.read(min(READ_PIECE, left))
-            if not piece:
-                raise OSError(f"{path} is shorter than expected (ended at "
-                              f"{start + length - left})")
-            left -= len(piece)
-            yield piece
-
 
 class YouTubeClient(OwnsHttpClient):
     """Typed calls to the YouTube Data API; every request goes through resources.http.
@@ -545,9 +532,9 @@ class YouTubeClient(OwnsHttpClient):
         # from what the session stored, rather than the transport resending blindly. The
         # factory lets the transport resend when the chunk never left (connect error, 429).
         response = self._session_request(
-            session_uri, headers=headers, content=_file_pieces(path, start, length),
+            session_uri, headers=headers, content=file_range(path, start, length),
             extensions={IDEMPOTENT: False,
-                        BODY_FACTORY: lambda: _file_pieces(path, start, length)})
+                        BODY_FACTORY: lambda: file_range(path, start, length)})
         return self._progress(response, total)
 
     def _session_request(self, session_uri: str, **kwargs: Any) -> httpx.Response:

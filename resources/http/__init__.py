@@ -25,6 +25,7 @@ upload a way to be resent with `extensions={"waifugen.body_factory": make_chunks
 Sync only: the pipeline runs in Dagster's synchronous ops.
 """
 
+from resources.http.bodies import file_range
 from resources.http.classify import (
     OK,
     Classifier,
@@ -127,6 +128,7 @@ __all__ = [
     "error_for",
     "every_request",
     "failure_of",
+    "file_range",
     "fingerprint",
     "header_retry_after",
     "json_body",
