@@ -115,6 +115,15 @@ def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]
         yield server
 
 
+@pytest.fixture(autouse=True)
+def _fresh_breaker() -> None:
+    """The render circuit breaker is per process: no test inherits another's failures."""
+    from waifugen_assets.render import BREAKER
+
+    BREAKER.success("a2e")
+    BREAKER.success("runpod")
+
+
 @pytest.fixture
 def sandbox(sandbox_server):
     """The shared sandbox with no faults left over from earlier tests, nor after this one."""

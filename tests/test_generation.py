@@ -13,16 +13,9 @@ from waifugen_assets import schema
 from waifugen_assets.characters import characters
 from waifugen_assets.generation import reel_plans, reels
 from waifugen_assets.partitions import characters_partitions, partition_key
-from waifugen_assets.render import BREAKER
 
 DAY = dt.date(2026, 11, 24)
 CID = "nova-castellane"
-
-
-@pytest.fixture(autouse=True)
-def _fresh_breaker() -> None:
-    BREAKER._failures.clear()
-    BREAKER._opened.clear()
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ from waifugen_assets.config import get_settings
 from waifugen_assets.generation import reel_plans, reels
 from waifugen_assets.partitions import characters_partitions, partition_key
 from waifugen_assets.publishing import seed_sandbox_tokens
-from waifugen_assets.render import BREAKER
 from waifugen_assets.social import social_posts
 from waifugen_assets.tokens import TokenCipher, TokenVault
 from waifugen_assets.videos import branded_videos, stored_videos
@@ -27,12 +26,6 @@ CID = "lucia-marvento"
 ASSETS = [characters, reel_plans, reels, stored_videos, branded_videos, social_posts]
 CONFIG = {"ops": {"branded_videos": {"config": {"preset": "ultrafast", "crf": 35}},
                   "social_posts": {"config": {"only_due": False}}}}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_breaker() -> None:
-    BREAKER._failures.clear()
-    BREAKER._opened.clear()
 
 
 @pytest.fixture

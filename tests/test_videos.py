@@ -15,19 +15,12 @@ from waifugen_assets import schema
 from waifugen_assets.characters import characters
 from waifugen_assets.generation import reel_plans, reels
 from waifugen_assets.partitions import characters_partitions, partition_key
-from waifugen_assets.render import BREAKER
 from waifugen_assets.videos import branded_videos, stored_videos
 
 DAY = dt.date(2026, 11, 23)
 CID = "lucia-marvento"
 ASSETS = [characters, reel_plans, reels, stored_videos, branded_videos]
 FAST = {"ops": {"branded_videos": {"config": {"preset": "ultrafast", "crf": 35}}}}
-
-
-@pytest.fixture(autouse=True)
-def _fresh_breaker() -> None:
-    BREAKER._failures.clear()
-    BREAKER._opened.clear()
 
 
 @pytest.fixture
