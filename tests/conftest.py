@@ -70,8 +70,11 @@ def drop_database(server_url: str, name: str) -> None:
 
 @pytest.fixture(scope="session")
 def template_db(pg_server_url: str, worker_id: str) -> Iterator[str]:
-    """A database migrated to head, copied for each test."""
-    name = f"wg_template_{worker_id}"
+    """A database migrated to head, copied for each test.
+
+    Named by process too: several pytest sessions (developers, helpers, CI) may share a server.
+    """
+    name = f"wg_template_{worker_id}_{os.getpid()}"
     url = create_database(pg_server_url, name)
     migrate.upgrade(url)
     yield name
