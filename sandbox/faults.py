@@ -19,7 +19,9 @@ from sandbox.state import StateStore
 
 NAMESPACE = "_sandbox"
 ACTIONS = ("status", "rate_limit", "delay", "drop", "truncate")
-PHASES = ("before", "after")  # drop: before the system handles the request, or after
+# drop / delay: before the system handles the request, or after it acted (the answer is lost
+# or late: the client's timeout fires although the platform did the work).
+PHASES = ("before", "after")
 _FIELDS = {"system", "route", "method", "action", "status", "retry_after", "delay",
            "probability", "times", "phase", "message"}
 # What a fault's random stream is keyed by: its spec, not its id or counters.
@@ -86,7 +88,7 @@ def validate(spec: object, systems: Collection[str]) -> dict[str, Any]:
         "system": system, "route": route, "method": method.upper() if method else None,
         "action": action, "status": status, "retry_after": retry_after, "delay": delay,
         "probability": _number(spec, "probability", 1, 0, 1), "times": times,
-        "phase": phase if action == "drop" else None, "message": message,
+        "phase": phase if action in ("drop", "delay") else None, "message": message,
     }
 
 

@@ -85,6 +85,12 @@ class SystemGate:
         app, action = self.system.app, fault and fault["action"]
         if fault is None:
             await app(ex.scope, ex.app_receive, ex.app_send)
+        elif action == "delay" and fault["phase"] == "after":
+            async def late_send(message: Message) -> None:
+                if message["type"] == "http.response.start":  # the system has acted
+                    await asyncio.sleep(fault["delay"])
+                await ex.app_send(message)
+            await app(ex.scope, ex.app_receive, late_send)
         elif action == "delay":
             await asyncio.sleep(fault["delay"])
             await app(ex.scope, ex.app_receive, ex.app_send)

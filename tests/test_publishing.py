@@ -239,3 +239,153 @@ def test_fault_storm_publishes_everything_exactly_once(pipeline_resources, world
     faults_fired = sum(e["fault"] is not None for s in ("tiktok", "instagram", "youtube")
                        for e in sandbox.journal(s))
     assert faults_fired >= 5, faults_fired  # the storm really hit the flows
+
+
+def _publish(resources: dict, instance, **config) -> dg.ExecuteInProcessResult:
+    result = dg.materialize(ASSETS, selection=[social_posts], partition_key=partition_key(CID, DAY),
+                            resources=resources, instance=instance, raise_on_error=False,
+                            run_config={"ops": {"social_posts": {"config": {"only_due": False,
+                                                                            **config}}}})
+    assert result.success
+    return result
+
+
+def _alerts(url: str) -> list[str]:
+    from resources.telegram import SANDBOX_ALERT_CHAT_ID
+
+    sent = httpx.get(f"{url}/telegram/_control/sent", params={"chat_id": SANDBOX_ALERT_CHAT_ID})
+    return [m["text"] for m in sent.json()]
+
+
+def _tiktok_config(url: str, account: str, **config) -> None:
+    httpx.post(f"{url}/tiktok/_control/config",
+               json={"account": account, **config}).raise_for_status()
+
+
+def test_tiktok_post_failed_after_acceptance_is_detected_on_a_later_run_and_alerted(
+        pipeline_resources, world, engine, sandbox, suffix) -> None:
+    instance, _ = world
+    assert _run(pipeline_resources, instance, selection=ASSETS[1:5]).success
+    account = f"{CID}{suffix}"
+    # TikTok accepts the first init and ends it FAILED after a while: longer than this run
+    # polls, so the run leaves it `processing`.
+    _tiktok_config(sandbox.url, account, processing_polls=3)
+    httpx.post(f"{sandbox.url}/tiktok/_control/next_posts",
+               json={"account": account, "fail_reason": "spam_risk_text", "count": 1}
+               ).raise_for_status()
+    _publish(pipeline_resources, instance, status_polls=1)
+    tiktok = [p for p in _posts(engine) if p["platform"] == "tiktok"]
+    assert {p["state"] for p in tiktok} == {"failed_retryable"}
+    assert all(p["remote_handle"] for p in tiktok)  # accepted: each has its publish_id
+    for _ in range(3):
+        _publish(pipeline_resources, instance, status_polls=1)
+    by_state: dict[str, list[dict]] = {}
+    for p in _posts(engine):
+        if p["platform"] == "tiktok":
+            by_state.setdefault(p["state"], []).append(p)
+    (failed,) = by_state["failed_permanent"]
+    assert "spam_risk_text" in failed["last_error"]
+    assert len(by_state["published"]) == len(tiktok) - 1
+    alerts = [a for a in _alerts(sandbox.url) if f"reel {failed['reel_id']} " in a]
+    assert len(alerts) == 1 and "spam_risk_text" in alerts[0]
+    _publish(pipeline_resources, instance)  # nothing new: the alert is not repeated
+    assert len([a for a in _alerts(sandbox.url) if f"reel {failed['reel_id']} " in a]) == 1
+
+
+def test_tiktok_public_ids_after_moderation_are_recorded_later(
+        pipeline_resources, world, engine, sandbox, suffix) -> None:
+    instance, _ = world
+    assert _run(pipeline_resources, instance, selection=ASSETS[1:5]).success
+    _tiktok_config(sandbox.url, f"{CID}{suffix}", moderation_polls=2)
+    _publish(pipeline_resources, instance)
+    tiktok = [p for p in _posts(engine) if p["platform"] == "tiktok"]
+    assert {p["state"] for p in tiktok} == {"published"}
+    assert {p["remote_post_id"] for p in tiktok} == {None}  # still in moderation
+    result = _publish(pipeline_resources, instance)
+    tiktok = [p for p in _posts(engine) if p["platform"] == "tiktok"]
+    published = {str(p["post_id"]) for p in _published(sandbox.url, suffix, engine)["tiktok"]}
+    assert {p["remote_post_id"] for p in tiktok} == published and None not in published
+    (mat,) = result.asset_materializations_for_node("social_posts")
+    assert mat.metadata["tiktok_verified"].value["public_ids"] == len(tiktok)
+
+
+def test_quotas_are_counted_before_sending_and_defer_the_rest(
+        pipeline_resources, world, engine, sandbox, suffix) -> None:
+    instance, _ = world
+    assert _run(pipeline_resources, instance, selection=ASSETS[1:5]).success
+    n = _branded(engine)
+    assert n > 2
+    _publish(pipeline_resources, instance, tiktok_daily_posts=2, instagram_daily_publishes=1)
+    states: dict[str, list[str]] = {}
+    for p in _posts(engine):
+        states.setdefault(p["platform"], []).append(p["state"])
+    assert sorted(states["tiktok"]) == ["deferred"] * (n - 2) + ["published"] * 2
+    assert sorted(states["instagram"]) == ["deferred"] * (n - 1) + ["published"]
+    published = _published(sandbox.url, suffix, engine)
+    assert (len(published["tiktok"]), len(published["instagram"])) == (2, 1)
+    # Refused locally: TikTok never saw a third init.
+    state = httpx.get(f"{sandbox.url}/tiktok/_control/state",
+                      params={"account": f"{CID}{suffix}"}).json()
+    assert state["inits_last_24h"] == 2
+    q = schema.quota_usage
+    with engine.connect() as conn:
+        used = dict(conn.execute(sa.select(q.c.platform, q.c.units).where(
+            q.c.account_key.like("posts:%"), q.c.window_kind == "day")).all())
+    assert used == {"tiktok": 2, "instagram": 1}
+    assert all(p["next_attempt_at"] for p in _posts(engine) if p["state"] == "deferred")
+
+
+def test_expired_tiktok_upload_url_means_a_new_init(pipeline_resources, world, engine,
+                                                    sandbox, suffix) -> None:
+    instance, _ = world
+    assert _run(pipeline_resources, instance, selection=ASSETS[1:5]).success
+    n = _branded(engine)
+    account = f"{CID}{suffix}"
+    _tiktok_config(sandbox.url, account, upload_ttl=0)  # every upload URL is dead at once
+    _publish(pipeline_resources, instance)
+    tiktok = [p for p in _posts(engine) if p["platform"] == "tiktok"]
+    assert {p["state"] for p in tiktok} == {"failed_retryable"}
+    assert all("init again" in p["last_error"] for p in tiktok)
+    _tiktok_config(sandbox.url, account, upload_ttl=3600)
+    sp = schema.social_posts
+    with engine.begin() as conn:
+        conn.execute(sa.update(sp).values(next_attempt_at=None))
+    _publish(pipeline_resources, instance)
+    assert {p["state"] for p in _posts(engine) if p["platform"] == "tiktok"} == {"published"}
+    assert len(_published(sandbox.url, suffix, engine)["tiktok"]) == n
+    posts = httpx.get(f"{sandbox.url}/tiktok/_control/posts", params={"account": account}).json()
+    assert len(posts) == 2 * n  # the dead publishes were never published
+
+
+def test_instagram_pulls_the_public_url(pipeline_resources, world, engine, sandbox, suffix,
+                                        tmp_path) -> None:
+    import functools
+    import http.server
+    import threading
+
+    from resources.video_store import VideoStoreResource
+
+    instance, _ = world
+    assert _run(pipeline_resources, instance, selection=ASSETS[1:5]).success
+    store = pipeline_resources["video_store"]
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler,
+                                directory=store.local_root)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        v = schema.videos
+        with engine.begin() as conn:  # what the store would say with this public base
+            conn.execute(sa.update(v).where(v.c.variant == "branded").values(
+                public_url=sa.func.concat(base + "/", v.c.storage_key)))
+        resources = {**pipeline_resources, "video_store": VideoStoreResource(
+            local_root=store.local_root, public_base_url=base, work_dir=store.work_dir,
+            sandbox_url=store.sandbox_url)}
+        _publish(resources, instance, instagram_resumable=False)
+    finally:
+        server.shutdown()
+    n = _branded(engine)
+    assert {p["state"] for p in _posts(engine) if p["platform"] == "instagram"} == {"published"}
+    published = _published(sandbox.url, suffix, engine)["instagram"]
+    assert len(published) == n
+    assert all(p["has_ai_label"] for p in published)

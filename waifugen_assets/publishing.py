@@ -28,11 +28,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
-from resources.http import AuthError, HttpError, PermanentError, RateLimited, UnknownOutcome
+from resources.http import (
+    AuthError,
+    HttpError,
+    PermanentError,
+    RateLimited,
+    RateLimitStore,
+    UnknownOutcome,
+)
 from resources.instagram import ContainerCode, InstagramClient
 from resources.oauth import TokenSet
 from resources.tiktok import TikTokClient
-from resources.youtube import SessionExpired, YouTubeClient, next_reset
+from resources.youtube import DEFAULT_CHUNK_SIZE, SessionExpired, YouTubeClient, next_reset
 from waifugen_assets import schema
 from waifugen_assets.tokens import TokenError, TokenVault
 
@@ -78,6 +85,23 @@ class Retry(Exception):  # the attempt failed but nothing is lost: retry later
 
 class Fatal(Exception):  # this post can never be published as it is
     pass
+
+
+@dataclass(frozen=True)
+class PostQuota:
+    """A per-account posting quota counted in quota_usage *before* the call (DESIGN.md §6):
+    a spent quota defers the slot instead of being discovered by a refused request."""
+
+    store: RateLimitStore
+    key: str  # e.g. "posts:<platform account id>"
+    limit: int
+    period: float = 86400.0
+
+    def take(self, what: str) -> None:
+        wait = self.store.try_acquire(self.key, self.limit, self.period, 1, time.time())
+        if wait > 0:
+            raise Deferred(f"{what}: {self.limit} per {int(self.period)} s spent",
+                           now_utc() + dt.timedelta(seconds=wait))
 
 
 class TokenSource:
@@ -164,6 +188,7 @@ def ensure_post(engine: sa.Engine, reel_id: int, platform: str, account_id: int)
 class TikTokFlow:
     client: TikTokClient
     privacy_level: str = "PUBLIC_TO_EVERYONE"
+    daily_posts: PostQuota | None = None  # the account's accepted inits per day
     max_polls: int = 30
     poll_interval: float = 0.0
     sleep: Callable[[float], None] = time.sleep
@@ -204,6 +229,8 @@ class TikTokFlow:
 
     def _init(self, job: PostJob, ledger: Ledger, size: int) -> dict[str, Any]:
         title = str(job.texts.get("title") or "")
+        if self.daily_posts is not None:
+            self.daily_posts.take("tiktok daily post cap")
         for attempt in range(2):
             ledger.intent()
             try:
@@ -232,6 +259,7 @@ def _stale_upload(rs: Mapping[str, Any], size: int) -> bool:
 class InstagramFlow:
     client: InstagramClient
     resumable: bool = True
+    daily_publishes: PostQuota | None = None  # our own count, next to the live limit read
     max_polls: int = 30
     poll_interval: float = 0.0
     sleep: Callable[[float], None] = time.sleep
@@ -278,6 +306,10 @@ class InstagramFlow:
         if quota.remaining <= 0:
             raise Deferred("instagram publishing limit reached",
                            now_utc() + dt.timedelta(seconds=quota.window_s))
+        if self.daily_publishes is not None and not rs.get("publish_counted"):
+            self.daily_publishes.take("instagram publishing limit")
+            rs["publish_counted"] = True  # a retried publish of this container is not new
+            ledger.set(remote_state=rs)
         try:
             media_id = self.client.publish(rs["container_id"])
         except UnknownOutcome:
@@ -327,6 +359,7 @@ class YouTubeFlow:
     quota_key: str  # the API project (client id): quota is per project
     insert_units: int = 1600
     daily_units: int = 10_000
+    chunk_size: int = DEFAULT_CHUNK_SIZE
     client: YouTubeClient | None = None  # set after: its on_quota is this flow's `spend`
 
     def metadata(self, job: PostJob) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -345,7 +378,7 @@ class YouTubeFlow:
         if not rs.get("session_uri"):
             rs = self._start(job, ledger)
         try:
-            video = self.client.upload(rs["session_uri"], job.video)
+            video = self.client.upload(rs["session_uri"], job.video, chunk_size=self.chunk_size)
         except SessionExpired:
             found = self.client.find_upload(job.marker)
             if found is not None:  # it finished before the session expired
@@ -408,8 +441,12 @@ Flow = TikTokFlow | InstagramFlow | YouTubeFlow
 
 def publish_post(engine: sa.Engine, job: PostJob, post_id: int, flow: Flow,
                  tokens: TokenSource, vault: TokenVault,
-                 now: Callable[[], dt.datetime] = now_utc) -> tuple[str, str | None]:
-    """Run one post's flow once (twice after a refreshed token); returns (state, reason)."""
+                 now: Callable[[], dt.datetime] = now_utc,
+                 alert: Callable[[str], None] | None = None) -> tuple[str, str | None]:
+    """Run one post's flow once (twice after a refreshed token); returns (state, reason).
+
+    `alert` hears of a post that failed for good and of an account that needs
+    re-authorisation, once each (the transitions happen once)."""
     ledger = Ledger(engine, post_id)
     row = ledger.row()
     if row["state"] in DONE:
@@ -444,7 +481,9 @@ def publish_post(engine: sa.Engine, job: PostJob, post_id: int, flow: Flow,
         _retry_later(ledger, reason, "retryable", now())
     except (AuthError, TokenError) as exc:
         outcome, reason = "auth", f"{job.platform} authorisation failed: {exc}"
-        vault.mark_needs_reauth(job.character_id, job.platform)
+        if vault.mark_needs_reauth(job.character_id, job.platform) and alert:
+            alert(f"{job.character_id}: the {job.platform} account needs re-authorisation "
+                  f"({exc}). Posts wait until `waifugen tokens set` stores a new token.")
         _retry_later(ledger, reason, "auth", now() + dt.timedelta(hours=1))
     except RateLimited as exc:
         outcome, reason = "rate_limited", f"{job.platform} rate limit: {exc}"
@@ -468,7 +507,42 @@ def publish_post(engine: sa.Engine, job: PostJob, post_id: int, flow: Flow,
         _retry_later(ledger, reason, "retryable", now())
     _finish_attempt(engine, post_id, attempt, outcome, reason)
     final = ledger.row()
+    if final["state"] == "failed_permanent" and alert:
+        alert(f"{job.character_id}: reel {job.reel_id} was not published on {job.platform}: "
+              f"{reason}")
     return final["state"], reason
+
+
+def verify_tiktok(engine: sa.Engine, client: TikTokClient, character_id: str, day: object,
+                  alert: Callable[[str], None] | None = None) -> dict[str, int]:
+    """After publishing: TikTok gives the public post id only after moderation, and a post it
+    accepted can still end FAILED. Ask again for the partition's published posts that have no
+    public id yet; record the id, or report the failure."""
+    sp, r = schema.social_posts, schema.reels
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(sp.c.id, sp.c.reel_id, sp.c.remote_handle)
+                            .join(r, r.c.id == sp.c.reel_id)
+                            .where(r.c.character_id == character_id, r.c.date == day,
+                                   sp.c.platform == "tiktok", sp.c.state == "published",
+                                   sp.c.remote_post_id.is_(None),
+                                   sp.c.remote_handle.is_not(None))).all()
+    found = failed = 0
+    for row in rows:
+        try:
+            status = client.status(row.remote_handle)
+        except HttpError:  # asked again on the next run
+            continue
+        ledger = Ledger(engine, row.id)
+        if status.post_ids:
+            ledger.set(remote_post_id=status.post_ids[0])
+            found += 1
+        elif status.failed:
+            reason = f"tiktok failed the post after accepting it: {status.fail_reason}"
+            ledger.set(state="failed_permanent", last_error=reason, error_class="permanent")
+            failed += 1
+            if alert:
+                alert(f"{character_id}: reel {row.reel_id}: {reason}")
+    return {"checked": len(rows), "public_ids": found, "failed_after_publish": failed}
 
 
 def _retry_later(ledger: Ledger, reason: str, error_class: str, at: dt.datetime) -> None:

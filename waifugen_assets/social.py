@@ -13,7 +13,9 @@ from pydantic import Field
 from resources.database import DatabaseResource
 from resources.instagram import InstagramResource, lookup_user
 from resources.instagram import refresh_token as instagram_refresh
-from resources.tiktok import TikTokResource
+from resources.quota_store import PostgresRateLimitStore
+from resources.telegram import TelegramResource
+from resources.tiktok import TikTokResource, tiktok_limits
 from resources.video_store import VideoStoreResource
 from resources.youtube import YouTubeResource
 from waifugen_assets import schema
@@ -23,12 +25,14 @@ from waifugen_assets.publishing import (
     Flow,
     InstagramFlow,
     PostJob,
+    PostQuota,
     PublishOutcome,
     TikTokFlow,
     TokenSource,
     YouTubeFlow,
     ensure_post,
     publish_post,
+    verify_tiktok,
 )
 from waifugen_assets.roster import PUBLISH_PLATFORMS
 from waifugen_assets.tokens import TokenCipher, TokenVault
@@ -48,6 +52,15 @@ class PublishConfig(dg.Config):
         "resource's); `waifugen run` raises it with the sandbox's quota.")
     poll_interval_seconds: float | None = Field(
         default=None, description="Between status polls; default 0 in sandbox, 10 s else.")
+    status_polls: int = Field(
+        default=30, description="Status polls per post and run (TikTok, Instagram) before the "
+        "post is left `processing` for the next run to settle.")
+    tiktok_daily_posts: int = Field(
+        default=15, description="Inits per TikTok account per day before slots are deferred "
+        "(TikTok's cap is not published; about 15 is what API users report).")
+    instagram_daily_publishes: int = Field(
+        default=50, description="Publishes per Instagram account per day (the documented "
+        "content_publishing_limit); the live limit is read before each publish too.")
 
 
 def _platform_clients(character_id: str, platform: str, vault: TokenVault,
@@ -58,9 +71,18 @@ def _platform_clients(character_id: str, platform: str, vault: TokenVault,
     poll = config.poll_interval_seconds
     if poll is None:
         poll = 0.0 if get_settings().is_sandbox else 10.0
+    # Quotas are counted in quota_usage before the call, shared by every process.
+    def quota(service: str, limit: int) -> PostQuota:
+        return PostQuota(PostgresRateLimitStore(engine, service), f"posts:{account['id']}",
+                         limit)
+
     if platform == "tiktok":
         tokens = TokenSource(vault, character_id, platform, tiktok.refresher())
-        return TikTokFlow(tiktok.get_client(tokens), poll_interval=poll), tokens
+        limits = tiktok_limits(store=PostgresRateLimitStore(engine, "tiktok"),
+                               max_wait=tiktok.max_wait_seconds)
+        return TikTokFlow(tiktok.get_client(tokens, limits=limits), poll_interval=poll,
+                          max_polls=config.status_polls,
+                          daily_posts=quota("tiktok", config.tiktok_daily_posts)), tokens
     if platform == "instagram":
         base, _ = instagram.resolved_urls()
         tokens = TokenSource(vault, character_id, platform,
@@ -73,7 +95,10 @@ def _platform_clients(character_id: str, platform: str, vault: TokenVault,
                              .where(schema.platform_accounts.c.id == account["id"])
                              .values(external_user_id=ig_user))
         return InstagramFlow(instagram.get_client(tokens, ig_user),
-                             resumable=config.instagram_resumable, poll_interval=poll), tokens
+                             resumable=config.instagram_resumable, poll_interval=poll,
+                             max_polls=config.status_polls,
+                             daily_publishes=quota("instagram",
+                                                   config.instagram_daily_publishes)), tokens
     tokens = TokenSource(vault, character_id, platform, youtube.refresh)
     ledger = youtube.ledger()
     flow = YouTubeFlow(engine, quota_key=youtube.credentials()[0],
@@ -99,7 +124,7 @@ def _platform_clients(character_id: str, platform: str, vault: TokenVault,
 def social_posts(context: dg.AssetExecutionContext, config: PublishConfig,
                  database: DatabaseResource, video_store: VideoStoreResource,
                  tiktok: TikTokResource, instagram: InstagramResource,
-                 youtube: YouTubeResource) -> dg.MaterializeResult:
+                 youtube: YouTubeResource, telegram: TelegramResource) -> dg.MaterializeResult:
     character_id, day = split_partition_key(context.partition_key)
     engine = database.get_engine()
     vault = TokenVault(engine, TokenCipher(get_settings().secret_keys))
@@ -118,7 +143,17 @@ def social_posts(context: dg.AssetExecutionContext, config: PublishConfig,
                                 pa.c.platform.in_(PUBLISH_PLATFORMS))).mappings()}
     outcome = PublishOutcome()
     store = video_store.store()
+
+    def alert(text: str) -> None:  # an alert never fails publishing; the row keeps the reason
+        context.log.warning("alert: %s", text)
+        if telegram.configured:
+            try:
+                telegram.send_alert(text)
+            except Exception as exc:
+                context.log.warning("alert not sent: %s", exc)
+
     scratch = Path(tempfile.mkdtemp(prefix="wg-publish-"))
+    verified: dict[str, int] = {}
     try:
         flows: dict[str, tuple[Flow, TokenSource] | None] = {}
         for platform, account in accounts.items():
@@ -140,8 +175,11 @@ def social_posts(context: dg.AssetExecutionContext, config: PublishConfig,
                               content_rating=reel["content_rating"], plan=reel["plan"],
                               video=path, public_url=reel["public_url"])
                 post_id = ensure_post(engine, reel["id"], platform, accounts[platform]["id"])
-                state, reason = publish_post(engine, job, post_id, flow, tokens, vault)
+                state, reason = publish_post(engine, job, post_id, flow, tokens, vault,
+                                             alert=alert)
                 outcome.add(platform, state, f"{reel['id']}:{platform}", reason)
+        if (pair := flows.get("tiktok")) is not None:
+            verified = verify_tiktok(engine, pair[0].client, character_id, day, alert=alert)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     complete = mark_published(engine, [reel["id"] for reel in reels], len(accounts))
@@ -149,6 +187,7 @@ def social_posts(context: dg.AssetExecutionContext, config: PublishConfig,
         context.log.warning("post %s: %s", key, reason)
     return dg.MaterializeResult(
         metadata={"reels": len(reels), "published_everywhere": complete,
+                  "tiktok_verified": dg.MetadataValue.json(verified),
                   "states": dg.MetadataValue.json(outcome.states),
                   "reasons": dg.MetadataValue.json(outcome.reasons)},
         check_results=[disclosure_check(engine, character_id, day)])

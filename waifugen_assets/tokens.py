@@ -151,11 +151,15 @@ class TokenVault:
             self.save(conn, character_id, platform, fresh)
             return fresh.access_token
 
-    def mark_needs_reauth(self, character_id: str, platform: str) -> None:
+    def mark_needs_reauth(self, character_id: str, platform: str) -> bool:
+        """True when the account just changed to `needs_reauth` (alert once, not every run)."""
+        pa = schema.platform_accounts
         with self.engine.begin() as conn:
-            conn.execute(sa.update(schema.platform_accounts)
-                         .where(self._where(character_id, platform))
-                         .values(status="needs_reauth", updated_at=self.clock()))
+            changed = conn.execute(sa.update(pa)
+                                   .where(self._where(character_id, platform),
+                                          pa.c.status != "needs_reauth")
+                                   .values(status="needs_reauth", updated_at=self.clock()))
+        return changed.rowcount == 1
 
     def rekey(self) -> int:
         """Re-encrypt every token still under an older key with the newest; returns how many

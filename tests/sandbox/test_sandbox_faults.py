@@ -207,3 +207,18 @@ def test_refuses_non_loopback_hosts(tmp_path: Path) -> None:
         SandboxServer(state_dir=tmp_path, host="0.0.0.0")  # noqa: S104
     with pytest.raises(ValueError, match="loopback"):
         serve(host="192.168.1.10", state_dir=tmp_path)
+
+
+def test_delay_after_lets_the_system_act_and_holds_the_answer(sandbox: Any) -> None:
+    """A client that times out on a late answer must not conclude that nothing happened."""
+    from resources.telegram import SANDBOX_ALERT_CHAT_ID, SANDBOX_BOT_TOKEN
+
+    base = f"{sandbox.url}/telegram"
+    text = f"late answer {time.monotonic_ns()}"
+    sandbox.add_fault(system="telegram", route="/bot*/sendMessage", action="delay", delay=1.0,
+                      phase="after", times=1)
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(f"{base}/bot{SANDBOX_BOT_TOKEN}/sendMessage", timeout=0.2,
+                   json={"chat_id": SANDBOX_ALERT_CHAT_ID, "text": text})
+    sent = httpx.get(f"{base}/_control/sent", params={"chat_id": SANDBOX_ALERT_CHAT_ID}).json()
+    assert [m["text"] for m in sent].count(text) == 1
