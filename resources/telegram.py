@@ -1,56 +1,352 @@
-"""Telegram Bot API client: operator alerts and reports (subscriber DMs come later).
+"""Telegram Bot API client: operator alerts and, one bot per character, subscriber DMs.
 
-sendMessage changes the world, so the shared HTTP layer resends it only when Telegram said
-429 (nothing was sent) or the connection never opened; its `retry_after` body field is honoured.
+Wire contract: docs/subscriber-channels.md (Telegram) and PROTOCOLS.md section 4.
+
+Exactly once: sendMessage changes the world, so the shared HTTP layer resends it only when
+Telegram said 429 (nothing was sent; its `parameters.retry_after` is honoured) or the
+connection never opened. Reads (getMe, getUpdates, getWebhookInfo) and the webhook setters,
+whose effect is the same however often they run, are retried freely.
+
+Limits, taken before a request leaves (Telegram's FAQ; it publishes no exact numbers):
+- about 30 messages a second per bot (keyed by a fingerprint of the token, never the token);
+- 1 message a second per private chat, 20 a minute per group/supergroup/channel (a chat id
+  below zero or an @username), keyed by bot + chat.
+They live in the process-wide memory store unless `rate_store` is given (e.g.
+resources.quota_store.PostgresRateLimitStore(engine, "telegram")) to share them between
+processes; that store counts in fixed windows, so at a window edge up to twice a limit can
+pass in a short span and the server may answer 429, which is then waited out and resent.
+
+Errors: a subscriber who blocked the bot raises TelegramBlocked, one who never pressed Start
+TelegramCannotInitiate, an unknown chat TelegramChatNotFound (all PermanentError subclasses
+with `.chat_id`). A text Telegram would refuse (empty, over 4096 UTF-16 units) is a ValueError
+before anything is sent; only `TelegramResource.send_alert` shortens over-long text.
+
+Sandbox bots: `sandbox_bot_token(account)` is the token the sandbox accepts for a character's
+bot (`<id>:AAsandbox_<account>`, the id derived from the account), so sandbox mode can seed a
+token per character.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import dagster as dg
+import httpx
 from pydantic import Field
 
 from resources.http import (
+    IDEMPOTENT,
+    InvalidResponse,
+    Limit,
+    PermanentError,
     RateLimiter,
+    RateLimitStore,
     RetryPolicy,
+    fingerprint,
     json_request,
     make_client,
     telegram_classifier,
     telegram_retry_after,
 )
 from waifugen_assets.config import get_settings
+from waifugen_assets.redaction import register_secret
 
-# Bulk sending is ~30 messages/s per bot overall; the per-chat limits are enforced server side.
-_GLOBAL = RateLimiter("telegram", 30, 1.0)
+SYSTEM = "telegram"
+PRODUCTION_URL = "https://api.telegram.org"
 SANDBOX_BOT_TOKEN = "7000000001:AAsandbox_alerts_bot_token_000000000"  # noqa: S105 - sandbox only
 SANDBOX_ALERT_CHAT_ID = "-1001000000001"
+MAX_TEXT = 4096  # UTF-16 code units, as Telegram counts text (entity offsets use them too)
+MESSAGES_PER_SECOND_PER_BOT = 30
+SECONDS_PER_PRIVATE_MESSAGE = 1.0
+GROUP_MESSAGES_PER_MINUTE = 20
+MAX_UPDATES = 100
+SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")  # setWebhook's secret_token alphabet
+_ACCOUNT = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_CHAT_EXTENSION = "waifugen.telegram.chat"  # request extension: the chat a message goes to
+_SANDBOX_BOT_ID_BASE = 6_000_000_000  # 10-digit ids like real bots', apart from 7000000001
 
+
+# --- errors ------------------------------------------------------------------------------------
+
+class TelegramRecipientError(PermanentError):
+    """The chat cannot receive messages from this bot; `.chat_id` says which chat."""
+
+    def __init__(self, message: str, *, system: str = SYSTEM, status: int | None = None,
+                 reason: str = "", chat_id: str | int | None = None) -> None:
+        super().__init__(message, system=system, status=status, reason=reason)
+        self.chat_id = chat_id
+
+
+class TelegramBlocked(TelegramRecipientError):
+    """403 "bot was blocked by the user": stop messaging this subscriber."""
+
+
+class TelegramCannotInitiate(TelegramRecipientError):
+    """403 "bot can't initiate conversation with a user": they never pressed Start."""
+
+
+class TelegramChatNotFound(TelegramRecipientError):
+    """400 "chat not found": a wrong id, or a chat the bot was never in."""
+
+
+_RECIPIENT_ERRORS: tuple[tuple[str, type[TelegramRecipientError]], ...] = (
+    ("bot was blocked by the user", TelegramBlocked),
+    ("can't initiate conversation", TelegramCannotInitiate),
+    ("chat not found", TelegramChatNotFound),
+    ("user is deactivated", TelegramRecipientError),
+)
+
+
+def _typed(error: PermanentError, chat_id: str | int) -> PermanentError:
+    reason = error.reason.lower()
+    for words, cls in _RECIPIENT_ERRORS:
+        if words in reason:
+            return cls(str(error), system=error.system, status=error.status,
+                       reason=error.reason, chat_id=chat_id)
+    return error
+
+
+# --- text --------------------------------------------------------------------------------------
+
+def utf16_length(text: str) -> int:
+    """Telegram's length of a text: UTF-16 code units (an emoji outside the BMP counts 2)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def check_text(text: str) -> None:
+    """ValueError naming the problem if Telegram would refuse this message text."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError("Telegram message text is empty")
+    length = utf16_length(text)
+    if length > MAX_TEXT:
+        raise ValueError(f"Telegram message text is {length} UTF-16 units long; the limit is "
+                         f"{MAX_TEXT}: split or shorten it")
+
+
+def fit_text(text: str, limit: int = MAX_TEXT) -> str:
+    """`text` cut to at most `limit` UTF-16 units, never inside a surrogate pair."""
+    if utf16_length(text) <= limit:
+        return text
+    used = 0
+    for index, char in enumerate(text):
+        used += 2 if ord(char) > 0xFFFF else 1
+        if used > limit:
+            return text[:index]
+    return text
+
+
+# --- sandbox bots ------------------------------------------------------------------------------
+
+def _sandbox_account(account: str) -> str:
+    name = account.strip().removeprefix("@")
+    if name.lower().endswith("_bot"):
+        name = name[:-4]
+    if not _ACCOUNT.fullmatch(name):
+        raise ValueError(f"sandbox bot account {account!r}: use 1-64 letters, digits, _ or - "
+                         "(a character slug or its @..._bot handle)")
+    return name
+
+
+def sandbox_bot_username(account: str) -> str:
+    """The sandbox bot's username: the account with - as _, plus `_bot`."""
+    return f"{_sandbox_account(account).replace('-', '_')}_bot"
+
+
+def sandbox_bot_id(account: str) -> int:
+    """The sandbox bot's numeric id, derived from its username (case-insensitive, as
+    Telegram usernames are), so `mika-hoshizora` and `@mika_hoshizora_bot` are one bot."""
+    digest = hashlib.sha256(sandbox_bot_username(account).lower().encode()).hexdigest()
+    return _SANDBOX_BOT_ID_BASE + int(digest[:12], 16) % 1_000_000_000
+
+
+def sandbox_bot_token(account: str) -> str:
+    """The token the sandbox accepts for a character's bot: `<id>:AAsandbox_<account>`.
+
+    `account` is a character slug (`mika-hoshizora`) or a bot handle (`@mika_hoshizora_bot`).
+    """
+    return f"{sandbox_bot_id(account)}:AAsandbox_{_sandbox_account(account)}"
+
+
+# --- limits ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TelegramLimiters:
+    """The three client-side budgets (see the module doc)."""
+
+    per_bot: RateLimiter
+    per_chat: RateLimiter
+    per_group: RateLimiter
+
+
+def telegram_limiters(*, store: RateLimitStore | None = None, max_wait: float = 60.0,
+                      clock: Callable[[], float] = time.time) -> TelegramLimiters:
+    """Telegram's budgets; `store` shares them across processes, `clock` is for tests.
+
+    A send waits up to `max_wait` seconds for its slot (a group's 21st message in a minute
+    may need most of a minute), then raises RateLimited without sending.
+    """
+    return TelegramLimiters(
+        per_bot=RateLimiter(SYSTEM, MESSAGES_PER_SECOND_PER_BOT, 1.0, store=store,
+                            max_wait=max_wait, clock=clock),
+        per_chat=RateLimiter(f"{SYSTEM}-chat", 1, SECONDS_PER_PRIVATE_MESSAGE, store=store,
+                             max_wait=max_wait, clock=clock),
+        per_group=RateLimiter(f"{SYSTEM}-group", GROUP_MESSAGES_PER_MINUTE, 60.0, store=store,
+                              max_wait=max_wait, clock=clock))
+
+
+_PROCESS_LIMITERS = telegram_limiters()
+
+
+def is_group_chat(chat_id: str | int) -> bool:
+    """Groups, supergroups and channels have negative ids (or are addressed as @username)."""
+    return str(chat_id).startswith(("-", "@"))
+
+
+def _limits(bot: str, limiters: TelegramLimiters) -> list[Limit]:
+    def messages(request: httpx.Request) -> str | None:
+        return bot if _CHAT_EXTENSION in request.extensions else None
+
+    def chats(group: bool) -> Callable[[httpx.Request], str | None]:
+        def key(request: httpx.Request) -> str | None:
+            chat = request.extensions.get(_CHAT_EXTENSION)
+            if chat is None or is_group_chat(chat) != group:
+                return None
+            return f"{bot}:{fingerprint(str(chat))}"  # no user ids in quota rows
+        return key
+
+    return [Limit(limiters.per_bot, messages), Limit(limiters.per_chat, chats(False)),
+            Limit(limiters.per_group, chats(True))]
+
+
+# --- the client --------------------------------------------------------------------------------
 
 @dataclass
 class TelegramClient:
+    """One bot. `rate_store` shares the limits across processes; `limiters` replaces them."""
+
     token: str
-    base_url: str = "https://api.telegram.org"
+    base_url: str = PRODUCTION_URL
     timeout: float = 30.0
+    rate_store: RateLimitStore | None = None
+    limiters: TelegramLimiters | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if not self.token or ":" not in self.token:
+            raise ValueError("a Telegram bot token looks like <bot id>:<secret>")
+        limiters = self.limiters or (telegram_limiters(store=self.rate_store)
+                                     if self.rate_store is not None else _PROCESS_LIMITERS)
+        self.bot_key = fingerprint(self.token)
         self._http = make_client(
-            "telegram", base_url=f"{self.base_url.rstrip('/')}/bot{self.token}",
+            SYSTEM, base_url=f"{self.base_url.rstrip('/')}/bot{self.token}",
             timeout=self.timeout, classifier=telegram_classifier,
             retry_after_from_response=telegram_retry_after, secrets=[self.token],
-            retry=RetryPolicy(max_attempts=4, max_retry_after=60), limits=[_GLOBAL])
+            retry=RetryPolicy(max_attempts=4, max_retry_after=60),
+            limits=_limits(self.bot_key, limiters))
+
+    def __repr__(self) -> str:
+        return f"TelegramClient(bot={self.bot_key}, base_url={self.base_url!r})"
+
+    @property
+    def bot_id(self) -> int:
+        """The bot's numeric id: the token's part before the colon (event ids use it)."""
+        return int(self.token.split(":", 1)[0])
+
+    def _result(self, method: str, path: str, **kwargs: Any) -> Any:
+        return json_request(self._http, method, path, require=["result"], **kwargs)["result"]
+
+    def _invalid(self, path: str, problem: str) -> InvalidResponse:
+        return InvalidResponse(f"{SYSTEM}: {path}: {problem}", system=SYSTEM, reason=problem)
+
+    def get_me(self) -> dict[str, Any]:
+        """The bot itself: {"id", "is_bot", "first_name", "username", ...}."""
+        me = self._result("GET", "/getMe")
+        if not isinstance(me, dict) or "id" not in me:
+            raise self._invalid("/getMe", "no bot user in the answer")
+        return me
 
     def send_message(self, chat_id: str | int, text: str, parse_mode: str | None = None) -> int:
-        """Send a message; returns Telegram's message_id."""
-        payload: dict[str, object] = {"chat_id": chat_id, "text": text[:4096]}
+        """Send a message; returns Telegram's message_id. Sent at most once.
+
+        ValueError for text Telegram would refuse (nothing is sent); TelegramBlocked,
+        TelegramCannotInitiate, TelegramChatNotFound for recipients it cannot reach.
+        """
+        check_text(text)
+        payload: dict[str, object] = {"chat_id": chat_id, "text": text}
         if parse_mode:
             payload["parse_mode"] = parse_mode
-        body = json_request(self._http, "POST", "/sendMessage", json=payload,
-                            require=["result"])
-        return int(body["result"]["message_id"])
+        try:
+            message = self._result("POST", "/sendMessage", json=payload,
+                                   extensions={_CHAT_EXTENSION: str(chat_id)})
+        except PermanentError as exc:
+            typed = _typed(exc, chat_id)
+            if typed is exc:
+                raise
+            raise typed from exc
+        if not isinstance(message, dict) or "message_id" not in message:
+            raise self._invalid("/sendMessage", "no message_id in the answer")
+        return int(message["message_id"])
+
+    def get_updates(self, offset: int | None = None, limit: int = MAX_UPDATES, timeout: int = 0,
+                    allowed_updates: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Pending updates (polling). `offset` = last update_id + 1 confirms (drops) every
+        earlier one; `timeout` > 0 long-polls that many seconds. Safe to retry."""
+        if not 1 <= limit <= MAX_UPDATES:
+            raise ValueError(f"getUpdates limit must be 1..{MAX_UPDATES}, not {limit}")
+        if timeout < 0:
+            raise ValueError("getUpdates timeout must be >= 0 seconds")
+        payload: dict[str, object] = {"limit": limit, "timeout": timeout}
+        if offset is not None:
+            payload["offset"] = offset
+        if allowed_updates is not None:
+            payload["allowed_updates"] = list(allowed_updates)
+        updates = self._result("POST", "/getUpdates", json=payload,
+                               extensions={IDEMPOTENT: True},
+                               timeout=httpx.Timeout(self.timeout + timeout))
+        if not isinstance(updates, list) or not all(
+                isinstance(u, dict) and isinstance(u.get("update_id"), int) for u in updates):
+            raise self._invalid("/getUpdates", "result is not a list of updates")
+        return updates
+
+    def set_webhook(self, url: str, secret_token: str,
+                    allowed_updates: Sequence[str] | None = None) -> None:
+        """Have Telegram POST updates to `url` with header X-Telegram-Bot-Api-Secret-Token."""
+        if not url.startswith(("https://", "http://")):
+            raise ValueError(f"webhook url must be an https URL, not {url!r}")
+        if not SECRET_TOKEN.fullmatch(secret_token):
+            raise ValueError("webhook secret_token must be 1-256 characters of A-Z, a-z, 0-9, "
+                             "_ and -")
+        register_secret(secret_token)
+        payload: dict[str, object] = {"url": url, "secret_token": secret_token}
+        if allowed_updates is not None:
+            payload["allowed_updates"] = list(allowed_updates)
+        self._result("POST", "/setWebhook", json=payload, extensions={IDEMPOTENT: True})
+
+    def delete_webhook(self, drop_pending_updates: bool = False) -> None:
+        """Back to polling; `drop_pending_updates` forgets the queue."""
+        self._result("POST", "/deleteWebhook",
+                     json={"drop_pending_updates": drop_pending_updates},
+                     extensions={IDEMPOTENT: True})
+
+    def get_webhook_info(self) -> dict[str, Any]:
+        """{"url" ("" when polling), "pending_update_count", "last_error_message"?, ...}."""
+        info = self._result("GET", "/getWebhookInfo")
+        if not isinstance(info, dict) or "pending_update_count" not in info:
+            raise self._invalid("/getWebhookInfo", "no pending_update_count in the answer")
+        return info
 
     def close(self) -> None:
         self._http.close()
+
+    def __enter__(self) -> TelegramClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 class TelegramResource(dg.ConfigurableResource):
@@ -66,22 +362,26 @@ class TelegramResource(dg.ConfigurableResource):
         token = self.bot_token or s.get("TELEGRAM_BOT_TOKEN", SANDBOX_BOT_TOKEN)
         chat = self.alert_chat_id or s.get("TELEGRAM_ALERT_CHAT_ID", SANDBOX_ALERT_CHAT_ID)
         base = self.base_url or s.get("TELEGRAM_API_URL", s.sandbox_service("telegram"),
-                                      "https://api.telegram.org")
-        return token, chat, base or "https://api.telegram.org"
+                                      PRODUCTION_URL)
+        return token, chat, base or PRODUCTION_URL
 
     @property
     def configured(self) -> bool:
         token, chat, _ = self._resolved()
         return bool(token and chat)
 
+    def bot_client(self, token: str, *, rate_store: RateLimitStore | None = None
+                   ) -> TelegramClient:
+        """A client for one character's bot at the configured API URL; close it after use."""
+        _, _, base = self._resolved()
+        return TelegramClient(token, base, timeout=get_settings().http_timeout,
+                              rate_store=rate_store)
+
     def send_alert(self, text: str) -> int:
+        """Send to the operators' chat; over-long text is shortened, not refused."""
         token, chat, base = self._resolved()
         if not (token and chat):
             raise RuntimeError("Telegram alerts are not configured (TELEGRAM_BOT_TOKEN, "
                                "TELEGRAM_ALERT_CHAT_ID)")
-        client = TelegramClient(token, base, timeout=get_settings().http_timeout)
-        try:
-            return client.send_message(chat, text)
-        finally:
-            client.close()
-
+        with TelegramClient(token, base, timeout=get_settings().http_timeout) as client:
+            return client.send_message(chat, fit_text(text))

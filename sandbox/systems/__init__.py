@@ -7,7 +7,7 @@ line here. It is then served at `/<name>`, journaled, and a valid target for fau
 from __future__ import annotations
 
 from sandbox.system import SystemFactory
-from sandbox.systems import a2e, instagram, media, ollama, runpod, telegram, tiktok, youtube
+from sandbox.systems import a2e, fanvue, instagram, media, ollama, runpod, telegram, tiktok, youtube
 
 SYSTEMS: dict[str, SystemFactory] = {
     "instagram": instagram.create,
@@ -18,4 +18,5 @@ SYSTEMS: dict[str, SystemFactory] = {
     "runpod": runpod.create,
     "telegram": telegram.create,
     "media": media.create,
+    "fanvue": fanvue.create,
 }
