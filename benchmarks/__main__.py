@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-HARNESSES = ("storage_memory", "branding")
+HARNESSES = ("storage_memory", "branding", "upload")
 
 
 def main(argv: list[str]) -> int:
