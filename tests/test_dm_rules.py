@@ -16,10 +16,10 @@ from waifugen_assets.dm_rules import (
     Decision,
     Rules,
     decide,
-    is_opt_out,
     local_zone,
     quiet_until,
 )
+from waifugen_assets.opt_out import is_opt_out
 from waifugen_assets.sequences import Condition, Step, SubscriberFacts, Variant
 
 # 2026-05-01 12:00 UTC: 14:00 in Madrid, 21:00 in Tokyo, 08:00 in New York.
@@ -322,7 +322,7 @@ def test_closed_instagram_window_never_sends(now: datetime, inbound_hours_ago: f
     assert decide(f, step(), now, now, RULES) == Decision("wait", "messaging_window", None)
 
 
-# --- opt-out keywords ---------------------------------------------------------------------
+# --- opt-out keywords (waifugen_assets.opt_out) ------------------------------------------
 
 
 @pytest.mark.parametrize("text", [

@@ -96,6 +96,17 @@ SETTINGS: tuple[Setting, ...] = (
             default="https://oauth2.googleapis.com; sandbox: /youtube/oauth2"),
     Setting("YOUTUBE_CLIENT_ID", "Google OAuth client id (token refresh)"),
     Setting("YOUTUBE_CLIENT_SECRET", "Google OAuth client secret", secret=True),
+    Setting("FANVUE_API_URL", "Fanvue API base URL (its OAuth token endpoint is "
+            "<base>/oauth/token)", default="https://api.fanvue.com; sandbox: /fanvue"),
+    Setting("FANVUE_CLIENT_ID", "Fanvue OAuth app client id (token refresh)"),
+    Setting("FANVUE_CLIENT_SECRET", "Fanvue OAuth app client secret", secret=True),
+    Setting("FANVUE_WEBHOOK_SECRET", "secret Fanvue signs webhooks with (HMAC-SHA256); "
+            "sandbox: a fixed development secret", secret=True),
+    Setting("TELEGRAM_WEBHOOK_SECRET", "secret_token given to setWebhook, checked on every "
+            "Telegram update; sandbox: a fixed development secret", secret=True),
+    Setting("WEBHOOKS_HOST", "address `waifugen webhooks serve` listens on",
+            default="127.0.0.1"),
+    Setting("WEBHOOKS_PORT", "port `waifugen webhooks serve` listens on", default="8788"),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 

@@ -18,8 +18,6 @@ Pure domain code: no database, no HTTP, no Dagster. docs/sequences.md explains e
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -149,34 +147,3 @@ def decide(facts: SubscriberFacts, step: Step, due: datetime, now: datetime,
             resume = now + _DAY
         return Decision("wait", "frequency_cap", resume)
     return Decision("send", "ok", None)
-
-
-# --- opt-out ------------------------------------------------------------------------------
-
-# A message that is only one of these (any case, surrounding punctuation ignored) opts out,
-# as SMS short codes do: STOP, UNSUBSCRIBE, ...
-OPT_OUT_KEYWORDS: tuple[str, ...] = (
-    "stop", "stop all", "stopall", "unsubscribe", "cancel", "end", "quit", "opt out",
-    "optout", "remove me", "no more", "no more messages", "leave me alone",
-    "baja", "para", "darse de baja",  # Spanish
-)
-# Phrases that opt out wherever they appear in a message.
-OPT_OUT_PHRASES: tuple[str, ...] = (
-    r"unsubscribe", r"opt(?:\s|-)?out", r"stop (?:messaging|texting|sending|dming|writing|"
-    r"spamming|contacting)(?: me)?", r"(?:don'?t|do not) (?:message|text|dm|contact|write"
-    r"(?: to)?) me(?: again| anymore| any more)?", r"no more (?:messages|dms|texts)",
-    r"leave me alone", r"remove me from",
-)
-_OPT_OUT_PHRASE = re.compile(r"(?<![^\W_])(?:" + "|".join(OPT_OUT_PHRASES) + r")(?![^\W_])")
-
-
-def _plain(text: str) -> str:
-    text = unicodedata.normalize("NFKC", text).casefold().replace("\u2019", "'")
-    return " ".join(re.sub(r"[^\w\s']+", " ", text).split())
-
-
-def is_opt_out(text: str) -> bool:
-    """Whether an inbound message asks to stop messages (keywords as the whole message,
-    phrases anywhere). Set the subscriber's opted_out_at when it does."""
-    plain = _plain(text)
-    return plain in OPT_OUT_KEYWORDS or _OPT_OUT_PHRASE.search(plain) is not None

@@ -90,6 +90,12 @@ POST_ATTEMPT_OUTCOMES = ("success", *ERROR_CLASSES)
 REPLY_STATES = ("planned", "sent", "failed", "unknown", "held")
 DM_STATES = ("planned", "sending", "sent", "failed", "unknown", "skipped", "held", "queued_manual")
 REVENUE_KINDS = ("subscription", "renewal", "tip", "purchase", "refund")
+# Normalized inbound event types (docs/subscriber-channels.md); the platform's own type is in
+# the payload.
+INBOUND_EVENT_TYPES = (
+    "subscriber.new", "subscriber.renewal", "subscriber.cancelled", "subscriber.blocked",
+    "message.received", "revenue.tip", "revenue.purchase",
+)
 
 CREDIT_PROVIDERS = GENERATION_PROVIDERS
 LEDGER_KINDS = ("task_cost", "balance_snapshot", "adjustment")
@@ -475,11 +481,18 @@ subscribers = sa.Table(
     _ts("last_outbound_at"),  # frequency caps
     _ts("opted_out_at"),
     _ts("forgotten_at"),
+    # Lifetime spend as reported by a CSV export (OnlyFans, Fansly): an aggregate, not revenue
+    # events, because an export has no stable id per payment (docs/subscribers.md).
+    sa.Column("imported_spend_cents", sa.BigInteger, nullable=True),
+    sa.Column("imported_spend_currency", sa.CHAR(3), nullable=True),
     _created_at(),
     _updated_at(),
     sa.UniqueConstraint("character_id", "platform", "external_id"),
     _in("platform", SUBSCRIBER_PLATFORMS),
     sa.CheckConstraint("jsonb_typeof(tags) = 'array'", name="tags_array"),
+    *_nonneg("imported_spend_cents"),
+    sa.CheckConstraint("imported_spend_currency ~ '^[A-Z]{3}$'",
+                       name="imported_spend_currency_iso4217"),
 )
 
 # Webhooks and imported events, deduplicated by the platform's own event id.
@@ -492,15 +505,27 @@ inbound_events = sa.Table(
     sa.Column("event_type", sa.Text, nullable=False),
     _fk("character_id", "characters.id", nullable=True),
     _fk("subscriber_id", "subscribers.id", nullable=True),
+    # The subscriber's platform id, set when stored (before any subscriber row exists), so an
+    # event not applied yet can still be found and anonymised by "forget".
+    sa.Column("external_id", sa.Text, nullable=True),
+    _ts("occurred_at"),
     # The event as received; NULLed when its subscriber is forgotten.
     sa.Column("payload", postgresql.JSONB, nullable=True),
+    # The normalized fields apply needs (handle, display name, text, amount, ...); NULLed with
+    # the payload.
+    sa.Column("data", postgresql.JSONB, nullable=True),
     _ts("received_at", nullable=False, server_default=sa.func.now()),
     _ts("processed_at"),
+    # Why the event was not applied (processed, but rejected); NULL when applied.
+    sa.Column("error", sa.Text, nullable=True),
     sa.UniqueConstraint("platform", "event_id"),
     # Unprocessed events, oldest first.
     sa.Index("ix_inbound_events_unprocessed", "received_at",
              postgresql_where=sa.text("processed_at IS NULL")),
+    sa.Index(None, "platform", "external_id"),
+    sa.Index(None, "subscriber_id"),
     _in("platform", PLATFORMS),
+    _in("event_type", INBOUND_EVENT_TYPES),
 )
 
 dm_sequences = sa.Table(
