@@ -60,6 +60,14 @@ class OllamaResource(dg.ConfigurableResource):
         )
         return json.loads(resp.message.content or "")
 
+    def chat_text(self, system: str, user: str, seed: int = 0) -> str | None:
+        """One plain-text chat turn (DM personalisation); None when the answer is empty."""
+        resp = self.client().chat(
+            model=self.model_name(),
+            messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+            options={"temperature": 0.7, "seed": seed}, stream=False)
+        return (resp.message.content or "").strip() or None
+
     def plan_writer(self) -> Writer:
         model = self.model_name()
 

@@ -107,6 +107,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WEBHOOKS_HOST", "address `waifugen webhooks serve` listens on",
             default="127.0.0.1"),
     Setting("WEBHOOKS_PORT", "port `waifugen webhooks serve` listens on", default="8788"),
+    Setting("INBOUND_MODE", "how subscriber events arrive: `webhooks` (waifugen webhooks "
+            "serve) or `polling` (each DM run asks Telegram and Fanvue)", default="polling"),
+    Setting("WAIFUGEN_SEQUENCES", "DM sequences file",
+            default="sequences.yaml under the project root"),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 

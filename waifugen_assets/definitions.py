@@ -10,6 +10,7 @@ import dagster as dg
 
 from resources.a2e import A2EResource
 from resources.database import DatabaseResource
+from resources.fanvue import FanvueResource
 from resources.ffmpeg import FfmpegResource
 from resources.instagram import InstagramResource
 from resources.ollama import OllamaResource
@@ -19,12 +20,19 @@ from resources.telegram import TelegramResource
 from resources.tiktok import TikTokResource
 from resources.video_store import VideoStoreResource
 from resources.youtube import YouTubeResource
+from sensors.dms import dm_sensor
 from sensors.posting import posting_sensor
 from sensors.roster import roster_sensor
 from waifugen_assets.characters import characters
 from waifugen_assets.config import get_settings
+from waifugen_assets.dms import dm_messages
 from waifugen_assets.generation import reel_plans, reels
-from waifugen_assets.jobs import daily_content_job, roster_job, weekly_premium_job
+from waifugen_assets.jobs import (
+    daily_content_job,
+    roster_job,
+    subscriber_dms_job,
+    weekly_premium_job,
+)
 from waifugen_assets.schedules import daily_content_schedule, weekly_premium_schedule
 from waifugen_assets.social import social_posts
 from waifugen_assets.videos import branded_videos, stored_videos
@@ -32,10 +40,11 @@ from waifugen_assets.videos import branded_videos, stored_videos
 
 def build_defs() -> dg.Definitions:
     return dg.Definitions(
-        assets=[characters, reel_plans, reels, stored_videos, branded_videos, social_posts],
-        jobs=[roster_job, daily_content_job, weekly_premium_job],
+        assets=[characters, reel_plans, reels, stored_videos, branded_videos, social_posts,
+                dm_messages],
+        jobs=[roster_job, daily_content_job, weekly_premium_job, subscriber_dms_job],
         schedules=[daily_content_schedule, weekly_premium_schedule],
-        sensors=[roster_sensor, posting_sensor],
+        sensors=[roster_sensor, posting_sensor, dm_sensor],
         resources={
             "database": DatabaseResource(),
             "roster": RosterResource(),
@@ -48,6 +57,7 @@ def build_defs() -> dg.Definitions:
             "tiktok": TikTokResource(),
             "instagram": InstagramResource(),
             "youtube": YouTubeResource(),
+            "fanvue": FanvueResource(),
         },
     )
 

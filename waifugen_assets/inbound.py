@@ -460,6 +460,15 @@ RETURNING id, (xmax = 0) AS inserted
 )
 
 
+def subscriber_tier(raw: object) -> str | None:
+    """A platform's tier name as ours: names containing vip, premium or elite are `vip`,
+    any other name `standard` (a creator's own tier names vary: basic, fan, supporter)."""
+    if not isinstance(raw, str) or not raw.strip():
+        return None
+    name = raw.strip().lower()
+    return "vip" if any(w in name for w in ("vip", "premium", "elite")) else "standard"
+
+
 def _apply_one(conn: sa.Connection, row: sa.Row) -> tuple[int, ApplyStats]:
     """Fold one stored event into subscribers / revenue_events: the subscriber id and what
     changed."""
@@ -472,7 +481,7 @@ def _apply_one(conn: sa.Connection, row: sa.Row) -> tuple[int, ApplyStats]:
         "character_id": row.character_id, "platform": row.platform,
         "external_id": row.external_id, "handle": data.get("handle"),
         "display_name": data.get("display_name"), "timezone": data.get("timezone"),
-        "tier": data.get("tier"),
+        "tier": subscriber_tier(data.get("tier")),
         "subscribed_at": row.occurred_at if kind == "subscriber.new" else None,
         "last_inbound_at": row.occurred_at if kind == "message.received" else None,
         "opt_out_at": row.occurred_at if opt_out else None,

@@ -24,3 +24,9 @@ weekly_premium_job = dg.define_asset_job(
     config=PREMIUM_CONFIG,
     description="A premium reel for one of the week's Elite 8, through the same stages.",
 )
+
+subscriber_dms_job = dg.define_asset_job(
+    "subscriber_dms",
+    selection=dg.AssetSelection.groups("subscribers"),  # partitioned character x date
+    description="One character's subscriber DMs: apply events, plan due steps, send.",
+)

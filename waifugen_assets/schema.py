@@ -493,6 +493,10 @@ subscribers = sa.Table(
     *_nonneg("imported_spend_cents"),
     sa.CheckConstraint("imported_spend_currency ~ '^[A-Z]{3}$'",
                        name="imported_spend_currency_iso4217"),
+    # Due-step selection: who subscribed inside a step's window, among those still reachable
+    # (messaging.plan_due); a range scan instead of a pass over every subscriber.
+    sa.Index("ix_subscribers_reachable_since", "character_id", "tier", "subscribed_at",
+             postgresql_where=sa.text("opted_out_at IS NULL AND forgotten_at IS NULL")),
 )
 
 # Webhooks and imported events, deduplicated by the platform's own event id.
@@ -552,6 +556,8 @@ dm_messages = sa.Table(
     sa.Column("variant", sa.Text, nullable=True),
     sa.Column("state", sa.Text, nullable=False, server_default="planned"),
     _ts("due_at", nullable=False),
+    # Not before this time (quiet hours, frequency cap, Retry-After); NULL = when due.
+    _ts("not_before"),
     sa.Column("text", sa.Text, nullable=True),  # NULLed when the subscriber is forgotten
     sa.Column("remote_message_id", sa.Text, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
