@@ -56,11 +56,13 @@ class FanvueChannel:
             raise Unreachable(f"fanvue: {exc}") from exc
 
     def reconcile(self, external_id: str, text: str, since: dt.datetime) -> str | None:
-        # The chat's newest messages: ours is the creator's message with this exact text,
-        # sent after the intent was written.
+        # The chat's newest messages: ours is the creator's message with this exact text (each
+        # step's text differs), no older than a day before the intent: a margin for clock
+        # differences between us and Fanvue, which must not decide whether a fan gets a
+        # message twice.
         for message in self.client.messages(external_id):
             if (message.sender_uuid == self.creator_uuid and message.text == text
-                    and message.sent_at >= since - dt.timedelta(seconds=5)):
+                    and message.sent_at >= since - dt.timedelta(days=1)):
                 return message.uuid
         return None
 
