@@ -219,7 +219,13 @@ def run_cmd(day: dt.datetime | None, characters: tuple[str, ...], sandbox_port: 
     """Materialize the day's graph for each character into the Dagster instance."""
     import dagster as dg
 
-    from waifugen_assets.local_stack import RunFailed, local_stack, prepare, run_day
+    from waifugen_assets.local_stack import (
+        RunFailed,
+        local_stack,
+        prepare,
+        run_day,
+        simulate_sandbox_audience,
+    )
 
     the_day = day.date() if day else _today()
     with local_stack(sandbox_port=sandbox_port) as stack:
@@ -234,6 +240,8 @@ def run_cmd(day: dt.datetime | None, characters: tuple[str, ...], sandbox_port: 
         if unknown:
             _fail(f"not enabled characters in the roster: {', '.join(unknown)}")
         chosen = list(characters) or enabled
+        if stack.sandbox_url:
+            simulate_sandbox_audience(stack.sandbox_url, chosen, the_day)
         failures = run_day(defs, instance, the_day, chosen)
         _print_status(stack.database_url, the_day, chosen, as_json=False)
         click.echo(f"\n{len(chosen)} run(s), {len(failures)} failed; they are in the Dagster "

@@ -138,10 +138,13 @@ def prepare(stack: Stack, defs: dg.Definitions, instance: dg.DagsterInstance) ->
     with engine.connect() as conn:
         wanted = enabled_character_ids(conn)
     if stack.settings.is_sandbox:  # so `make run` publishes to the sandbox platforms
+        from waifugen_assets.dms import seed_sandbox_subscriber_tokens
         from waifugen_assets.publishing import seed_sandbox_tokens
         from waifugen_assets.tokens import TokenCipher, TokenVault
 
-        seed_sandbox_tokens(TokenVault(engine, TokenCipher(stack.settings.secret_keys)))
+        vault = TokenVault(engine, TokenCipher(stack.settings.secret_keys))
+        seed_sandbox_tokens(vault)
+        seed_sandbox_subscriber_tokens(vault)
     to_add, to_remove = partition_changes(
         wanted, instance.get_dynamic_partitions(characters_partitions.name))
     if to_add:
@@ -172,10 +175,29 @@ def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
     return messages or ["run failed (see the Dagster UI for its logs)"]
 
 
+def simulate_sandbox_audience(url: str, character_ids: list[str], day: dt.date) -> None:
+    """Sandbox only: the day before `day` on each character's Fanvue creator and Telegram bot
+    (sign-ups, replies, tips, opt-outs; seeded, so every `make run` sees the same fans), so
+    the DM run has subscribers whose day-0 welcome is due."""
+    import httpx
+
+    from resources.telegram import sandbox_bot_username
+
+    before = (day - dt.timedelta(days=1)).isoformat()
+    for cid in character_ids:
+        httpx.post(f"{url}/fanvue/_control/simulate", json={"creator": cid, "day": before},
+                   timeout=10).raise_for_status()
+        httpx.post(f"{url}/telegram/_control/simulate",
+                   json={"bot": sandbox_bot_username(cid), "day": before},
+                   timeout=10).raise_for_status()
+
+
 def run_day(defs: dg.Definitions, instance: dg.DagsterInstance, day: dt.date,
             character_ids: list[str]) -> dict[str, list[str]]:
-    """One daily_content run per character partition; returns failure messages by character."""
+    """Per character partition: its daily_content run, then its subscriber_dms run; returns
+    failure messages by character."""
     job = defs.resolve_job_def("daily_content")
+    dms = defs.resolve_job_def("subscriber_dms")
     failures: dict[str, list[str]] = {}
     run_config = RUN_DAY_CONFIG
     if get_settings().is_sandbox:
@@ -189,4 +211,9 @@ def run_day(defs: dg.Definitions, instance: dg.DagsterInstance, day: dt.date,
         )
         if not result.success:
             failures[cid] = failure_messages(result)
+        result = dms.execute_in_process(
+            partition_key=partition_key(cid, day), instance=instance, raise_on_error=False,
+            tags={"waifugen/trigger": "cli", PID_TAG: str(os.getpid())}, run_config=QUIET)
+        if not result.success:
+            failures.setdefault(cid, []).extend(failure_messages(result))
     return failures

@@ -1,4 +1,5 @@
-"""`waifugen status`: per character, how far the day's reels got, posts per platform, budget.
+"""`waifugen status`: per character, how far the day's reels got, posts per platform, budget,
+and subscriber DMs (reachable subscribers; messages due by the end of the day by outcome).
 
 Reel stages are cumulative: a branded reel was also generated and stored, so it counts in
 each of those columns; `failed` counts reels that stopped with a failure. Stages later issues
@@ -25,6 +26,10 @@ _REACHED = {
     "published": ("published",),
     "failed": ("failed",),
 }
+# Subscriber DMs due by the end of the day, by what happened to them.
+DM_BUCKETS = {"sent": ("sent",), "waiting": ("planned", "sending", "unknown"),
+              "held": ("held",), "manual": ("queued_manual",),
+              "skipped": ("skipped", "failed")}
 _POST_BUCKETS = {"published": ("published",),
                  "failed": ("failed_permanent",)}  # everything else is still pending
 
@@ -58,6 +63,22 @@ def day_status(conn: sa.Connection, day: dt.date, monthly_credits_default: int,
         bucket = next((b for b, states in _POST_BUCKETS.items() if state in states), "pending")
         per = post_counts.setdefault(cid, {}).setdefault(platform, {})
         per[bucket] = per.get(bucket, 0) + n
+
+    dm, subs = schema.dm_messages, schema.subscribers
+    end_of_day = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    dm_counts: dict[str, dict[str, int]] = {}
+    for cid, state, n in conn.execute(
+        sa.select(subs.c.character_id, dm.c.state, sa.func.count())
+        .join(subs, subs.c.id == dm.c.subscriber_id).where(dm.c.due_at < end_of_day)
+        .group_by(subs.c.character_id, dm.c.state)
+    ):
+        bucket = next(b for b, states in DM_BUCKETS.items() if state in states)
+        per_dm = dm_counts.setdefault(cid, {})
+        per_dm[bucket] = per_dm.get(bucket, 0) + n
+    reachable = dict(conn.execute(
+        sa.select(subs.c.character_id, sa.func.count())
+        .where(subs.c.opted_out_at.is_(None), subs.c.forgotten_at.is_(None))
+        .group_by(subs.c.character_id)).all())
 
     period = month_start(day)
     limit_total = conn.execute(
@@ -95,20 +116,25 @@ def day_status(conn: sa.Connection, day: dt.date, monthly_credits_default: int,
             "posts": platform_posts,
             "budget": {"used": int(used.get(cid, 0)),
                        "limit": int(limit_total * float(share or even_share) / 100)},
+            "dms": {"subscribers": int(reachable.get(cid, 0)),
+                    **{b: dm_counts.get(cid, {}).get(b, 0) for b in DM_BUCKETS}},
         })
     return {"date": day.isoformat(), "characters": out}
 
 
 def render_text(report: dict[str, Any]) -> str:
     header = (f"{'character':<20}" + "".join(f"{s:>10}" for s in STAGES)
-              + "   posts (published/pending/failed)      budget")
+              + "   posts (published/pending/failed)      budget"
+              + "   dms (subscribers: sent/waiting/held/manual/skipped)")
     lines = [f"waifugen status for {report['date']}", header]
     for c in report["characters"]:
         posts = "  ".join(f"{p[:2]} {v['published']}/{v['pending']}/{v['failed']}"
                           for p, v in c["posts"].items())
         lines.append(
             f"{c['id']:<20}" + "".join(f"{c['reels'][s]:>10}" for s in STAGES)
-            + f"   {posts:<36}{c['budget']['used']:>6}/{c['budget']['limit']}"
+            + f"   {posts:<36}{c['budget']['used']:>6}/{c['budget']['limit']:<8}"
+            + f"   {c['dms']['subscribers']}: " + "/".join(
+                str(c["dms"][b]) for b in DM_BUCKETS)
         )
     if not report["characters"]:
         lines.append("(no enabled characters: run `waifugen run` to load the roster)")
