@@ -42,7 +42,7 @@ def characters_with_dm_work(conn: sa.Connection, now: dt.datetime,
         work.append(sa.exists().where(pa.c.character_id == c.c.id,
                                       pa.c.platform.in_(("fanvue", "telegram")),
                                       pa.c.status == "active"))
-    rows = conn.execute(sa.select(c.c.id, c.c.timezone).where(c.c.enabled)).all()
+    rows = conn.execute(sa.select(c.c.id, c.c.timezone).where(c.c.enabled).order_by(c.c.id)).all()
     keys = dict(conn.execute(sa.select(ds.c.key, ds.c.id)).all())
     busy = {r.id for r in conn.execute(sa.select(c.c.id).where(c.c.enabled, sa.or_(*work)))}
     for cid, _ in rows:
