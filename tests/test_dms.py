@@ -3,7 +3,9 @@ injected clock (a simulated fortnight runs in seconds, nothing sleeps)."""
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 from collections import Counter, defaultdict
 from zoneinfo import ZoneInfo
 
@@ -13,8 +15,13 @@ import sqlalchemy as sa
 from dm_world import World, make_world
 
 from waifugen_assets import schema
+from waifugen_assets.dm_channels import ManualChannel
 from waifugen_assets.dm_rules import Rules
 from waifugen_assets.dm_safety import DISCLOSURE
+from waifugen_assets.dms import load_configured_sequences
+from waifugen_assets.manual_queue import export_csv, mark_sent
+from waifugen_assets.messaging import character_info, dm_cycle
+from waifugen_assets.subscriber_import import import_csv
 
 
 @pytest.fixture
@@ -169,3 +176,36 @@ def test_a_fortnight_delivers_days_0_3_7_14_to_eligible_subscribers_only(
     skipped = Counter(m["error"].split(" ")[0] for m in messages if m["state"] == "skipped")
     assert skipped, "nobody was ineligible: the simulation did not test eligibility"
     assert all(m["sent_at"] is None for m in messages if m["state"] == "skipped")
+
+
+def test_onlyfans_subscribers_go_to_the_manual_queue_never_to_an_api(
+        pipeline_resources: dict, engine: sa.Engine, sandbox, tmp_path) -> None:
+    """Lucía has an OnlyFans account: her CSV subscribers' welcomes wait for an operator."""
+    make_world(pipeline_resources, engine, sandbox.url, "manual-queue")  # roster, sequences
+    pa = schema.platform_accounts
+    with engine.begin() as conn:  # make_world keeps one character's accounts: add Lucía's
+        conn.execute(sa.insert(pa).values(character_id="lucia-marvento", platform="onlyfans",
+                                          account_ref="luciamarvento"))
+    export = tmp_path / "fans.csv"
+    export.write_text("Name,Username,Subscribed,Total spent\n"
+                      "Ana,@ana_b,2026-11-25 01:00,$12.00\n"
+                      "Ben,ben_c,not a date,$3.00\n"
+                      "Cai,cai_d,2026-11-24 22:00,$0\n", encoding="utf-8")
+    report = import_csv(engine, export, "onlyfans", "lucia-marvento")
+    assert report.imported == 2 and [e.line for e in report.errors] == [3]
+    sequences = load_configured_sequences(engine)
+    lucia = character_info(engine, "lucia-marvento")
+    noon_madrid = dt.datetime(2026, 11, 25, 11, 0, tzinfo=dt.UTC)
+    stats = dm_cycle(engine, lucia, {"onlyfans": ManualChannel("onlyfans")}, sequences,
+                     noon_madrid)
+    assert stats.outcomes["queued_manual"] == 2
+    out = io.StringIO()
+    assert export_csv(engine, out, "lucia-marvento") == 2
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert {r["subscriber_handle"] for r in rows} == {"ana_b", "cai_d"}
+    assert all(r["text"].endswith(DISCLOSURE) and r["variant"] for r in rows)
+    ids = [int(r["message_id"]) for r in rows]
+    assert mark_sent(engine, ids, now=noon_madrid) == 2
+    dm_cycle(engine, lucia, {"onlyfans": ManualChannel("onlyfans")}, sequences,
+             noon_madrid + dt.timedelta(hours=1))
+    assert {m["state"] for m in _messages(engine)} == {"sent"}
