@@ -426,3 +426,31 @@ def test_instagram_pulls_the_public_url(pipeline_resources, world, engine, sandb
     published = _published(sandbox.url, suffix, engine)["instagram"]
     assert len(published) == n
     assert all(p["has_ai_label"] for p in published)
+
+
+def test_an_expired_instagram_container_is_replaced_and_published_once(
+        pipeline_resources, world, engine, sandbox, suffix) -> None:
+    instance, _ = world
+    assert _run(pipeline_resources, instance, selection=ASSETS[1:5]).success
+    n = _branded(engine)
+    ig_user = httpx.get(f"{sandbox.url}/instagram/_control/account", params={
+        "access_token": f"IGAAsandbox{CID.replace('-', '')}{suffix.replace('-', '')}"}
+    ).json()["ig_user_id"]
+    # The containers take longer to process than this run waits: left `processing`.
+    httpx.post(f"{sandbox.url}/instagram/_control/next_containers", json={
+        "outcome": "slow", "polls": 50, "count": n, "ig_user_id": ig_user}).raise_for_status()
+    _publish(pipeline_resources, instance, status_polls=2)
+    ig = [p for p in _posts(engine) if p["platform"] == "instagram"]
+    assert {p["state"] for p in ig} == {"failed_retryable"}
+    first = {p["remote_state"]["container_id"] for p in ig}
+    for container in first:  # a day later the containers have expired unpublished
+        httpx.post(f"{sandbox.url}/instagram/_control/age",
+                   json={"container_id": container, "seconds": 25 * 3600}).raise_for_status()
+    sp = schema.social_posts
+    with engine.begin() as conn:
+        conn.execute(sa.update(sp).values(next_attempt_at=None))
+    _publish(pipeline_resources, instance)
+    ig = [p for p in _posts(engine) if p["platform"] == "instagram"]
+    assert {p["state"] for p in ig} == {"published"}
+    assert not first & {p["remote_state"].get("container_id") for p in ig}  # new containers
+    assert len(_published(sandbox.url, suffix, engine)["instagram"]) == n
