@@ -1,63 +1,94 @@
 """A rate-limit store in PostgreSQL, so limits hold across every process of a deployment.
 
-Implements the shared HTTP layer's `RateLimitStore` on the `quota_usage` table with fixed
-windows aligned to the period (an hour limit counts 10:00-11:00, 11:00-12:00, ...). One
-conditional upsert takes the units or takes nothing, so concurrent workers can never exceed
-the limit inside a window; at a window boundary two windows' worth can pass in a short span,
-which is the price of one row per window instead of a row per request. The clock is the
-database's, shared by every process.
+Implements the shared HTTP layer's `RateLimitStore` as a sliding-window log in the
+`rate_limit_log` table: one row per acquisition, so "at most N in any P seconds" holds exactly,
+which is how the platforms count (Telegram's 30 a second per bot, Fanvue's 100 a minute, ...).
+Fixed windows would let up to 2N pass around a window edge, and the platform would answer 429:
+a limit discovered by failing instead of tracked (benchmarks/dm_send.py shows the difference).
+
+Each acquisition is one transaction: a transaction-scoped advisory lock on the key (so
+concurrent workers queue per key, not per table), the rows that left the window deleted, the
+rest summed, a row inserted if there is room. When the request has its answer, its row is
+restamped with that time (`settle`): the platform counted the request somewhere in between,
+so a later request can never land inside its window there. The clock is the database's,
+shared by every process; the caller's `now` is not used.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 
+from resources.http.ratelimit import wait_for_room
 from waifugen_assets.schema import QUOTA_SERVICES
 
-WINDOW_KINDS = {1.0: "second", 60.0: "minute", 3600.0: "hour", 86400.0: "day"}
-
-_TAKE = sa.text("""
-    INSERT INTO quota_usage (platform, account_key, window_kind, window_start, units)
-    VALUES (:platform, :key, :kind,
-            to_timestamp(floor(extract(epoch FROM now()) / :period) * :period), :cost)
-    ON CONFLICT ON CONSTRAINT uq_quota_usage_window DO UPDATE
-        SET units = quota_usage.units + EXCLUDED.units, updated_at = now()
-        WHERE quota_usage.units + EXCLUDED.units <= :limit
-    RETURNING units
+_LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:lock, 0))")
+_NOW = sa.text("SELECT extract(epoch FROM clock_timestamp())::float8")
+_PRUNE = sa.text("""
+    DELETE FROM rate_limit_log
+    WHERE platform = :platform AND account_key = :key AND window_seconds = :period
+      AND taken_at <= to_timestamp(:now - :period)
 """)
-_WAIT = sa.text("""
-    SELECT (floor(extract(epoch FROM now()) / :period) + 1) * :period - extract(epoch FROM now())
+_LOG = sa.text("""
+    SELECT extract(epoch FROM taken_at)::float8, units FROM rate_limit_log
+    WHERE platform = :platform AND account_key = :key AND window_seconds = :period
+    ORDER BY taken_at
+""")
+_TAKE = sa.text("""
+    INSERT INTO rate_limit_log (platform, account_key, window_seconds, taken_at, units)
+    VALUES (:platform, :key, :period, to_timestamp(:now), :cost)
+    RETURNING id
+""")
+# A row that left the window meanwhile is gone: nothing to move.
+_SETTLE = sa.text("""
+    UPDATE rate_limit_log SET taken_at = greatest(taken_at, clock_timestamp()) WHERE id = :id
+""")
+# Keys that stopped being used keep their last rows until a sweep: once per store.
+_SWEEP = sa.text("""
+    DELETE FROM rate_limit_log
+    WHERE platform = :platform AND taken_at <= now() - make_interval(secs => window_seconds)
 """)
 
 
 class PostgresRateLimitStore:
-    """Cross-process budget per (service, key, window)."""
+    """Cross-process sliding-window budgets per (service, key, period)."""
 
     def __init__(self, engine: sa.Engine, service: str) -> None:
         if service not in QUOTA_SERVICES:
             raise ValueError(f"unknown quota service {service!r}")
         self.engine, self.service = engine, service
+        self._swept = False
+
+    def try_take(self, key: str, limit: int, period: float, cost: int,
+                 now: float) -> tuple[float, object]:
+        if period <= 0:
+            raise ValueError(f"rate limit period must be positive, not {period}")
+        params = {"platform": self.service, "key": key, "period": float(period)}
+        with self.engine.begin() as conn:
+            if not self._swept:
+                conn.execute(_SWEEP, {"platform": self.service})
+                self._swept = True
+            conn.execute(_LOCK, {"lock": f"rate:{self.service}:{key}:{float(period)!r}"})
+            db_now = float(conn.execute(_NOW).scalar_one())
+            conn.execute(_PRUNE, {**params, "now": db_now})
+            log = [(float(t), int(u)) for t, u in conn.execute(_LOG, params)]
+            used = sum(units for _, units in log)
+            if used + cost <= limit:
+                row_id = conn.execute(_TAKE, {**params, "now": db_now, "cost": cost}).scalar_one()
+                return 0.0, row_id
+            return wait_for_room(log, used + cost - limit, period, db_now), None
+
+    def settle(self, key: str, ticket: object, now: float) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(_SETTLE, {"id": ticket})
 
     def try_acquire(self, key: str, limit: int, period: float, cost: int, now: float) -> float:
-        kind = WINDOW_KINDS.get(float(period))
-        if kind is None:
-            raise ValueError(f"period {period} s has no window kind ({sorted(WINDOW_KINDS)})")
-        params = {"platform": self.service, "key": key, "kind": kind, "period": period,
-                  "cost": cost, "limit": limit}
-        with self.engine.begin() as conn:
-            taken = conn.execute(_TAKE, params).first()
-            if taken is not None and taken.units <= limit:
-                return 0.0
-            if taken is not None:  # a fresh row whose first cost already exceeds the limit
-                conn.rollback()
-            return max(0.001, float(conn.execute(_WAIT, {"period": period}).scalar_one()))
+        return self.try_take(key, limit, period, cost, now)[0]
 
     def used(self, key: str, period: float) -> int:
+        """Units taken for `key` in the last `period` seconds."""
         with self.engine.connect() as conn:
             return int(conn.execute(sa.text("""
-                SELECT coalesce(sum(units), 0) FROM quota_usage
-                WHERE platform = :p AND account_key = :k AND window_kind = :kind
-                  AND window_start = to_timestamp(
-                      floor(extract(epoch FROM now()) / :period) * :period)
-            """), {"p": self.service, "k": key, "kind": WINDOW_KINDS[float(period)],
-                   "period": period}).scalar_one())
+                SELECT coalesce(sum(units), 0) FROM rate_limit_log
+                WHERE platform = :platform AND account_key = :key AND window_seconds = :period
+                  AND taken_at > clock_timestamp() - make_interval(secs => :period)
+            """), {"platform": self.service, "key": key, "period": float(period)}).scalar_one())

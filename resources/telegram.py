@@ -13,8 +13,8 @@ Limits, taken before a request leaves (Telegram's FAQ; it publishes no exact num
   below zero or an @username), keyed by bot + chat.
 They live in the process-wide memory store unless `rate_store` is given (e.g.
 resources.quota_store.PostgresRateLimitStore(engine, "telegram")) to share them between
-processes; that store counts in fixed windows, so at a window edge up to twice a limit can
-pass in a short span and the server may answer 429, which is then waited out and resent.
+processes. Either way a limit counts sliding windows, each message from the moment its answer
+arrived, so Telegram never sees more than its limit in any second (benchmarks/dm_send.py).
 
 Errors: a subscriber who blocked the bot raises TelegramBlocked, one who never pressed Start
 TelegramCannotInitiate, an unknown chat TelegramChatNotFound (all PermanentError subclasses

@@ -250,8 +250,6 @@ def test_a_postgres_store_shares_the_budget_across_clients(
         engine: sa.Engine, sandbox: Any, base: str, account: str) -> None:
     store = PostgresRateLimitStore(engine, "fanvue")
     token = f"fv_at.sandbox.{account}"
-    # An hour window: the store's windows are fixed, and crossing an hour edge mid-test is
-    # far less likely than crossing a minute's.
     limits = {"rate_store": store, "limit": 3, "window": 3600.0, "max_wait": 0}
     with FanvueClient(token, base, **limits) as one, FanvueClient(token, base, **limits) as two:
         one.me()
@@ -261,7 +259,7 @@ def test_a_postgres_store_shares_the_budget_across_clients(
             two.me()
     with engine.connect() as conn:
         units = conn.execute(sa.text(
-            "SELECT sum(units) FROM quota_usage WHERE platform = 'fanvue'")).scalar()
+            "SELECT sum(units) FROM rate_limit_log WHERE platform = 'fanvue'")).scalar()
     assert units == 3
 
 

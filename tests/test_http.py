@@ -227,6 +227,43 @@ def test_seventh_acquire_in_a_minute_waits_for_the_window() -> None:
     assert clock.sleeps == [45.0]
 
 
+def test_a_ticket_counts_its_units_from_the_answer() -> None:
+    # The platform counts a request somewhere between our take and its answer: counted from
+    # the answer, the next request cannot land inside the first one's window over there.
+    clock = FakeClock(0.0)
+    limiter = RateLimiter("one-a-second", 1, 1.0, store=MemoryRateLimitStore(), clock=clock,
+                          sleep=clock.sleep, max_wait=0)
+    ticket = limiter.take("k")
+    clock.now = 0.4
+    ticket.settle()
+    clock.now = 1.1  # a second after the take, not yet after the answer
+    with pytest.raises(RateLimited) as caught:
+        limiter.take("k")
+    assert caught.value.retry_after == pytest.approx(0.3)
+    clock.now = 1.4
+    limiter.take("k").settle()
+
+
+def test_the_transport_settles_each_ticket_when_the_answer_arrives() -> None:
+    clock = FakeClock(0.0)
+    limiter = RateLimiter("slow-server", 2, 10.0, store=MemoryRateLimitStore(), clock=clock,
+                          sleep=clock.sleep, max_wait=0)
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        clock.now += 3.0  # each answer takes 3 s
+        return httpx.Response(200 if request.url.path == "/ok" else 500, json={})
+
+    with make_client("slow", base_url="http://test", limits=[limiter],
+                     retry=RetryPolicy(max_attempts=1), inner=httpx.MockTransport(slow)) as c:
+        c.get("/ok")  # taken at 0, answered at 3
+        with pytest.raises(HttpError):
+            c.get("/fails")  # taken at 3, failed at 6: settled all the same
+    clock.now = 12.5  # the first take left its window at 10, its answer only at 13
+    with pytest.raises(RateLimited) as caught:
+        limiter.take("")
+    assert caught.value.retry_after == pytest.approx(0.5)
+
+
 def test_acquire_raises_when_the_wait_exceeds_max_wait() -> None:
     clock = FakeClock()
     limiter = RateLimiter("fanvue", 6, 60, store=MemoryRateLimitStore(), clock=clock,

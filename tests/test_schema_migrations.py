@@ -44,7 +44,7 @@ def test_migrations_round_trip(empty_db_url: str) -> None:
     assert migrate.current(empty_db_url) is None
 
     migrate.upgrade(empty_db_url)
-    assert migrate.current(empty_db_url) == migrate.head() == "0005_dm_scheduling"
+    assert migrate.current(empty_db_url) == migrate.head() == "0006_rate_limit_log"
     assert _tables(empty_db_url) == {*schema.metadata.tables, "alembic_version"}
 
     migrate.downgrade(empty_db_url, "base")
@@ -97,8 +97,9 @@ def test_constraints_and_enumerations_match_schema_module(engine: sa.Engine) -> 
 def test_every_table_of_the_design_exists() -> None:
     assert set(schema.metadata.tables) == {
         "characters", "platform_accounts", "credentials", "reels", "videos", "social_posts",
-        "post_attempts", "quota_usage", "engagement_snapshots", "follower_snapshots",
-        "comments", "comment_replies", "subscribers", "inbound_events", "dm_sequences",
+        "post_attempts", "quota_usage", "rate_limit_log", "engagement_snapshots",
+        "follower_snapshots", "comments", "comment_replies", "subscribers", "inbound_events",
+        "dm_sequences",
         "dm_messages", "revenue_events", "credit_ledger", "budgets", "budget_alerts",
     }
 
@@ -257,3 +258,29 @@ def test_history_is_not_deleted_with_its_parent(conn: sa.Connection,
     insert(conn, schema.engagement_snapshots, post_id=world["post"], captured_at=NOON, views=10)
     conn.execute(sa.delete(schema.social_posts).where(schema.social_posts.c.id == world["post"]))
     assert conn.scalar(sa.select(sa.func.count()).select_from(schema.engagement_snapshots)) == 0
+
+
+def test_rate_limits_in_open_windows_move_to_the_log(empty_db_url: str) -> None:
+    """0006: what the old fixed-window store took in windows still open stays spent."""
+    migrate.upgrade(empty_db_url, "0005_dm_scheduling")
+    engine = sa.create_engine(empty_db_url)
+    rows = [  # platform, key, kind, window start (seconds before now), units
+        ("tiktok", "posts:7", "day", 3_600, 2),  # today's window: still open
+        ("a2e", "a2e:key", "hour", 7_200, 90),  # two hours ago: closed
+        ("fanvue", "fanvue:token", "minute", 0, 40),  # this minute
+        ("youtube", "project-1", "day", 3_600, 1600),  # YouTube's own ledger: stays
+    ]
+    with engine.begin() as conn:
+        for platform, key, kind, ago, units in rows:
+            conn.execute(sa.text(
+                "INSERT INTO quota_usage (platform, account_key, window_kind, window_start, "
+                "units) VALUES (:p, :k, :kind, now() - make_interval(secs => :ago), :u)"),
+                {"p": platform, "k": key, "kind": kind, "ago": ago, "u": units})
+    migrate.upgrade(empty_db_url)
+    with engine.connect() as conn:
+        log = set(conn.execute(sa.text(
+            "SELECT platform, account_key, window_seconds, units FROM rate_limit_log")).all())
+        kept = conn.execute(sa.text("SELECT platform, units FROM quota_usage")).all()
+    engine.dispose()
+    assert log == {("tiktok", "posts:7", 86400.0, 2), ("fanvue", "fanvue:token", 60.0, 40)}
+    assert [tuple(r) for r in kept] == [("youtube", 1600)]

@@ -11,7 +11,9 @@ The model (DESIGN.md section 4):
   the remote generation handle), `videos` (the raw and branded file of a reel).
 - publishing: `social_posts` (one row per reel x platform, the intent recorded before any call;
   state machine in POST_STATES), `post_attempts` (one row per attempt, the audit trail),
-  `quota_usage` (quotas are tracked, not discovered by failing).
+  `quota_usage` (counters per fixed window, e.g. YouTube units per Pacific day) and
+  `rate_limit_log` (sliding-window rate limits shared by every process): quotas are tracked,
+  not discovered by failing.
 - engagement: `engagement_snapshots`, `follower_snapshots`, `comments`, `comment_replies` (one
   reply per comment).
 - subscribers: `subscribers`, `inbound_events` (webhooks and imports, deduplicated by the
@@ -387,6 +389,23 @@ quota_usage = sa.Table(
     _in("platform", QUOTA_SERVICES),
     _in("window_kind", QUOTA_WINDOW_KINDS),
     *_nonneg("units"),
+)
+
+# Client-side rate limits shared by every process (resources/quota_store.py): one row per
+# acquisition, kept while inside its window, so "at most N in any P seconds" holds exactly.
+rate_limit_log = sa.Table(
+    "rate_limit_log",
+    metadata,
+    _id(),
+    sa.Column("platform", sa.Text, nullable=False),
+    sa.Column("account_key", sa.Text, nullable=False),  # limiter name + token/chat fingerprint
+    sa.Column("window_seconds", sa.Float, nullable=False),
+    _ts("taken_at", nullable=False),
+    sa.Column("units", sa.Integer, nullable=False),
+    _in("platform", QUOTA_SERVICES),
+    sa.CheckConstraint("units > 0", name="units_positive"),
+    sa.CheckConstraint("window_seconds > 0", name="window_seconds_positive"),
+    sa.Index("ix_rate_limit_log_key", "platform", "account_key", "window_seconds", "taken_at"),
 )
 
 # ---------------------------------------------------------------------------------------------

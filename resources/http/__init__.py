@@ -74,9 +74,11 @@ from resources.http.ratelimit import (
     MemoryRateLimitStore,
     RateLimiter,
     RateLimitStore,
+    Ticket,
     by_header,
     every_request,
     fingerprint,
+    wait_for_room,
     when_path,
 )
 from resources.http.transport import (
@@ -117,6 +119,7 @@ __all__ = [
     "RetryAfterHook",
     "RetryPolicy",
     "RetryableError",
+    "Ticket",
     "UnknownOutcome",
     "WaifugenTransport",
     "a2e_classifier",
@@ -142,5 +145,6 @@ __all__ = [
     "safe_url",
     "telegram_classifier",
     "telegram_retry_after",
+    "wait_for_room",
     "when_path",
 ]

@@ -5,19 +5,20 @@ It counts with a sliding-window log: at most `limit` units in *any* window of `p
 which never overshoots a server that counts in fixed or sliding windows (a token bucket of the
 same size can allow up to twice the limit across a window edge).
 
-The log lives in a `RateLimitStore`. `MemoryRateLimitStore` serves one process; a store backed by
-PostgreSQL (one row per acquisition, key locked with pg_advisory_xact_lock, the same
-`try_acquire` contract, the database's clock) makes "100 per hour per key" hold across processes.
+The log lives in a `RateLimitStore`. `MemoryRateLimitStore` serves one process;
+`resources.quota_store.PostgresRateLimitStore` (one row per acquisition, the key locked with
+pg_advisory_xact_lock, the database's clock) makes "100 per hour per key" hold across processes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -30,13 +31,27 @@ log = logging.getLogger("waifugen.http")
 
 @runtime_checkable
 class RateLimitStore(Protocol):
-    def try_acquire(self, key: str, limit: int, period: float, cost: int, now: float) -> float:
+    def try_take(self, key: str, limit: int, period: float, cost: int,
+                 now: float) -> tuple[float, object]:
         """Atomically take `cost` units of `key` if the last `period` seconds leave room.
 
-        Returns 0.0 when taken, else the seconds until enough units free up (nothing taken).
-        `now` is the caller's clock in seconds; a cross-process store should use one shared
-        clock (the database's) instead, and must then agree with it about "seconds".
+        Returns (0.0, ticket) when taken, else (seconds until enough units free up, None) and
+        nothing is taken. `now` is the caller's clock in seconds; a cross-process store should
+        use one shared clock (the database's) instead, and must then agree with it about
+        "seconds". The ticket names the units for `settle`.
         """
+        ...
+
+    def settle(self, key: str, ticket: object, now: float) -> None:
+        """The request those units paid for got its answer (or failed) at `now`: count them
+        from then. The platform counted the request somewhere between our take and its
+        answer; counting from the answer means no later request can land inside its window
+        there, however long this one travelled."""
+        ...
+
+    def try_acquire(self, key: str, limit: int, period: float, cost: int, now: float) -> float:
+        """`try_take` without a ticket (for quotas counted per day, where travel time does
+        not matter): 0.0 when taken, else the seconds to wait."""
         ...
 
 
@@ -45,31 +60,58 @@ class MemoryRateLimitStore:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._logs: dict[str, deque[tuple[float, int]]] = {}
+        self._logs: dict[str, deque[list[float | int]]] = {}  # [stamp, cost, ticket], by stamp
         self._used: dict[str, int] = {}
+        self._tickets = itertools.count(1)
 
-    def try_acquire(self, key: str, limit: int, period: float, cost: int, now: float) -> float:
+    def try_take(self, key: str, limit: int, period: float, cost: int,
+                 now: float) -> tuple[float, object]:
         with self._lock:
             log = self._logs.setdefault(key, deque())
             used = self._used.get(key, 0)
             while log and log[0][0] + period <= now:  # forget what left the window
-                used -= log.popleft()[1]
+                used -= int(log.popleft()[1])
             if used + cost <= limit:
-                log.append((now, cost))
+                ticket = next(self._tickets)
+                self._insert(log, [now, cost, ticket])
                 self._used[key] = used + cost
-                return 0.0
+                return 0.0, ticket
             self._used[key] = used
-            return self._wait(log, used + cost - limit, period, now)
+            return wait_for_room(((e[0], int(e[1])) for e in log), used + cost - limit,
+                                 period, now), None
+
+    def settle(self, key: str, ticket: object, now: float) -> None:
+        with self._lock:
+            log = self._logs.get(key)
+            entry = next((e for e in log or () if e[2] == ticket), None)
+            if log is None or entry is None or entry[0] >= now:
+                return  # already left the window, or stamped later
+            log.remove(entry)
+            entry[0] = now
+            self._insert(log, entry)
+
+    def try_acquire(self, key: str, limit: int, period: float, cost: int, now: float) -> float:
+        return self.try_take(key, limit, period, cost, now)[0]
 
     @staticmethod
-    def _wait(log: deque[tuple[float, int]], excess: int, period: float, now: float) -> float:
-        freed = 0
-        for stamp, cost in log:  # oldest first: when have enough units left the window?
-            freed += cost
-            if freed >= excess:
-                # Clamped: float rounding must neither report "taken" (0) nor exceed a period.
-                return min(period, max(stamp + period - now, _MIN_WAIT))
-        return period  # unreachable while cost <= limit
+    def _insert(log: deque[list[float | int]], entry: list[float | int]) -> None:
+        index = len(log)
+        while index and log[index - 1][0] > entry[0]:  # almost always appended at the end
+            index -= 1
+        log.insert(index, entry)
+
+
+def wait_for_room(log: Iterable[tuple[float, int]], excess: int, period: float,
+                  now: float) -> float:
+    """Seconds until `excess` units of a sliding-window log (oldest first: (time, units)
+    entries inside the window) have left it: how long a refused caller must wait."""
+    freed = 0
+    for stamp, cost in log:
+        freed += cost
+        if freed >= excess:
+            # Clamped: float rounding must neither report "taken" (0) nor exceed a period.
+            return min(period, max(stamp + period - now, _MIN_WAIT))
+    return period  # unreachable while cost <= limit
 
 
 _DEFAULT_STORE = MemoryRateLimitStore()
@@ -105,6 +147,12 @@ class RateLimiter:
 
         Raises RateLimited (with `retry_after`) at once when the wait would exceed `max_wait`.
         """
+        start = self._clock()
+        self.take(key, cost, max_wait=max_wait)
+        return self._clock() - start
+
+    def take(self, key: str = "", cost: int = 1, *, max_wait: float | None = None) -> Ticket:
+        """`acquire`, returning the ticket to settle when the request has its answer."""
         if not 1 <= cost <= self.limit:
             raise ValueError(f"rate limit {self.name}: cost {cost} outside 1..{self.limit}")
         budget = self.max_wait if max_wait is None else max_wait
@@ -112,9 +160,9 @@ class RateLimiter:
         start = self._clock()
         while True:
             now = self._clock()
-            wait = self._store.try_acquire(store_key, self.limit, self.period, cost, now)
+            wait, handle = self._store.try_take(store_key, self.limit, self.period, cost, now)
             if wait <= 0:
-                return now - start
+                return Ticket(self, store_key, handle)
             if now - start + wait > budget:
                 raise RateLimited(
                     f"{self.name}: client-side limit of {self.limit} per {self.period:g} s "
@@ -123,6 +171,28 @@ class RateLimiter:
                     system=self.name, retry_after=wait)
             log.info("rate limit %s: waiting %.2f s for a slot", self.name, wait)
             self._sleep(wait)
+
+    def settle(self, ticket: Ticket) -> None:
+        """Count the ticket's units from now (its request has its answer)."""
+        try:
+            self._store.settle(ticket.store_key, ticket.handle, self._clock())
+        except Exception as exc:
+            # The request is done and must not fail for this: the units stay counted from
+            # their take, which is only less cautious about travel time.
+            log.warning("rate limit %s: could not settle a ticket: %s", self.name,
+                        type(exc).__name__)
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """Units taken from a limiter for one request; `settle()` once it has its answer."""
+
+    limiter: RateLimiter
+    store_key: str
+    handle: object
+
+    def settle(self) -> None:
+        self.limiter.settle(self)
 
 
 KeyFunction = Callable[[httpx.Request], str | None]

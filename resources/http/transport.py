@@ -34,7 +34,7 @@ from resources.http.errors import (
     UnknownOutcome,
 )
 from resources.http.policy import Failure, RetryPolicy, failure_of, rewind_body
-from resources.http.ratelimit import Limit, RateLimiter
+from resources.http.ratelimit import Limit, RateLimiter, Ticket
 from waifugen_assets.redaction import MASK, SENSITIVE_KEYS, mask_url, redact, register_secret
 
 log = logging.getLogger("waifugen.http")
@@ -104,13 +104,17 @@ class WaifugenTransport(httpx.BaseTransport):
     # --- one attempt: a response to return, or the delay before the next attempt --------------
 
     def _attempt(self, request: httpx.Request, attempt: int) -> httpx.Response | float:
-        self._acquire_limits(request)
+        tickets = self._take_limits(request)
         started = time.perf_counter()
         try:
             response = self._inner.handle_request(request)
             response, outcome = self._classify(request, response)
         except httpx.TransportError as exc:
             return self._after_exception(request, attempt, started, exc)
+        finally:
+            # The platform counted the request somewhere before now: from now on, then.
+            for ticket in tickets:
+                ticket.settle()
         response.extensions[OUTCOME] = outcome
         response.extensions[SYSTEM] = self.system
         if outcome.kind is Kind.OK:
@@ -192,13 +196,15 @@ class WaifugenTransport(httpx.BaseTransport):
 
     # --- helpers -----------------------------------------------------------------------------
 
-    def _acquire_limits(self, request: httpx.Request) -> None:
+    def _take_limits(self, request: httpx.Request) -> list[Ticket]:
         # Limits are taken in order; if a later one refuses, earlier units stay spent (the safe
         # direction: we under-use a quota rather than exceed it).
+        tickets = []
         for limit in self._limits:
             key = limit.key(request)
             if key is not None:
-                limit.limiter.acquire(key, limit.cost)
+                tickets.append(limit.limiter.take(key, limit.cost))
+        return tickets
 
     def _timeouts_for(self, request: httpx.Request) -> dict[str, float | None]:
         """The request's timeouts, with every unbounded phase given our default.
