@@ -614,7 +614,8 @@ def create(ctx: SystemContext) -> System:
                 fields[name] = body[name]
         at = optional_time(body, "subscribedAt")
         creator(account)
-        sub, event = add_subscriber(account, fields, at, ("control", state.next_id("control")))
+        sub, event = add_subscriber(account, fields, at,
+                                    ("control", state.next_id(f"control/{account}")))
         return _json({**public_sub(sub), "status": sub["status"], "event": event})
 
     async def control_act(request: Request) -> Response:
@@ -638,7 +639,7 @@ def create(ctx: SystemContext) -> System:
         if not isinstance(currency, str) or not re.fullmatch(r"[A-Z]{3}", currency):
             return bad("currency must be a 3-letter ISO code")
         at = optional_time(body, "at")
-        event = act(account, sub, action, at, ("control", state.next_id("control")),
+        event = act(account, sub, action, at, ("control", state.next_id(f"control/{account}")),
                     text=text, amount=amount, currency=currency)
         return _json({"event": event, "subscriber": {
             **public_sub(state.get(f"sub/{account}/{user_uuid}")),
