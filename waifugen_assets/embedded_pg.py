@@ -75,6 +75,14 @@ def embedded_server_url(home: Path, database: str = "postgres") -> str:
     return to_psycopg2(_server((home / "pgdata").resolve()).get_uri(database))
 
 
+def stop_embedded(home: Path) -> None:
+    """Stop the embedded server under `home` now, if this process started or joined it
+    (otherwise pgserver stops it when the last process using it exits)."""
+    pgdata = (home / "pgdata").resolve()
+    if pgdata.is_dir():
+        _server(pgdata).cleanup()
+
+
 def ensure_database(server_url: str, name: str) -> None:
     """CREATE DATABASE name unless it exists (PostgreSQL has no IF NOT EXISTS for it)."""
     engine = sa.create_engine(server_url, isolation_level="AUTOCOMMIT")
