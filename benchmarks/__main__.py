@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-HARNESSES = ("storage_memory", "branding", "upload")
+HARNESSES = ("storage_memory", "branding", "upload", "dm_due", "dm_send", "webhook_ingest")
 
 
 def main(argv: list[str]) -> int:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -380,10 +380,19 @@ def events_from_fanvue_messages(messages: Iterable[Any], character_id: str,
 
 # --- store --------------------------------------------------------------------------------------
 
-def store_events(engine: sa.Engine, events: Sequence[NormalizedEvent]) -> int:
-    """Insert events not stored yet; returns how many were new. One INSERT per batch of
-    STORE_BATCH, `ON CONFLICT (platform, event_id) DO NOTHING`."""
-    ie = schema.inbound_events
+_STORE = (pg_insert(schema.inbound_events)
+          .on_conflict_do_nothing(index_elements=["platform", "event_id"])
+          .returning(schema.inbound_events.c.id))
+
+
+def store_events(engine: sa.Engine, events: Sequence[NormalizedEvent],
+                 known_characters: Collection[str] | None = None) -> int:
+    """Insert events not stored yet; returns how many were new. One statement (compiled once,
+    cached) per batch of STORE_BATCH, `ON CONFLICT (platform, event_id) DO NOTHING`.
+
+    An event of a character not in the database is stored with `character_id` NULL and an
+    error. `known_characters`: characters the caller has just checked exist (the webhook
+    service), which saves the lookup."""
     unique: dict[tuple[str, str], NormalizedEvent] = {}
     for event in events:
         unique.setdefault((event.platform, event.event_id), event)
@@ -393,8 +402,10 @@ def store_events(engine: sa.Engine, events: Sequence[NormalizedEvent]) -> int:
     inserted = 0
     with engine.begin() as conn:
         wanted = {e.character_id for e in batch}
-        known = set(conn.scalars(sa.select(schema.characters.c.id)
-                                 .where(schema.characters.c.id.in_(wanted))))
+        known = set(known_characters or ()) & wanted
+        if known != wanted:
+            known |= set(conn.scalars(sa.select(schema.characters.c.id)
+                                      .where(schema.characters.c.id.in_(wanted - known))))
         for start in range(0, len(batch), STORE_BATCH):
             rows = [{
                 "platform": e.platform, "event_id": e.event_id, "event_type": e.event_type,
@@ -404,10 +415,7 @@ def store_events(engine: sa.Engine, events: Sequence[NormalizedEvent]) -> int:
                 "error": None if e.character_id in known
                 else f"unknown character {e.character_id[:80]!r}",
             } for e in batch[start:start + STORE_BATCH]]
-            stmt = (pg_insert(ie).values(rows)
-                    .on_conflict_do_nothing(index_elements=["platform", "event_id"])
-                    .returning(ie.c.id))
-            inserted += len(conn.execute(stmt).all())
+            inserted += len(conn.execute(_STORE, rows).all())
     return inserted
 
 

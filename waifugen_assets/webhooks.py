@@ -117,8 +117,23 @@ def create_app(engine: sa.Engine, *, fanvue_secret: str, telegram_secret: str,
     directory = _Directory(engine, character_bots)
 
     async def store(event: inbound.NormalizedEvent) -> JSONResponse:
-        stored = await run_in_threadpool(inbound.store_events, engine, [event])
+        # The route has just checked the character exists: the store need not look again.
+        stored = await run_in_threadpool(inbound.store_events, engine, [event],
+                                         {event.character_id})
         return JSONResponse({"stored": stored})
+
+    # Cached answers come straight from the event loop; only a miss costs a thread hop.
+    async def character_exists(character: str) -> bool:
+        if character in directory.known:
+            return True
+        return await run_in_threadpool(directory.character_exists, character)
+
+    async def telegram_bot(character: str) -> int | None:
+        if directory.fixed_bots is not None:
+            return directory.fixed_bots.get(character)
+        if character in directory.bots:
+            return directory.bots[character]
+        return await run_in_threadpool(directory.telegram_bot, character)
 
     async def fanvue(request: Request) -> JSONResponse:
         character = request.path_params["character"]
@@ -131,7 +146,7 @@ def create_app(engine: sa.Engine, *, fanvue_secret: str, telegram_secret: str,
                           now=clock())
         except InvalidSignature as exc:
             return _error(401, exc.reason)
-        if not await run_in_threadpool(directory.character_exists, character):
+        if not await character_exists(character):
             return _error(404, "unknown character")
         parsed = _json(body)
         if parsed is _INVALID:
@@ -154,9 +169,9 @@ def create_app(engine: sa.Engine, *, fanvue_secret: str, telegram_secret: str,
             verify_telegram(telegram_secret, request.headers.get(TELEGRAM_SECRET_HEADER))
         except InvalidSignature as exc:
             return _error(401, exc.reason)
-        if not await run_in_threadpool(directory.character_exists, character):
+        if not await character_exists(character):
             return _error(404, "unknown character")
-        bot_id = await run_in_threadpool(directory.telegram_bot, character)
+        bot_id = await telegram_bot(character)
         if bot_id is None:
             return _error(404, "no Telegram bot known for this character")
         parsed = _json(body)
