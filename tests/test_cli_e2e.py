@@ -33,6 +33,12 @@ def _snapshot(engine: sa.Engine) -> list[tuple]:
                                       r.c.updated_at).order_by(r.c.id)).all()
 
 
+def _published_row(stdout: str, platform: str) -> list[str]:
+    """A platform's row of the sandbox summary `waifugen run` ends with."""
+    tail = stdout[stdout.index("On the sandbox platforms"):]
+    return next(line.split() for line in tail.splitlines() if line.startswith(platform + " "))
+
+
 def test_run_twice_then_status(db_url: str, engine: sa.Engine, tmp_path: Path,
                                project_dir: Path) -> None:
     env = {**os.environ, "WAIFUGEN_HOME": str(tmp_path / "home"), "DATABASE_URL": db_url}
@@ -65,9 +71,18 @@ def test_run_twice_then_status(db_url: str, engine: sa.Engine, tmp_path: Path,
     assert sum(d["sent"] for d in dms) > 0 and sum(d["held"] for d in dms) == 0
     before = _snapshot(engine)
 
+    # What the sandbox platforms hold, counted there: one post per reel on each, disclosed.
+    reels = sum(expected.values())
+    for platform in ("tiktok", "instagram", "youtube"):
+        assert _published_row(first.stdout, platform)[:5] == [
+            platform, str(reels), str(reels), str(reels), "0"], first.stdout
+        assert _published_row(first.stdout, platform)[5] == f"{reels}/{reels}"
+
     second = _cli("run", "--date", DAY, env=env)
     assert second.returncode == 0, second.stdout + second.stderr
     assert _snapshot(engine) == before
+    for platform in ("tiktok", "instagram", "youtube"):  # the rerun published nothing more
+        assert _published_row(second.stdout, platform)[1:5] == [str(reels)] * 3 + ["0"]
     again = json.loads(_cli("status", "--date", DAY, "--json", env=env).stdout)
     # DMs may move from waiting to sent if a time zone's morning came between the runs.
     for c in (*again["characters"], *status["characters"]):

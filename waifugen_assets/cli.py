@@ -244,6 +244,12 @@ def run_cmd(day: dt.datetime | None, characters: tuple[str, ...], sandbox_port: 
             simulate_sandbox_audience(stack.sandbox_url, chosen, the_day)
         failures = run_day(defs, instance, the_day, chosen)
         _print_status(stack.database_url, the_day, chosen, as_json=False)
+        if stack.sandbox_url:  # what the sandbox platforms hold, counted there
+            from sandbox.published import published, render, summarize
+
+            click.echo("\nOn the sandbox platforms (every day so far; twice = a reel "
+                       "posted more than once on an account):")
+            click.echo(render(summarize(published(stack.sandbox_url), _today())))
         click.echo(f"\n{len(chosen)} run(s), {len(failures)} failed; they are in the Dagster "
                    f"instance at {os.environ['DAGSTER_HOME']} (`make dev` shows them)")
     for cid, messages in failures.items():
@@ -417,6 +423,36 @@ def sandbox_serve(port: int, state: Path | None, seed: int | None) -> None:
     settings = get_settings()
     serve(host="127.0.0.1", port=port, state_dir=state or settings.sandbox_state,
           seed=SANDBOX_SEED if seed is None else seed)
+
+
+@sandbox.command("published")
+@click.option("--url", default=None, help="A running sandbox (default: WAIFUGEN_SANDBOX_URL, "
+              "else the state directory is opened here).")
+@click.option("--state", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="State directory (default: WAIFUGEN_HOME/sandbox).")
+@click.option("--json", "as_json", is_flag=True, help="Every post, machine-readable.")
+def sandbox_published(url: str | None, state: Path | None, as_json: bool) -> None:
+    """What the TikTok, Instagram and YouTube sandboxes published: posts per platform, videos
+    posted twice, AI-disclosure flags."""
+    from sandbox.published import as_dicts, published, render, summarize
+    from sandbox.server import SandboxServer
+    from waifugen_assets.local_stack import SANDBOX_SEED
+
+    settings = get_settings()
+    base = url or os.environ.get("WAIFUGEN_SANDBOX_URL")
+    if base:
+        posts = published(base)
+    else:
+        where = state or settings.sandbox_state
+        if not Path(where).is_dir():
+            _fail(f"no sandbox state at {where} (run `make run` first, or pass --url)")
+        with SandboxServer(Path(where), seed=SANDBOX_SEED) as server:
+            posts = published(server.url)
+    if as_json:
+        click.echo(json.dumps({"summary": summarize(posts, _today()), "posts": as_dicts(posts)},
+                              indent=2))
+    else:
+        click.echo(render(summarize(posts, _today())))
 
 
 @main.command("dev")
