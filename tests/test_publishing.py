@@ -388,10 +388,14 @@ def test_expired_tiktok_upload_url_means_a_new_init(pipeline_resources, world, e
     tiktok = [p for p in _posts(engine) if p["platform"] == "tiktok"]
     assert {p["state"] for p in tiktok} == {"failed_retryable"}
     assert all("init again" in p["last_error"] for p in tiktok)
-    _tiktok_config(sandbox.url, account, upload_ttl=3600)
-    sp = schema.social_posts
+    # A minute later: n dead inits + n new ones are more than TikTok's 6 a minute per token,
+    # so both budgets (the sandbox's and our rate-limit log) start afresh instead of a sleep.
+    _tiktok_config(sandbox.url, account, upload_ttl=3600, reset_limits=True)
+    sp, rl = schema.social_posts, schema.rate_limit_log
     with engine.begin() as conn:
         conn.execute(sa.update(sp).values(next_attempt_at=None))
+        conn.execute(sa.delete(rl).where(rl.c.platform == "tiktok",
+                                         rl.c.account_key.like("tiktok.init:%")))
     _publish(pipeline_resources, instance)
     assert {p["state"] for p in _posts(engine) if p["platform"] == "tiktok"} == {"published"}
     assert len(_published(sandbox.url, suffix, engine)["tiktok"]) == n
