@@ -38,8 +38,7 @@ import argparse
 import datetime as dt
 import json
 import os
-import socket
-import subprocess
+import shutil
 import sys
 import tempfile
 import time
@@ -56,6 +55,7 @@ import sqlalchemy as sa
 
 from benchmarks.report import DOCS, machine, write_section
 from benchmarks.scratch_db import CHARACTER, database, server, server_version
+from benchmarks.servers import free_port, running
 from resources.fanvue import RATE_WINDOW, REQUESTS_PER_WINDOW, FanvueClient
 from resources.quota_store import PostgresRateLimitStore
 from resources.telegram import (
@@ -80,41 +80,16 @@ ZONES = ("Asia/Tokyo", "Asia/Kolkata", "Europe/Berlin", "America/New_York",
 
 # --- the sandbox in its own process --------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
-def sandbox(state_dir: Path) -> Iterator[str]:
-    """`python -m sandbox` on a free loopback port; its URL once it answers; stopped after."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sandbox", "--port", str(port), "--state-dir", str(state_dir)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the sandbox exited: {proc.stderr.read().decode()[-2000:]}"
-                                   if proc.stderr else "the sandbox exited")
-            try:
-                if httpx.get(f"{url}/_sandbox/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-            time.sleep(0.05)  # waiting for a child process to listen, not for a result
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def sandbox(work: Path) -> Iterator[str]:
+    """`python -m sandbox` on a free loopback port (state under `work`); its URL once it
+    answers, stopped afterwards."""
+    port = free_port()
+    command = [sys.executable, "-m", "sandbox", "--port", str(port), "--state-dir",
+               str(work / "sandbox")]
+    with running("sandbox", command, dict(os.environ), port, work,
+                 health_path="/_sandbox/health") as server:
+        yield server.url
 
 
 def _post(url: str, body: Mapping[str, Any], http: httpx.Client) -> dict[str, Any]:
@@ -245,9 +220,18 @@ def bare_loop(client: FanvueClient, fans: list[str], text: str) -> dict[str, Any
 def run(server_url: str | None, *, telegram: int, fanvue: int, headroom: int) -> dict[str, Any]:
     before = machine()
     work = Path(tempfile.mkdtemp(prefix="wg-bench-send-"))
+    try:
+        return _run(work, server_url, before, telegram=telegram, fanvue=fanvue,
+                    headroom=headroom)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _run(work: Path, server_url: str | None, before: dict[str, Any], *, telegram: int,
+         fanvue: int, headroom: int) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
     with server(server_url) as (admin_url, where), database(admin_url, "bench_send") as url, \
-            sandbox(work / "sandbox") as base, httpx.Client(timeout=30) as http:
+            sandbox(work) as base, httpx.Client(timeout=30) as http:
         engine = sa.create_engine(url)
         try:
             sequences = sync_sequences(engine, load_sequences(ROOT / "sequences.yaml"))
@@ -280,10 +264,11 @@ def run(server_url: str | None, *, telegram: int, fanvue: int, headroom: int) ->
                 fans = fanvue_fans(http, base, free, headroom, rate_limit=BIG)
                 others = fanvue_fans(http, base, free, headroom)
                 client = FanvueClient(f"fv_at.sandbox.{free}", f"{base}/fanvue", limit=BIG)
+                mine = set(fans)
                 ours = send_scenario(
                     engine, character, {"fanvue": FanvueChannel(client, creator_uuid(free))},
                     sequences, "fanvue", fans,
-                    lambda: [u for u in _fanvue_sent(http, base, free)() if u in set(fans)],
+                    lambda: [u for u in _fanvue_sent(http, base, free)() if u in mine],
                     http, base, "fanvue", None)
                 # Only this scenario's intents count in its database check.
                 ours["db_states"] = {"sent": ours["outcomes"].get("sent", 0)}

@@ -55,15 +55,11 @@ import json
 import os
 import random
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import count
@@ -74,6 +70,7 @@ import httpx
 import sqlalchemy as sa
 
 from benchmarks.report import DOCS, machine, write_section
+from benchmarks.servers import Server, free_port, running
 from resources.webhook_signing import sign_fanvue
 
 HEADING = "## Webhook ingest: `waifugen webhooks serve` vs bare uvicorn + Starlette"
@@ -84,7 +81,6 @@ FANVUE_SECRET = "whsec_bench_fanvue_0123456789"
 TELEGRAM_SECRET = "bench-telegram-secret-0123456789"
 BOT_ID = 7_700_000_001
 RESIGN_AFTER_S = 240  # the service accepts timestamps up to 300 s old
-READY_TIMEOUT_S = 90.0
 CLIENT_CHECK_EVENTS = 2000  # the other client's baseline run: a rate, so a slice of the load
 SERVERS = ("baseline", "ours")
 CLIENTS = ("raw", "httpx")
@@ -243,95 +239,12 @@ def serve_baseline(port: int) -> None:
                 proxy_headers=True, server_header=False)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def waifugen_command() -> list[str]:
     """The installed console script (pyproject: waifugen = waifugen_assets.cli:main)."""
     script = Path(sys.executable).with_name("waifugen")
     if script.exists():
         return [str(script)]
     return [sys.executable, "-m", "waifugen_assets.cli"]
-
-
-@dataclass
-class Server:
-    name: str
-    command: list[str]
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-    port: int = 0
-
-    def cpu_seconds(self) -> float:
-        import psutil
-
-        try:
-            proc = psutil.Process(self.process.pid)
-            total = sum(proc.cpu_times()[:2])
-            for child in proc.children(recursive=True):
-                with suppress(psutil.Error):
-                    total += sum(child.cpu_times()[:2])
-        except psutil.Error:
-            return 0.0
-        return total
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-
-def _wait_ready(server: Server) -> None:
-    """Poll GET /healthz until it answers 200 (the process must stay alive meanwhile)."""
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    delay = 0.02
-    with httpx.Client(timeout=5) as client:
-        while True:
-            if server.process.poll() is not None:
-                raise RuntimeError(f"{server.name} server exited with {server.process.returncode}"
-                                   f" before it was ready:\n{server.log_tail()}")
-            with suppress(httpx.HTTPError):
-                if client.get(f"{server.url}/healthz").status_code == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{server.name} server not ready after {READY_TIMEOUT_S} s:\n"
-                                   f"{server.log_tail()}")
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
-
-
-def _stop(server: Server) -> None:
-    """Terminate the server's process group and wait for it."""
-    if server.process.poll() is None:
-        with suppress(ProcessLookupError):
-            os.killpg(server.process.pid, signal.SIGTERM)
-        try:
-            server.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with suppress(ProcessLookupError):
-                os.killpg(server.process.pid, signal.SIGKILL)
-            server.process.wait()
-
-
-@contextmanager
-def running(name: str, command: list[str], env: dict[str, str], port: int,
-            workdir: Path) -> Iterator[Server]:
-    log = workdir / f"{name}.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                                   stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    server = Server(name, command, f"http://127.0.0.1:{port}", process, log, port)
-    try:
-        _wait_ready(server)
-        yield server
-    finally:
-        _stop(server)
 
 
 def _base_env() -> dict[str, str]:
