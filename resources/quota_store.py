@@ -10,8 +10,9 @@ Each acquisition is one transaction: a transaction-scoped advisory lock on the k
 concurrent workers queue per key, not per table), the rows that left the window deleted, the
 rest summed, a row inserted if there is room. When the request has its answer, its row is
 restamped with that time (`settle`): the platform counted the request somewhere in between,
-so a later request can never land inside its window there. The clock is the database's,
-shared by every process; the caller's `now` is not used.
+so a later request can never land inside its window there (a request slower than a whole
+window may find its row already pruned: it stays counted from its take). The clock is the
+database's, shared by every process; the caller's `now` is not used.
 """
 
 from __future__ import annotations
