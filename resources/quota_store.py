@@ -82,9 +82,6 @@ class PostgresRateLimitStore:
         with self.engine.begin() as conn:
             conn.execute(_SETTLE, {"id": ticket})
 
-    def try_acquire(self, key: str, limit: int, period: float, cost: int, now: float) -> float:
-        return self.try_take(key, limit, period, cost, now)[0]
-
     def used(self, key: str, period: float) -> int:
         """Units taken for `key` in the last `period` seconds."""
         with self.engine.connect() as conn:

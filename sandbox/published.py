@@ -1,4 +1,4 @@
-"""What the sandbox platforms published, counted: one post per video and account, each with its
+"""What the sandbox platforms published, counted: one post per reel and account, each with its
 AI-disclosure flag (`waifugen sandbox published`, and the end of `waifugen run` in sandbox mode).
 
 Read over HTTP from each platform's `/_control/published`, so it counts what the platform
@@ -18,10 +18,9 @@ from typing import Any
 
 import httpx
 
-# platform -> (how its disclosure is set, the field that says so)
-DISCLOSURE = {"tiktok": ("is_aigc", "is_aigc"),
-              "instagram": ("caption label", "has_ai_label"),
-              "youtube": ("status.containsSyntheticMedia", "containsSyntheticMedia")}
+# platform -> how its AI disclosure is set
+DISCLOSURE = {"tiktok": "is_aigc", "instagram": "caption label",
+              "youtube": "status.containsSyntheticMedia"}
 
 
 MARKER = re.compile(r"\bwg-r\d+\b")
@@ -83,7 +82,7 @@ def summarize(posts: list[Post], today: dt.date | None = None) -> list[dict[str,
     """Per platform: posts (all, and published `today`, UTC), distinct reels, reels posted
     more than once on an account, posts with and without the AI disclosure."""
     rows = []
-    for platform, (how, _) in DISCLOSURE.items():
+    for platform, how in DISCLOSURE.items():
         mine = [p for p in posts if p.platform == platform]
         per_reel = Counter((p.account, p.reel) for p in mine)
         rows.append({

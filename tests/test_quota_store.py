@@ -21,7 +21,7 @@ def test_limit_holds_across_engines_and_threads(db_url: str) -> None:
 
     def worker(store: PostgresRateLimitStore) -> None:
         for _ in range(20):
-            if store.try_acquire("key-1", 25, 3600, 1, 0.0) == 0.0:
+            if store.try_take("key-1", 25, 3600, 1, 0.0)[0] == 0.0:
                 with lock:
                     granted.append(1)
 
@@ -32,8 +32,8 @@ def test_limit_holds_across_engines_and_threads(db_url: str) -> None:
         t.join()
     assert len(granted) == 25
     assert stores[0].used("key-1", 3600) == 25
-    assert stores[1].try_acquire("key-2", 25, 3600, 1, 0.0) == 0.0  # keys are separate
-    wait = stores[2].try_acquire("key-1", 25, 3600, 1, 0.0)
+    assert stores[1].try_take("key-2", 25, 3600, 1, 0.0)[0] == 0.0  # keys are separate
+    wait = stores[2].try_take("key-1", 25, 3600, 1, 0.0)[0]
     assert 3500 < wait <= 3600  # the oldest of the 25 leaves the window in about an hour
     for e in engines:
         e.dispose()
@@ -67,9 +67,9 @@ def test_the_window_slides_instead_of_resetting_at_an_edge(engine: sa.Engine) ->
     # Three taken 50, 20 and 5 s ago, 3 per minute: a fixed minute window may have started
     # since the first two and allow more; a sliding one waits for the oldest to leave.
     _taken(engine, "k", 60, (50, 1), (20, 1), (5, 1))
-    one = store.try_acquire("k", 3, 60, 1, 0.0)
+    one = store.try_take("k", 3, 60, 1, 0.0)[0]
     assert 9 < one <= 10  # the one from 50 s ago leaves in 10 s
-    two = store.try_acquire("k", 3, 60, 2, 0.0)
+    two = store.try_take("k", 3, 60, 2, 0.0)[0]
     assert 39 < two <= 40  # two must leave: the second oldest goes in 40 s
     assert store.used("k", 60) == 3  # refusals take nothing
 
@@ -78,8 +78,8 @@ def test_what_left_the_window_no_longer_counts_and_is_deleted(engine: sa.Engine)
     store = PostgresRateLimitStore(engine, "telegram")
     _taken(engine, "k", 60, (61, 2), (90, 1), (30, 1))
     _taken(engine, "other", 1, (5, 1))  # another key's stale row: swept on first use
-    assert store.try_acquire("k", 3, 60, 2, 0.0) == 0.0  # 1 in the window + 2 = the limit
-    assert store.try_acquire("k", 3, 60, 1, 0.0) > 0
+    assert store.try_take("k", 3, 60, 2, 0.0)[0] == 0.0  # 1 in the window + 2 = the limit
+    assert store.try_take("k", 3, 60, 1, 0.0)[0] > 0
     rl = schema.rate_limit_log
     with engine.connect() as conn:
         left = conn.execute(sa.select(rl.c.account_key, rl.c.units).order_by(rl.c.id)).all()
@@ -89,14 +89,14 @@ def test_what_left_the_window_no_longer_counts_and_is_deleted(engine: sa.Engine)
 def test_periods_and_services_are_separate_budgets(engine: sa.Engine) -> None:
     telegram = PostgresRateLimitStore(engine, "telegram")
     fanvue = PostgresRateLimitStore(engine, "fanvue")
-    assert telegram.try_acquire("k", 1, 1, 1, 0.0) == 0.0
-    assert telegram.try_acquire("k", 1, 90, 1, 0.0) == 0.0  # any period, its own log
-    assert fanvue.try_acquire("k", 1, 1, 1, 0.0) == 0.0
-    assert telegram.try_acquire("k", 1, 1, 1, 0.0) > 0
+    assert telegram.try_take("k", 1, 1, 1, 0.0)[0] == 0.0
+    assert telegram.try_take("k", 1, 90, 1, 0.0)[0] == 0.0  # any period, its own log
+    assert fanvue.try_take("k", 1, 1, 1, 0.0)[0] == 0.0
+    assert telegram.try_take("k", 1, 1, 1, 0.0)[0] > 0
     with pytest.raises(ValueError, match="unknown quota service"):
         PostgresRateLimitStore(engine, "myspace")
     with pytest.raises(ValueError, match="positive"):
-        telegram.try_acquire("k", 1, 0, 1, 0.0)
+        telegram.try_take("k", 1, 0, 1, 0.0)[0]
 
 
 def test_a_settled_ticket_counts_from_its_answer(engine: sa.Engine) -> None:
@@ -110,7 +110,7 @@ def test_a_settled_ticket_counts_from_its_answer(engine: sa.Engine) -> None:
             taken_at=sa.func.clock_timestamp() - sa.text("interval '50 seconds'")))
     store.settle("k", ticket, 0.0)
     # Full: the earliest to leave is the row from 30 s ago, not the one settled just now.
-    assert 29 < store.try_acquire("k", 2, 60, 1, 0.0) <= 30
+    assert 29 < store.try_take("k", 2, 60, 1, 0.0)[0] <= 30
     with engine.begin() as conn:
         conn.execute(sa.delete(rl))
     store.settle("k", ticket, 0.0)  # a row that left the window: nothing to do

@@ -432,7 +432,7 @@ def sandbox_serve(port: int, state: Path | None, seed: int | None) -> None:
               help="State directory (default: WAIFUGEN_HOME/sandbox).")
 @click.option("--json", "as_json", is_flag=True, help="Every post, machine-readable.")
 def sandbox_published(url: str | None, state: Path | None, as_json: bool) -> None:
-    """What the TikTok, Instagram and YouTube sandboxes published: posts per platform, videos
+    """What the TikTok, Instagram and YouTube sandboxes published: posts per platform, reels
     posted twice, AI-disclosure flags."""
     from sandbox.published import as_dicts, published, render, summarize
     from sandbox.server import SandboxServer

@@ -98,7 +98,7 @@ class PostQuota:
     period: float = 86400.0
 
     def take(self, what: str) -> None:
-        wait = self.store.try_acquire(self.key, self.limit, self.period, 1, time.time())
+        wait, _ = self.store.try_take(self.key, self.limit, self.period, 1, time.time())
         if wait > 0:
             raise Deferred(f"{what}: {self.limit} per {int(self.period)} s spent",
                            now_utc() + dt.timedelta(seconds=wait))

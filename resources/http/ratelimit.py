@@ -49,11 +49,6 @@ class RateLimitStore(Protocol):
         there, however long this one travelled."""
         ...
 
-    def try_acquire(self, key: str, limit: int, period: float, cost: int, now: float) -> float:
-        """`try_take` without a ticket (for quotas counted per day, where travel time does
-        not matter): 0.0 when taken, else the seconds to wait."""
-        ...
-
 
 class MemoryRateLimitStore:
     """Sliding-window logs in a dict, for one process; thread-safe."""
@@ -89,9 +84,6 @@ class MemoryRateLimitStore:
             log.remove(entry)
             entry[0] = now
             self._insert(log, entry)
-
-    def try_acquire(self, key: str, limit: int, period: float, cost: int, now: float) -> float:
-        return self.try_take(key, limit, period, cost, now)[0]
 
     @staticmethod
     def _insert(log: deque[list[float | int]], entry: list[float | int]) -> None:
