@@ -44,6 +44,7 @@ from resources.http import (
     RetryPolicy,
     a2e_classifier,
     by_header,
+    fingerprint,
     header_retry_after,
     json_body,
     json_int,
@@ -56,6 +57,7 @@ SYSTEM = "a2e"
 PRODUCTION_URL = "https://video.a2e.ai"
 SANDBOX_API_KEY = "sk_sandbox_waifugen"
 REQUESTS_PER_HOUR = 100
+LIST_PAGE_SIZE = 100  # the most tasks one awsList request returns
 RESOLUTIONS = (480, 720, 1080)
 
 
@@ -92,6 +94,7 @@ class A2ETask:
     message: str  # A2E's `msg`: the reason when failed
     cost_coins: int | None = None  # the item's `coins` when reported; see the module doc
     anchor_id: str | None = None
+    title: str | None = None  # the name we gave the task (our idempotency key)
 
     @property
     def terminal(self) -> bool:
@@ -123,6 +126,11 @@ def a2e_limiter(requests_per_hour: int = REQUESTS_PER_HOUR, *,
     return RateLimiter(SYSTEM, requests_per_hour, 3600.0, store=store, max_wait=max_wait)
 
 
+
+
+def rate_key(api_key: str) -> str:
+    """The rate-limit store key of an API key's requests (see `A2EClient`'s limit)."""
+    return f"{SYSTEM}:{fingerprint(f'Bearer {api_key}')}"
 
 
 class A2EClient(OwnsHttpClient):
@@ -210,24 +218,34 @@ class A2EClient(OwnsHttpClient):
                                   reason="task not found")
         return self._task(task_id, found[0])
 
-    def find_task_by_title(self, title: str, *, max_pages: int = 5,
-                           page_size: int = 50) -> A2ETask | None:
-        """The newest task with this title, or None: how a submit whose answer was lost
-        (UnknownOutcome) is reconciled before paying again. Titles are our idempotency keys.
+    def list_tasks(self, page: int = 1, page_size: int = LIST_PAGE_SIZE) -> list[A2ETask]:
+        """One page of the key's tasks, newest first, with their titles: one request for the
+        status of many tasks (how renders are polled in bulk), and how a lost submit is found.
 
         The list route (`GET /api/v1/video/awsList?current=&pageSize=`) is used by several
         A2E clients but not in the excerpt of the official docs we have; its shape is assumed
-        as `{"list": [...], "total": n}` (a bare list is accepted too)."""
+        as `{"list": [...], "total": n}` (a bare list is accepted too). Items without an
+        `_id` and a status word are left out rather than guessed at."""
         path = "/api/v1/video/awsList"
+        data = self._data("GET", path, params={"current": page, "pageSize": page_size},
+                          extensions={IDEMPOTENT: True})
+        items = data.get("list") if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise self._invalid(path, f"expected a task list, got {str(data)[:80]!r}")
+        return [self._task(str(item["_id"]), item) for item in items
+                if isinstance(item, dict) and item.get("_id")
+                and (item.get("status") or item.get("current_status"))]
+
+    def find_task_by_title(self, title: str, *, max_pages: int = 5,
+                           page_size: int = 50) -> A2ETask | None:
+        """The newest task with this title, or None: how a submit whose answer was lost
+        (UnknownOutcome) is reconciled before paying again. Titles are our idempotency keys."""
         for page in range(1, max_pages + 1):
-            data = self._data("GET", path, params={"current": page, "pageSize": page_size})
-            items = data.get("list") if isinstance(data, dict) else data
-            if not isinstance(items, list):
-                raise self._invalid(path, f"expected a task list, got {str(data)[:80]!r}")
-            for item in items:
-                if isinstance(item, dict) and item.get("title") == title and item.get("_id"):
-                    return self._task(str(item["_id"]), item)
-            if len(items) < page_size:
+            tasks = self.list_tasks(page, page_size)
+            for task in tasks:
+                if task.title == title:
+                    return task
+            if len(tasks) < page_size:
                 return None
         return None
 
@@ -247,7 +265,8 @@ class A2EClient(OwnsHttpClient):
             progress=min(max(progress or 0, 0), 100),
             result_url=result if isinstance(result, str) else None,
             message=message or ("A2E task failed" if status is A2EStatus.FAILED else ""),
-            cost_coins=json_int(item.get("coins")), anchor_id=item.get("anchor_id"))
+            cost_coins=json_int(item.get("coins")), anchor_id=item.get("anchor_id"),
+            title=item.get("title") if isinstance(item.get("title"), str) else None)
 
     def cancel(self, task_id: str) -> None:
         """Delete the task (A2E has no separate cancel); PermanentError if A2E does not
@@ -264,8 +283,9 @@ class A2EResource(dg.ConfigurableResource):
     base_url: str | None = Field(default=None, description="Default A2E_BASE_URL.")
     timeout_seconds: float | None = Field(default=None,
                                           description="Default HTTP_TIMEOUT_SECONDS.")
-    requests_per_hour: int = Field(default=REQUESTS_PER_HOUR,
-                                   description="Client-side limit per API key.")
+    requests_per_hour: int | None = Field(
+        default=None, description="Client-side limit per API key, shared by every process; "
+        "default A2E_REQUESTS_PER_HOUR (100, A2E's own limit).")
     max_wait_seconds: float = Field(
         default=30.0, description="Longest wait for a rate-limit slot before RateLimited.")
 
@@ -274,13 +294,26 @@ class A2EResource(dg.ConfigurableResource):
         return (self.base_url or settings.service_url(
             "A2E_BASE_URL", SYSTEM, PRODUCTION_URL)).rstrip("/")
 
-    def get_client(self, *, limiter: RateLimiter | None = None) -> A2EClient:
-        settings = get_settings()
-        key = self.api_key or settings.get("A2E_API_KEY", sandbox_default=SANDBOX_API_KEY)
+    def resolved_api_key(self) -> str:
+        key = self.api_key or get_settings().get("A2E_API_KEY",
+                                                 sandbox_default=SANDBOX_API_KEY)
         if not key:
             raise ConfigError("A2E_API_KEY is not set")
+        return key
+
+    def rate_key(self) -> str:
+        """The key this API key's requests are counted under in the rate-limit store (a
+        fingerprint, never the key): what the generation sensor reads its budget from."""
+        return rate_key(self.resolved_api_key())
+
+    def resolved_requests_per_hour(self) -> int:
+        return self.requests_per_hour or get_settings().a2e_requests_per_hour
+
+    def get_client(self, *, limiter: RateLimiter | None = None) -> A2EClient:
+        settings = get_settings()
+        key = self.resolved_api_key()
         return A2EClient(
             key, base_url=self.resolved_base_url(),
             timeout=self.timeout_seconds or settings.http_timeout,
-            limiter=limiter or a2e_limiter(self.requests_per_hour,
+            limiter=limiter or a2e_limiter(self.resolved_requests_per_hour(),
                                            max_wait=self.max_wait_seconds))

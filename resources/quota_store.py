@@ -12,7 +12,8 @@ rest summed, a row inserted if there is room. When the request has its answer, i
 restamped with that time (`settle`): the platform counted the request somewhere in between,
 so a later request can never land inside its window there (a request slower than a whole
 window may find its row already pruned: it stays counted from its take). The clock is the
-database's, shared by every process; the caller's `now` is not used.
+database's, shared by every process; the caller's `now` is used only while a simulated clock
+runs (waifugen_assets.clock), so a simulated day counts its limits in its own time.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from resources.http.ratelimit import wait_for_room
+from waifugen_assets import clock
 from waifugen_assets.schema import QUOTA_SERVICES
 
 _LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:lock, 0))")
@@ -43,10 +45,14 @@ _TAKE = sa.text("""
 _SETTLE = sa.text("""
     UPDATE rate_limit_log SET taken_at = greatest(taken_at, clock_timestamp()) WHERE id = :id
 """)
+_SETTLE_AT = sa.text("""
+    UPDATE rate_limit_log SET taken_at = greatest(taken_at, to_timestamp(:now)) WHERE id = :id
+""")
 # Keys that stopped being used keep their last rows until a sweep: once per store.
 _SWEEP = sa.text("""
     DELETE FROM rate_limit_log
-    WHERE platform = :platform AND taken_at <= now() - make_interval(secs => window_seconds)
+    WHERE platform = :platform
+      AND taken_at <= coalesce(to_timestamp(:now), now()) - make_interval(secs => window_seconds)
 """)
 
 
@@ -66,10 +72,12 @@ class PostgresRateLimitStore:
         params = {"platform": self.service, "key": key, "period": float(period)}
         with self.engine.begin() as conn:
             if not self._swept:
-                conn.execute(_SWEEP, {"platform": self.service})
+                conn.execute(_SWEEP, {"platform": self.service,
+                                      "now": now if clock.simulated() else None})
                 self._swept = True
             conn.execute(_LOCK, {"lock": f"rate:{self.service}:{key}:{float(period)!r}"})
-            db_now = float(conn.execute(_NOW).scalar_one())
+            # The database's clock, shared by every process; a simulated day brings its own.
+            db_now = now if clock.simulated() else float(conn.execute(_NOW).scalar_one())
             conn.execute(_PRUNE, {**params, "now": db_now})
             log = [(float(t), int(u)) for t, u in conn.execute(_LOG, params)]
             used = sum(units for _, units in log)
@@ -80,13 +88,27 @@ class PostgresRateLimitStore:
 
     def settle(self, key: str, ticket: object, now: float) -> None:
         with self.engine.begin() as conn:
-            conn.execute(_SETTLE, {"id": ticket})
+            if clock.simulated():
+                conn.execute(_SETTLE_AT, {"id": ticket, "now": now})
+            else:
+                conn.execute(_SETTLE, {"id": ticket})
 
     def used(self, key: str, period: float) -> int:
         """Units taken for `key` in the last `period` seconds."""
+        return self.usage(key, period)[0]
+
+    def usage(self, key: str, period: float) -> tuple[int, float | None]:
+        """(units taken for `key` in the last `period` seconds, epoch seconds at which the
+        oldest of them leaves the window or None): what a planner may still spend, and when
+        more frees up."""
+        now = clock.timestamp() if clock.simulated() else None
         with self.engine.connect() as conn:
-            return int(conn.execute(sa.text("""
-                SELECT coalesce(sum(units), 0) FROM rate_limit_log
+            units, oldest = conn.execute(sa.text("""
+                SELECT coalesce(sum(units), 0), extract(epoch FROM min(taken_at))::float8
+                FROM rate_limit_log
                 WHERE platform = :platform AND account_key = :key AND window_seconds = :period
-                  AND taken_at > clock_timestamp() - make_interval(secs => :period)
-            """), {"platform": self.service, "key": key, "period": float(period)}).scalar_one())
+                  AND taken_at > coalesce(to_timestamp(:now), clock_timestamp())
+                                 - make_interval(secs => :period)
+            """), {"platform": self.service, "key": key, "period": float(period),
+                   "now": now}).one()
+        return int(units), None if oldest is None else float(oldest) + float(period)

@@ -67,6 +67,7 @@ from resources.http import (
     reason_from_body,
 )
 from resources.oauth import TokenSet
+from waifugen_assets import clock
 from waifugen_assets.config import ConfigError, get_settings
 from waifugen_assets.redaction import register_secret
 
@@ -345,7 +346,7 @@ def _deferrable(exc: PermanentError) -> PermanentError:
     code = exc.reason.split(":", 1)[0]
     if code in DEFERRABLE_REASONS:
         return QuotaExceeded(str(exc), reason=exc.reason, status=exc.status,
-                             resume_at=next_reset(dt.datetime.now(dt.UTC)))
+                             resume_at=next_reset(clock.now()))
     return exc
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sandbox.clock import SandboxClock
 from sandbox.control import control_app
 from sandbox.faults import FaultBook
 from sandbox.gate import SystemGate
@@ -30,11 +31,13 @@ class SandboxApp:
         self.seed = seed
         self.store = StateStore(self.state_dir)
         self.faults = FaultBook(self.store, seed, systems)
+        self.clock = SandboxClock(self.store)
         self.routes: dict[str, ASGIApp] = {}
         for name, factory in systems.items():
-            system = factory(SystemContext(name, seed, self.store.namespace(name)))
-            self.routes[name] = SystemGate(name, system, self.faults, self.store)
-        self.routes[CONTROL_PREFIX] = control_app(self.store, self.faults, list(systems))
+            context = SystemContext(name, seed, self.store.namespace(name), self.clock)
+            self.routes[name] = SystemGate(name, factory(context), self.faults, self.store)
+        self.routes[CONTROL_PREFIX] = control_app(self.store, self.faults, list(systems),
+                                                  self.clock)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

@@ -6,6 +6,7 @@ clients sent, so it must never listen on a public interface.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import logging
 import socket
@@ -206,3 +207,24 @@ class SandboxServer:
 
     def clear_faults(self) -> None:
         self._call("DELETE", "/faults")
+
+    def clock(self) -> dict[str, Any]:
+        """`{"now", "iso", "frozen", "offset", "real"}` of the sandbox clock."""
+        return self._call("GET", "/clock")
+
+    def set_clock(self, now: float | str | dt.datetime, frozen: bool = True) -> dict[str, Any]:
+        """Set the sandbox clock to `now` (epoch seconds, ISO 8601 with offset, or an aware
+        datetime); frozen it stays there, else it runs on at real speed."""
+        if isinstance(now, dt.datetime):
+            if now.tzinfo is None:
+                raise ValueError("set_clock needs an aware datetime (with tzinfo)")
+            now = now.timestamp()
+        return self._call("POST", "/clock", json={"now": now, "frozen": frozen})
+
+    def advance_clock(self, seconds: float) -> dict[str, Any]:
+        """Move the sandbox clock forward by `seconds` (>= 0)."""
+        return self._call("POST", "/clock", json={"advance": seconds})
+
+    def real_clock(self) -> dict[str, Any]:
+        """Back to real time."""
+        return self._call("DELETE", "/clock")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,11 +30,19 @@ class System:
 
 @dataclass(frozen=True)
 class SystemContext:
-    """Everything a system gets from the sandbox: its name, state and seeded randomness."""
+    """Everything a system gets from the sandbox: its name, state, seeded randomness and
+    the sandbox clock."""
 
     name: str
     seed: int
     state: SystemState
+    # Epoch seconds; the sandbox passes its SandboxClock (real time unless /_sandbox/clock
+    # moved it), so systems never read time.time() for anything a client can observe.
+    time_source: Callable[[], float] = time.time
+
+    def clock(self) -> float:
+        """Now, in epoch seconds, by the sandbox clock."""
+        return self.time_source()
 
     def rng(self, *parts: object) -> random.Random:
         """Randomness that depends only on the server seed, this system and `parts`."""

@@ -10,13 +10,12 @@ The run key is `dm:<character>:<10-minute tick>`: at most one run per character 
 
 # No `from __future__ import annotations`: Dagster reads parameter annotations at runtime.
 import datetime as dt
-from zoneinfo import ZoneInfo
 
 import dagster as dg
 import sqlalchemy as sa
 
 from resources.database import DatabaseResource
-from waifugen_assets import schema
+from waifugen_assets import clock, schema
 from waifugen_assets.config import get_settings
 from waifugen_assets.jobs import subscriber_dms_job
 from waifugen_assets.partitions import partition_key
@@ -82,7 +81,7 @@ def dm_sensor(context: dg.SensorEvaluationContext,
     from waifugen_assets.dms import sequences_path
     from waifugen_assets.sequences import load_sequences
 
-    now = dt.datetime.now(dt.UTC)
+    now = clock.now()
     polling = (get_settings().get("INBOUND_MODE") or "polling") == "polling"
     sequences = load_sequences(sequences_path())
     with database.get_engine().connect() as conn:
@@ -90,6 +89,6 @@ def dm_sensor(context: dg.SensorEvaluationContext,
     tick = int(now.timestamp() // TICK.total_seconds())
     return dg.SensorResult(run_requests=[
         dg.RunRequest(run_key=f"dm:{cid}:{tick}",
-                      partition_key=partition_key(cid, now.astimezone(ZoneInfo(tz)).date()),
+                      partition_key=partition_key(cid, clock.local_today(tz, now)),
                       tags={"waifugen/trigger": "dms"})
         for cid, tz in due])

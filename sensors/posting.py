@@ -1,26 +1,34 @@
-"""Posting sensor: asks for a `daily_content` run when a branded reel's slot has come and it is
-not yet published (or given up) on every publish platform of its character.
+"""Posting sensor: asks for a `publish` run when a branded reel's slot has come and it is not
+yet settled (published, given up or skipped as stale) on every publish platform of its
+character.
 
-Reads the app database only. The run key is `post:<reel>:<n>`: n is 0 until some post of the
-reel waits for a retry whose time has passed, then the reel's attempt count, so each due retry
-gets one run and a reel that is merely in flight is never asked for twice.
+Reads the app database only. One run per partition with due reels; its run key lists each due
+reel as `<reel>.<n>`: n is 0 until some post of the reel waits for a retry whose time has
+passed, then the reel's attempt count, so each due retry gets one run and a reel that is
+merely in flight is never asked for twice. Slots older than two days are not looked at (long
+stale, and the tick stays flat).
 """
 
 # No `from __future__ import annotations`: Dagster reads parameter annotations at runtime.
+import datetime as dt
+
 import dagster as dg
 import sqlalchemy as sa
 
 from resources.database import DatabaseResource
-from waifugen_assets import schema
-from waifugen_assets.jobs import daily_content_job
+from waifugen_assets import clock, schema
+from waifugen_assets.jobs import publish_job
 from waifugen_assets.partitions import partition_key
 from waifugen_assets.publishing import DONE, WAITING
 
+LOOKBACK = dt.timedelta(days=2)  # older slots are long stale: the tick stays flat
 
-def due_posts(conn: sa.Connection) -> list[tuple[int, str, object, int]]:
+
+def due_posts(conn: sa.Connection,
+              now: dt.datetime | None = None) -> list[tuple[int, str, object, int]]:
     """(reel id, character, date, n) for each reel the sensor should post now."""
     r, pa, sp = schema.reels, schema.platform_accounts, schema.social_posts
-    now = sa.func.now()
+    now = now or clock.now()
     platforms = (sa.select(sa.func.count()).where(
         pa.c.character_id == r.c.character_id, pa.c.platform.in_(schema.SOCIAL_PLATFORMS))
         .scalar_subquery())
@@ -36,25 +44,33 @@ def due_posts(conn: sa.Connection) -> list[tuple[int, str, object, int]]:
                   sa.case((retry_due, attempts), else_=0))
         # `published` too: a post the platform FAILED after acceptance reopens its reel
         .where(r.c.status.in_(("branded", "published")), r.c.scheduled_at <= now,
-               settled < platforms)
+               r.c.scheduled_at > now - LOOKBACK, settled < platforms)
         .order_by(r.c.scheduled_at, r.c.id)).all()
     return [(int(a), str(b), c, int(d)) for a, b, c, d in rows]
 
 
 @dg.sensor(
     name="posting",
-    job=daily_content_job,
+    job=publish_job,
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Requests a daily_content run for branded reels whose slot has come and that "
-    "are not yet published on every platform.",
+    description="Requests a publish run for branded reels whose slot has come and that are "
+    "not yet settled on every platform (DB only).",
 )
 def posting_sensor(context: dg.SensorEvaluationContext,
                    database: DatabaseResource) -> dg.SensorResult:
     with database.get_engine().connect() as conn:
         due = due_posts(conn)
-    requests = [dg.RunRequest(run_key=f"post:{reel_id}:{n}",
-                              partition_key=partition_key(cid, day),
-                              tags={"waifugen/trigger": "posting"})
-                for reel_id, cid, day, n in due]
-    return dg.SensorResult(run_requests=requests)
+    return dg.SensorResult(run_requests=posting_requests(due))
+
+
+def posting_requests(due: list[tuple[int, str, object, int]]) -> list[dg.RunRequest]:
+    """One publish run per partition with due reels; its run key names each due reel and its
+    retry count, so the same work is asked for once and a new due reel or retry asks again."""
+    by_partition: dict[tuple[str, object], list[str]] = {}
+    for reel_id, cid, day, n in due:
+        by_partition.setdefault((cid, day), []).append(f"{reel_id}.{n}")
+    return [dg.RunRequest(run_key=f"post:{cid}|{day}:{','.join(work)}",
+                          partition_key=partition_key(cid, day),  # type: ignore[arg-type]
+                          tags={"waifugen/trigger": "posting"})
+            for (cid, day), work in by_partition.items()]

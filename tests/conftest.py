@@ -129,10 +129,13 @@ def _fresh_breaker() -> None:
 
 @pytest.fixture
 def sandbox(sandbox_server):
-    """The shared sandbox with no faults left over from earlier tests, nor after this one."""
+    """The shared sandbox with no faults and its clock on real time, before and after this
+    test (a test may move the sandbox clock; the next one must not inherit it)."""
     sandbox_server.clear_faults()
+    sandbox_server.real_clock()
     yield sandbox_server
     sandbox_server.clear_faults()
+    sandbox_server.real_clock()
 
 
 @pytest.fixture

@@ -42,19 +42,24 @@ def _published_row(stdout: str, platform: str) -> list[str]:
 def test_run_twice_then_status(db_url: str, engine: sa.Engine, tmp_path: Path,
                                project_dir: Path) -> None:
     env = {**os.environ, "WAIFUGEN_HOME": str(tmp_path / "home"), "DATABASE_URL": db_url}
-    first = _cli("run", "--date", DAY, env=env)
-    assert first.returncode == 0, first.stdout + first.stderr
-    assert f"waifugen status for {DAY}" in first.stdout
-
-    status = json.loads(_cli("status", "--date", DAY, "--json", env=env).stdout)
     roster = load_roster(project_dir / "characters.yaml")
+    local_days = [{c.id: _local_today(c.timezone) for c in roster.enabled()}]
+    first = _cli("run", env=env)  # as `make run`: each character's own local today
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "waifugen status, each character's local today" in first.stdout
+    assert "publish: now, late slots too" in first.stdout  # the sandbox default, said
+
+    status = json.loads(_cli("status", "--json", env=env).stdout)
+    local_days.append({c.id: _local_today(c.timezone) for c in roster.enabled()})
     expected = {c.id: len(c.slots) for c in roster.enabled()}
-    assert status["date"] == DAY
+    assert status["date"] is None
     assert {c["id"]: c["reels"]["planned"] for c in status["characters"]} == expected
     for c in status["characters"]:
+        assert c["date"] in {days[c["id"]] for days in local_days}
         assert set(c["reels"]) == {"planned", "generated", "stored", "branded", "published",
-                                   "failed"}
+                                   "failed", "missed"}
         assert set(c["posts"]) == {"tiktok", "instagram", "youtube"}
+        assert c["open"] == {}, c["open"]  # nothing left pending, deferred or skipped
         # plan -> reels -> stored -> branded for every reel of the day
         planned = c["reels"]["planned"]
         assert c["reels"]["generated"] == c["reels"]["stored"] == c["reels"]["branded"] == planned
@@ -78,12 +83,12 @@ def test_run_twice_then_status(db_url: str, engine: sa.Engine, tmp_path: Path,
             platform, str(reels), str(reels), str(reels), "0"], first.stdout
         assert _published_row(first.stdout, platform)[5] == f"{reels}/{reels}"
 
-    second = _cli("run", "--date", DAY, env=env)
+    second = _cli("run", env=env)
     assert second.returncode == 0, second.stdout + second.stderr
     assert _snapshot(engine) == before
     for platform in ("tiktok", "instagram", "youtube"):  # the rerun published nothing more
         assert _published_row(second.stdout, platform)[1:5] == [str(reels)] * 3 + ["0"]
-    again = json.loads(_cli("status", "--date", DAY, "--json", env=env).stdout)
+    again = json.loads(_cli("status", "--json", env=env).stdout)
     # DMs may move from waiting to sent if a time zone's morning came between the runs.
     for c in (*again["characters"], *status["characters"]):
         c["dms"].pop("sent"), c["dms"].pop("waiting")
@@ -99,6 +104,12 @@ def test_run_twice_then_status(db_url: str, engine: sa.Engine, tmp_path: Path,
             assert sorted(instance.get_dynamic_partitions("characters")) == sorted(expected)
     finally:
         del os.environ["DAGSTER_HOME"]
+
+
+def _local_today(timezone: str) -> str:
+    from zoneinfo import ZoneInfo
+
+    return dt.datetime.now(ZoneInfo(timezone)).date().isoformat()
 
 
 def test_only_some_characters_and_unknown_ones(db_url: str, tmp_path: Path,

@@ -9,13 +9,20 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from waifugen_assets import schema
+from waifugen_assets import clock, schema
 from waifugen_assets.characters import characters
 from waifugen_assets.generation import reel_plans, reels
 from waifugen_assets.partitions import characters_partitions, partition_key
 
 DAY = dt.date(2026, 11, 24)
 CID = "nova-castellane"
+
+
+@pytest.fixture(autouse=True)
+def _on_day() -> None:
+    """Every test runs at the start of DAY in New York: each slot is still ahead."""
+    with clock.running_from(dt.datetime(2026, 11, 24, 5, 0, tzinfo=dt.UTC)):
+        yield
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from sandbox.systems.youtube import channel_id_for
-from waifugen_assets import schema
+from waifugen_assets import clock, schema
 from waifugen_assets.characters import characters
 from waifugen_assets.config import get_settings
 from waifugen_assets.generation import reel_plans, reels
@@ -26,6 +26,13 @@ CID = "lucia-marvento"
 ASSETS = [characters, reel_plans, reels, stored_videos, branded_videos, social_posts]
 CONFIG = {"ops": {"branded_videos": {"config": {"preset": "ultrafast", "crf": 35}},
                   "social_posts": {"config": {"only_due": False}}}}
+
+
+@pytest.fixture(autouse=True)
+def _on_day() -> None:
+    """Every test runs as DAY begins in Madrid: its slots are still ahead, none is stale."""
+    with clock.running_from(dt.datetime(2026, 11, 22, 23, 30, tzinfo=dt.UTC)):
+        yield
 
 
 @pytest.fixture
@@ -178,36 +185,41 @@ def test_expired_tiktok_token_is_refreshed_and_rotated(pipeline_resources, world
     assert tokens.refresh_token != f"rft.sandbox.{CID}{suffix}"
 
 
-def test_posting_sensor_asks_once_per_reel_and_again_for_due_retries(
+def test_posting_sensor_asks_once_per_partition_and_again_for_due_retries(
         pipeline_resources, world, engine, db_url) -> None:
     from resources.database import DatabaseResource
     from sensors.posting import posting_sensor
 
     instance, _ = world
+    evening = dt.datetime(2026, 11, 23, 22, 30, tzinfo=dt.UTC)  # 23:30 in Madrid
 
     def tick() -> list[str]:
         context = dg.build_sensor_context(instance=instance,
                                           resources={"database": DatabaseResource(url=db_url)})
-        return [r.run_key for r in posting_sensor(context).run_requests]
+        with clock.running_from(evening):
+            return [r.run_key for r in posting_sensor(context).run_requests]
+
+    def key(*work: str) -> str:
+        return f"post:{CID}|{DAY}:{','.join(work)}"
 
     assert _run(pipeline_resources, instance, selection=ASSETS[1:5]).success
     r = schema.reels
     with engine.connect() as conn:
         ids = list(conn.execute(sa.select(r.c.id).where(r.c.status.in_(("branded", "published")))
                                 .order_by(r.c.scheduled_at, r.c.id)).scalars())
-    assert tick() == [f"post:{i}:0" for i in ids]  # slots of DAY have come
+    assert tick() == [key(*(f"{i}.0" for i in ids))]  # every slot of DAY has come: one run
     assert _run(pipeline_resources, instance, selection=[social_posts]).success
     assert tick() == []  # published everywhere
     sp = schema.social_posts
     with engine.begin() as conn:
         conn.execute(sa.update(sp).where(sp.c.reel_id == ids[0], sp.c.platform == "youtube")
                      .values(state="failed_retryable", published_at=None,
-                             next_attempt_at=sa.func.now() - sa.text("interval '1 minute'")))
-    assert tick() == [f"post:{ids[0]}:3"]  # one attempt per platform so far
+                             next_attempt_at=evening - dt.timedelta(minutes=1)))
+    assert tick() == [key(f"{ids[0]}.3")]  # one attempt per platform so far
     with engine.begin() as conn:
         conn.execute(sa.update(sp).where(sp.c.reel_id == ids[0], sp.c.platform == "youtube")
-                     .values(next_attempt_at=sa.func.now() + sa.text("interval '1 hour'")))
-    assert tick() == [f"post:{ids[0]}:0"]  # not due: the key already used, so no new run
+                     .values(next_attempt_at=evening + dt.timedelta(hours=1)))
+    assert tick() == [key(f"{ids[0]}.0")]  # not due yet: in flight, asked for once
 
 
 def test_fault_storm_publishes_everything_exactly_once(pipeline_resources, world, engine,

@@ -15,7 +15,7 @@ from waifugen_assets.generation import reel_plans
 from waifugen_assets.jobs import PREMIUM_CONFIG
 from waifugen_assets.partitions import characters_partitions, partition_key
 from waifugen_assets.premium import choose_elite
-from waifugen_assets.schedules import daily_content_schedule, weekly_premium_schedule
+from waifugen_assets.schedules import daily_plans_schedule, weekly_premium_schedule
 
 IDS = [f"c{i:02d}" for i in range(12)]
 
@@ -49,7 +49,7 @@ def test_daily_schedule_uses_each_local_day(pipeline_resources: dict, db_url: st
                                         resources={"database": DatabaseResource(url=db_url)})
         requests = {r.partition_key.keys_by_dimension["character"]:
                     r.partition_key.keys_by_dimension["date"]
-                    for r in daily_content_schedule(ctx)}
+                    for r in daily_plans_schedule(ctx)}
     assert requests["mika-hoshizora"] == "2026-11-26"  # Asia/Tokyo
     assert requests["tessa-wrenfield"] == "2026-11-26"  # Australia/Sydney
     assert requests["nova-castellane"] == "2026-11-25"  # America/New_York

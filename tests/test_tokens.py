@@ -12,9 +12,15 @@ from cryptography.fernet import Fernet
 from resources.oauth import TokenSet
 from waifugen_assets import schema
 from waifugen_assets.characters import sync_roster
-from waifugen_assets.config import project_root
+from waifugen_assets.config import ConfigError, project_root
 from waifugen_assets.roster import load_roster
-from waifugen_assets.tokens import TokenCipher, TokenError, TokenVault
+from waifugen_assets.tokens import (
+    TokenCipher,
+    TokenError,
+    TokenVault,
+    UndecryptableToken,
+    key_id,
+)
 
 CID, PLATFORM = "mika-hoshizora", "tiktok"
 NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
@@ -52,9 +58,16 @@ def test_key_rotation(accounts: sa.Engine) -> None:
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     with accounts.begin() as conn:
         _vault(accounts, old).save(conn, CID, PLATFORM, TokenSet("act-1", "rft-1", 3600, None))
-    with pytest.raises(TokenError, match="cannot be decrypted"):
-        _vault(accounts, new).load(CID, PLATFORM)
+    wrong = _vault(accounts, new)
+    # A configuration error naming the keys by fingerprint, never a token problem of the
+    # account (which would mark it for re-authorisation).
+    with pytest.raises(UndecryptableToken, match="cannot be decrypted") as raised:
+        wrong.load(CID, PLATFORM)
+    assert isinstance(raised.value, ConfigError) and not isinstance(raised.value, TokenError)
+    assert key_id(new) in str(raised.value) and new not in str(raised.value)
+    assert wrong.undecryptable() == [f"{CID}/{PLATFORM} (key {key_id(old)})"]
     both = _vault(accounts, new, old)
+    assert both.undecryptable() == []
     assert both.load(CID, PLATFORM).access_token == "act-1"
     assert both.rekey() == 1 and both.rekey() == 0
     assert _vault(accounts, new).load(CID, PLATFORM).refresh_token == "rft-1"
@@ -113,14 +126,20 @@ def test_missing_and_revoked_accounts(accounts: sa.Engine) -> None:
         vault.save(conn, "nobody", "youtube", TokenSet("a", None, None, None))
     with accounts.begin() as conn:
         vault.save(conn, CID, PLATFORM, TokenSet("act-1", None, None, None))
-    vault.mark_needs_reauth(CID, PLATFORM)
-    with pytest.raises(TokenError, match="authorise the account again"):
-        vault.load(CID, PLATFORM)
-    with accounts.connect() as conn:
-        status = conn.scalar(sa.select(schema.platform_accounts.c.status).where(
-            schema.platform_accounts.c.character_id == CID,
-            schema.platform_accounts.c.platform == PLATFORM))
-    assert status == "needs_reauth"
+
+    def status() -> str:
+        with accounts.connect() as conn:
+            return conn.scalar(sa.select(schema.platform_accounts.c.status).where(
+                schema.platform_accounts.c.character_id == CID,
+                schema.platform_accounts.c.platform == PLATFORM))
+
+    assert vault.mark_needs_reauth(CID, PLATFORM) and status() == "needs_reauth"
+    assert not vault.mark_needs_reauth(CID, PLATFORM)  # marked once: alerted once
+    # Still tried: only the platform can tell the token is good again ...
+    assert vault.load(CID, PLATFORM).access_token == "act-1"
+    # ... and when it accepts it, the account is out of needs_reauth.
+    assert vault.mark_active(CID, PLATFORM) and status() == "active"
+    assert not vault.mark_active(CID, PLATFORM)
 
 
 def test_cli_stores_tokens_from_stdin_and_never_prints_them(accounts: sa.Engine, db_url: str,

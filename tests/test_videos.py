@@ -11,7 +11,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from waifugen_assets import schema
+from waifugen_assets import clock, schema
 from waifugen_assets.characters import characters
 from waifugen_assets.generation import reel_plans, reels
 from waifugen_assets.partitions import characters_partitions, partition_key
@@ -21,6 +21,13 @@ DAY = dt.date(2026, 11, 23)
 CID = "lucia-marvento"
 ASSETS = [characters, reel_plans, reels, stored_videos, branded_videos]
 FAST = {"ops": {"branded_videos": {"config": {"preset": "ultrafast", "crf": 35}}}}
+
+
+@pytest.fixture(autouse=True)
+def _on_day() -> None:
+    """Every test runs as DAY begins in Madrid: its slots are still ahead."""
+    with clock.running_from(dt.datetime(2026, 11, 22, 23, 30, tzinfo=dt.UTC)):
+        yield
 
 
 @pytest.fixture

@@ -21,7 +21,10 @@ DATE = click.DateTime(formats=["%Y-%m-%d"])
 
 
 def _today() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
+    """Today in UTC (the sandbox's own counters; characters' days are their local ones)."""
+    from waifugen_assets import clock
+
+    return clock.now().date()
 
 
 def _fail(message: str) -> None:
@@ -211,23 +214,35 @@ def tokens_status() -> None:
 # --- run and status ---------------------------------------------------------------------------
 
 @main.command("run")
-@click.option("--date", "day", type=DATE, default=None, help="Day to run (default: today, UTC).")
+@click.option("--date", "day", type=DATE, default=None,
+              help="Day to run for every character (default: each character's own local "
+              "today).")
 @click.option("--character", "characters", multiple=True, help="Only these characters.")
+@click.option("--publish", "publish", type=click.Choice(["now", "due"]), default=None,
+              help="now: post every branded reel of the day at once; due: only reels whose "
+              "slot has come (the posting sensor posts the rest). Default: now in sandbox "
+              "mode, due in production.")
+@click.option("--post-late", is_flag=True, default=None,
+              help="Post slots older than PUBLISH_STALE_AFTER_HOURS too (default: in sandbox "
+              "mode with --publish now; otherwise they are recorded as skipped).")
 @click.option("--sandbox-port", default=SANDBOX_DEFAULT_PORT, show_default=True,
               help="Port of the sandbox this run starts (0: any free port).")
-def run_cmd(day: dt.datetime | None, characters: tuple[str, ...], sandbox_port: int) -> None:
-    """Materialize the day's graph for each character into the Dagster instance."""
+def run_cmd(day: dt.datetime | None, characters: tuple[str, ...], publish: str | None,
+            post_late: bool | None, sandbox_port: int) -> None:
+    """Materialize each character's day into the Dagster instance; exit 1 if a run failed."""
     import dagster as dg
 
     from waifugen_assets.local_stack import (
+        PublishMode,
         RunFailed,
         local_stack,
         prepare,
         run_day,
         simulate_sandbox_audience,
     )
+    from waifugen_assets.preflight import check_before_spending
 
-    the_day = day.date() if day else _today()
+    _check_files()  # a bad roster or sequences file: its problems, one per line, and exit 1
     with local_stack(sandbox_port=sandbox_port) as stack:
         from waifugen_assets.definitions import defs
 
@@ -240,41 +255,99 @@ def run_cmd(day: dt.datetime | None, characters: tuple[str, ...], sandbox_port: 
         if unknown:
             _fail(f"not enabled characters in the roster: {', '.join(unknown)}")
         chosen = list(characters) or enabled
-        if stack.sandbox_url:
-            simulate_sandbox_audience(stack.sandbox_url, chosen, the_day)
-        failures = run_day(defs, instance, the_day, chosen)
-        _print_status(stack.database_url, the_day, chosen, as_json=False)
+        engine = _engine(stack.database_url)
+        check_before_spending(engine, chosen)  # a ConfigError ends here, before any run
+        days = _local_days(engine, chosen, day.date() if day else None)
+        sandbox = stack.settings.is_sandbox
+        when = publish or ("now" if sandbox else "due")
+        mode = PublishMode(when, post_late if post_late is not None
+                           else (sandbox and when == "now"))
+        if stack.sandbox_url:  # the sandbox's fans of yesterday (UTC), for the DM runs
+            simulate_sandbox_audience(stack.sandbox_url, chosen, day.date() if day else _today())
+        results = run_day(defs, instance, days, mode)
+        _print_status(stack.database_url, day.date() if day else None, chosen, as_json=False,
+                      days=days)
         if stack.sandbox_url:  # what the sandbox platforms hold, counted there
             from sandbox.published import published, render, summarize
 
             click.echo("\nOn the sandbox platforms (every day so far; twice = a reel "
                        "posted more than once on an account):")
             click.echo(render(summarize(published(stack.sandbox_url), _today())))
-        click.echo(f"\n{len(chosen)} run(s), {len(failures)} failed; they are in the Dagster "
-                   f"instance at {os.environ['DAGSTER_HOME']} (`make dev` shows them)")
-    for cid, messages in failures.items():
-        click.echo(f"{cid}: run failed", err=True)
-        for m in messages:
-            click.echo(f"  {m}", err=True)
-    if failures:
+        failed = [r for r in results if r.failures]
+        click.echo(f"\n{len(results)} character day(s) run, {len(failed)} failed "
+                   f"(publish: {mode.when}{', late slots too' if mode.post_late else ''}); "
+                   f"runs are in the Dagster instance at {os.environ['DAGSTER_HOME']} "
+                   "(`make dev` shows them)")
+    for r in failed:
+        click.echo(redaction.redact(f"{r.character_id} {r.date}: " + "; ".join(r.failures)),
+                   err=True)
+    if failed:
         sys.exit(1)
 
 
-def _print_status(url: str, day: dt.date, ids: list[str] | None, as_json: bool) -> None:
+def _check_files() -> None:
+    """The roster and the sequences file, validated before anything starts."""
+    from waifugen_assets.dms import sequences_path
+    from waifugen_assets.roster import RosterError, load_roster
+    from waifugen_assets.sequences import SequenceError, load_sequences
+
+    path = get_settings().roster_path
+    try:
+        ids = {c.id for c in load_roster(path).characters}
+    except RosterError as exc:
+        _print_issues(exc.issues, path, "roster")
+        sys.exit(1)
+    seq_path = sequences_path()
+    try:
+        load_sequences(seq_path, known_characters=ids)
+    except SequenceError as exc:
+        _print_issues(exc.issues, seq_path, "sequences file")
+        sys.exit(1)
+
+
+def _print_issues(issues: list, path: Path, what: str) -> None:
+    for issue in issues:
+        click.echo(redaction.redact(str(issue)), err=True)
+    click.echo(f"error: {len(issues)} error(s) in the {what} {path}; nothing was run",
+               err=True)
+
+
+def _engine(url: str):
+    from resources.database import engine_for
+
+    return engine_for(url)
+
+
+def _local_days(engine, ids: list[str], fixed: dt.date | None) -> dict[str, dt.date]:
+    """Each character's day: `fixed` when given, else its own local today."""
+    import sqlalchemy as sa
+
+    from waifugen_assets import clock, schema
+
+    ch = schema.characters
+    with engine.connect() as conn:
+        zones = dict(conn.execute(sa.select(ch.c.id, ch.c.timezone)
+                                  .where(ch.c.id.in_(ids))).all())
+    return {cid: fixed or clock.local_today(zones[cid]) for cid in ids}
+
+
+def _print_status(url: str, day: dt.date | None, ids: list[str] | None, as_json: bool,
+                  days: dict[str, dt.date] | None = None) -> None:
     from resources.database import engine_for
     from waifugen_assets.status import day_status, render_text
 
     with engine_for(url).connect() as conn:
-        report = day_status(conn, day, get_settings().a2e_monthly_credits, ids)
+        report = day_status(conn, day, get_settings().a2e_monthly_credits, ids, days)
     click.echo(json.dumps(report, indent=2) if as_json else render_text(report))
 
 
 @main.command("status")
-@click.option("--date", "day", type=DATE, default=None, help="Day (default: today, UTC).")
+@click.option("--date", "day", type=DATE, default=None,
+              help="Day (default: each character's own local today).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status_cmd(day: dt.datetime | None, as_json: bool) -> None:
     """Per character: reels per stage, posts per platform, budget use."""
-    _print_status(_migrated_url(), day.date() if day else _today(), None, as_json)
+    _print_status(_migrated_url(), day.date() if day else None, None, as_json)
 
 
 # --- subscribers, inbound webhooks, manual DM queue ------------------------------------------

@@ -61,6 +61,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("A2E_API_KEY", "A2E API token (sk_...); sandbox: the sandbox key",
             required_in_production=True, secret=True),
     Setting("A2E_BASE_URL", "A2E API base URL", default="https://video.a2e.ai; sandbox: /a2e"),
+    Setting("A2E_REQUESTS_PER_HOUR", "A2E requests per hour per API key, shared by every "
+            "process (A2E's limit); the generation sensor plans renders within it",
+            default="100"),
+    Setting("A2E_RENDER_SECONDS", "expected A2E render time: the first status poll of a task "
+            "comes this long after its submit, then polls back off",
+            default="240; sandbox: 0"),
+    Setting("PUBLISH_STALE_AFTER_HOURS", "a reel whose slot is older than this is not posted "
+            "but recorded as skipped (stale), unless a run asks to post late", default="3"),
+    Setting("WAIFUGEN_NOW", "sandbox mode only: run as if it were this time (ISO 8601 with "
+            "offset; the clock runs on from there), for tests and replays"),
     Setting("RUNPOD_API_KEY", "RunPod API key for the generation fallback (optional)",
             secret=True),
     Setting("RUNPOD_ENDPOINT_ID", "RunPod serverless endpoint of the fallback; unset = no "
@@ -151,6 +161,9 @@ class Settings:
     secret_keys: tuple[str, ...] = field(repr=False)
     a2e_monthly_credits: int
     http_timeout: float
+    a2e_requests_per_hour: int = 100
+    a2e_render_seconds: float = 240.0
+    publish_stale_after_hours: float = 3.0
     env: dict[str, str | None] = field(default_factory=dict, repr=False, compare=False)
 
     def get(self, name: str, sandbox_default: str | None = None,
@@ -198,6 +211,9 @@ class Settings:
             "WAIFUGEN_SECRET_KEY": f"({len(self.secret_keys)} key(s) set)",
             "A2E_MONTHLY_CREDITS": str(self.a2e_monthly_credits),
             "HTTP_TIMEOUT_SECONDS": str(self.http_timeout),
+            "A2E_REQUESTS_PER_HOUR": str(self.a2e_requests_per_hour),
+            "A2E_RENDER_SECONDS": f"{self.a2e_render_seconds:g}",
+            "PUBLISH_STALE_AFTER_HOURS": f"{self.publish_stale_after_hours:g}",
         }
         view = {}
         for spec in SETTINGS:
@@ -223,13 +239,22 @@ def _int(name: str, raw: str) -> int:
     return value
 
 
-def _float(name: str, raw: str) -> float:
+def _positive_int(name: str, raw: str) -> int:
+    value = _int(name, raw)
+    if value < 1:
+        raise ConfigError(f"{name}={raw!r}: must be at least 1")
+    return value
+
+
+def _float(name: str, raw: str, *, zero_ok: bool = False) -> float:
     try:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r}: expected a number") from None
-    if value <= 0:
-        raise ConfigError(f"{name}={raw!r}: must be positive")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ConfigError(f"{name}={raw!r}: expected a finite number")
+    if value < 0 or (value == 0 and not zero_ok):
+        raise ConfigError(f"{name}={raw!r}: must be {'0 or more' if zero_ok else 'positive'}")
     return value
 
 
@@ -292,6 +317,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         secret_keys=keys,
         a2e_monthly_credits=_int("A2E_MONTHLY_CREDITS", values["A2E_MONTHLY_CREDITS"] or "20000"),
         http_timeout=_float("HTTP_TIMEOUT_SECONDS", values["HTTP_TIMEOUT_SECONDS"] or "30"),
+        a2e_requests_per_hour=_positive_int(
+            "A2E_REQUESTS_PER_HOUR", values["A2E_REQUESTS_PER_HOUR"] or "100"),
+        # The sandbox's A2E renders as it is polled (unless told render times): poll at once.
+        a2e_render_seconds=_float("A2E_RENDER_SECONDS", values["A2E_RENDER_SECONDS"]
+                                  or ("0" if mode is Mode.SANDBOX else "240"), zero_ok=True),
+        publish_stale_after_hours=_float("PUBLISH_STALE_AFTER_HOURS",
+                                         values["PUBLISH_STALE_AFTER_HOURS"] or "3"),
         env=values,
     )
 

@@ -21,6 +21,7 @@ from resources.tiktok import TikTokResource
 from resources.video_store import VideoStoreResource
 from resources.youtube import YouTubeResource
 from sensors.dms import dm_sensor
+from sensors.generation import generation_sensor
 from sensors.posting import posting_sensor
 from sensors.roster import roster_sensor
 from waifugen_assets.characters import characters
@@ -29,11 +30,14 @@ from waifugen_assets.dms import dm_messages
 from waifugen_assets.generation import reel_plans, reels
 from waifugen_assets.jobs import (
     daily_content_job,
+    plan_job,
+    publish_job,
+    render_job,
     roster_job,
     subscriber_dms_job,
     weekly_premium_job,
 )
-from waifugen_assets.schedules import daily_content_schedule, weekly_premium_schedule
+from waifugen_assets.schedules import daily_plans_schedule, weekly_premium_schedule
 from waifugen_assets.social import social_posts
 from waifugen_assets.videos import branded_videos, stored_videos
 
@@ -42,9 +46,10 @@ def build_defs() -> dg.Definitions:
     return dg.Definitions(
         assets=[characters, reel_plans, reels, stored_videos, branded_videos, social_posts,
                 dm_messages],
-        jobs=[roster_job, daily_content_job, weekly_premium_job, subscriber_dms_job],
-        schedules=[daily_content_schedule, weekly_premium_schedule],
-        sensors=[roster_sensor, posting_sensor, dm_sensor],
+        jobs=[roster_job, plan_job, render_job, publish_job, daily_content_job,
+              weekly_premium_job, subscriber_dms_job],
+        schedules=[daily_plans_schedule, weekly_premium_schedule],
+        sensors=[roster_sensor, generation_sensor, posting_sensor, dm_sensor],
         resources={
             "database": DatabaseResource(),
             "roster": RosterResource(),

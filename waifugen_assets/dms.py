@@ -16,8 +16,9 @@ from resources.oauth import TokenSet
 from resources.ollama import OllamaResource
 from resources.quota_store import PostgresRateLimitStore
 from resources.telegram import TelegramResource, sandbox_bot_id, sandbox_bot_token
-from waifugen_assets import schema
+from waifugen_assets import clock, schema
 from waifugen_assets.characters import characters
+from waifugen_assets.claims import Claims
 from waifugen_assets.config import get_settings, project_root
 from waifugen_assets.dm_channels import Channel, FanvueChannel, ManualChannel, TelegramChannel
 from waifugen_assets.dm_polling import poll_fanvue, poll_telegram
@@ -28,6 +29,7 @@ from waifugen_assets.messaging import (
     sync_sequences,
 )
 from waifugen_assets.partitions import character_daily_partitions, split_partition_key
+from waifugen_assets.preflight import check_before_spending, stop_on_config_error
 from waifugen_assets.sequences import Sequence, load_sequences
 from waifugen_assets.tokens import TokenCipher, TokenError, TokenVault
 
@@ -142,12 +144,13 @@ def dm_messages(context: dg.AssetExecutionContext, config: DmConfig,
     character_id, _ = split_partition_key(context.partition_key)
     settings = get_settings()
     engine = database.get_engine()
-    now = dt.datetime.fromisoformat(config.now) if config.now else dt.datetime.now(dt.UTC)
+    now = dt.datetime.fromisoformat(config.now) if config.now else clock.now()
     if now.tzinfo is None:
         raise ValueError(f"DmConfig.now {config.now!r} needs a UTC offset (e.g. ...Z)")
     poll = config.poll if config.poll is not None else (
         (settings.get("INBOUND_MODE") or "polling") == "polling")
     sequences = load_configured_sequences(engine)
+    stop_on_config_error(lambda: check_before_spending(engine, [character_id]))
     vault = TokenVault(engine, TokenCipher(settings.secret_keys))
     channels, pollers = build_channels(engine, character_id, vault, fanvue, telegram,
                                        context.log.warning)
@@ -155,8 +158,9 @@ def dm_messages(context: dg.AssetExecutionContext, config: DmConfig,
     def writer(system: str, user: str) -> str | None:
         return ollama.chat_text(system, user)
 
-    stats = dm_cycle(engine, character_info(engine, character_id), channels, sequences, now,
-                     pollers=pollers if poll else (), writer=writer)
+    with Claims(engine) as claims:
+        stats = dm_cycle(engine, character_info(engine, character_id), channels, sequences,
+                         now, pollers=pollers if poll else (), writer=writer, claims=claims)
     for reason, n in stats.reasons.items():
         context.log.info("%s: %s x%d", character_id, reason, n)
     return dg.MaterializeResult(metadata={

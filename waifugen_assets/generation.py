@@ -26,12 +26,16 @@ from resources.telegram import TelegramResource
 from waifugen_assets import schema
 from waifugen_assets.budget import CostModel, Level
 from waifugen_assets.characters import characters
+from waifugen_assets.claims import Claims
+from waifugen_assets.clock import parse_instant
 from waifugen_assets.config import get_settings
 from waifugen_assets.credits import budget_report, mark_sent, record_alerts, unsent_alerts
 from waifugen_assets.partitions import character_daily_partitions, split_partition_key
 from waifugen_assets.planning import PlanRequest, plan_texts
+from waifugen_assets.preflight import check_before_spending, stop_on_config_error
 from waifugen_assets.providers import A2EProvider, RunPodProvider
-from waifugen_assets.render import Renderer, RenderJob
+from waifugen_assets.render import RENDERABLE as RENDERABLE_STATUSES
+from waifugen_assets.render import PollPlan, Renderer, RenderJob
 from waifugen_assets.roster import local_slot_utc
 from waifugen_assets.schema import REEL_TIERS
 
@@ -175,30 +179,50 @@ def send_pending_alerts(database: DatabaseResource, telegram: TelegramResource,
     if not telegram.configured:
         return f"{len(pending)} queued: Telegram not configured"
     sent = 0
-    for alert in pending:
-        who = alert.character_id or "whole roster"
-        text = (f"waifugen budget alert: {who} reached {alert.threshold}% of its "
-                f"{alert.provider.upper()} credits for {alert.period_start:%Y-%m}.")
-        try:
-            telegram.send_alert(text)
-        except Exception as exc:  # an alert must never fail the plan; it is retried later
-            log.warning("budget alert %s not sent: %s", alert.id, exc)
-            continue
-        with engine.begin() as conn:
-            mark_sent(conn, [alert.id])
-        sent += 1
-    return f"{sent} sent, {len(pending) - sent} queued"
+    a = schema.budget_alerts
+    with Claims(engine) as claims:
+        for alert in pending:
+            # Two plans finishing together must not both send it: claim, then look again.
+            if not claims.take("alert", alert.id):
+                continue
+            with engine.connect() as conn:
+                if conn.scalar(sa.select(a.c.sent_at).where(a.c.id == alert.id)) is not None:
+                    continue
+            who = alert.character_id or "whole roster"
+            text = (f"waifugen budget alert: {who} reached {alert.threshold}% of its "
+                    f"{alert.provider.upper()} credits for {alert.period_start:%Y-%m}.")
+            try:
+                telegram.send_alert(text)
+            except Exception as exc:  # an alert must never fail the plan; retried later
+                log.warning("budget alert %s not sent: %s", alert.id, exc)
+                continue
+            with engine.begin() as conn:
+                mark_sent(conn, [alert.id])
+            sent += 1
+    return f"{sent} sent, {len(pending) - sent} queued or sent by another run"
 
 
 class RenderConfig(dg.Config):
+    first_poll_seconds: float | None = Field(
+        default=None, description="Seconds from a submit to its first status poll; default "
+        "A2E_RENDER_SECONDS (the expected render time).")
     poll_interval_seconds: float | None = Field(
-        default=None, description="Between status polls; default 0 in sandbox, 20 s else.")
+        default=None, description="Shortest wait between two polls of one task (later polls "
+        "back off to a quarter of the task's age, at most 10 min); default 0 in sandbox, "
+        "30 s else.")
     max_wait_seconds: float | None = Field(
-        default=None, description="How long one run waits for a task before leaving it to "
-        "the next run; default 60 s in sandbox, 15 min else.")
+        default=None, description="A poll due within this is waited for in the run; later "
+        "ones are left to the generation sensor. Default 60 s.")
     abandon_after_seconds: float | None = Field(
         default=None, description="A task still unfinished this long after its submit fails "
         "its reel as timed out; default 10 min in sandbox, 6 h else.")
+    late: bool = Field(
+        default=False, description="Render reels whose slot is older than the stale age too "
+        "(for a run that will post late); by default they are recorded as missed.")
+    submit_until: str | None = Field(
+        default=None, description="Submit only reels whose slot is at or before this UTC time "
+        "(ISO 8601): the generation sensor's way of rendering the roster's earliest slots "
+        "first within the A2E budget. Default: every due reel.")
 
 
 def budget_guard(day: dt.date) -> Callable[[sa.Connection, int], str | None]:
@@ -214,7 +238,7 @@ def budget_guard(day: dt.date) -> Callable[[sa.Connection, int], str | None]:
     return guard
 
 
-RENDERABLE = schema.reels.c.status.in_(("planned", "generating"))
+RENDERABLE = schema.reels.c.status.in_(RENDERABLE_STATUSES)
 
 
 @dg.asset(
@@ -236,34 +260,47 @@ def reels(context: dg.AssetExecutionContext, config: RenderConfig, database: Dat
                                      .where(ch.c.id == character_id)).one()
         rows = [dict(row) for row in conn.execute(
             sa.select(r).where(r.c.character_id == character_id, r.c.date == day, RENDERABLE)
-            .order_by(r.c.tier, r.c.slot)).mappings()]
+            .order_by(r.c.scheduled_at, r.c.tier, r.c.slot)).mappings()]
     settings = get_settings()
+    stop_on_config_error(lambda: check_before_spending(
+        engine, [character_id], credentials=[a2e.resolved_api_key]))
     store = PostgresRateLimitStore(engine, "a2e")
     primary = A2EProvider(a2e.get_client(limiter=a2e_limiter(
-        a2e.requests_per_hour, store=store, max_wait=a2e.max_wait_seconds)))
+        a2e.resolved_requests_per_hour(), store=store, max_wait=a2e.max_wait_seconds)))
     fallback = RunPodProvider(runpod.get_client()) if runpod.configured else None
-    renderer = Renderer(
-        engine, primary, fallback,
-        poll_interval=config.poll_interval_seconds
-        if config.poll_interval_seconds is not None else (0.0 if settings.is_sandbox else 20.0),
-        max_wait=config.max_wait_seconds
-        if config.max_wait_seconds is not None else (60.0 if settings.is_sandbox else 900.0),
-        abandon_after=config.abandon_after_seconds
-        if config.abandon_after_seconds is not None
-        else (600.0 if settings.is_sandbox else 6 * 3600.0),
-        budget_guard=budget_guard(day))
-    for row in rows:
-        job = RenderJob(reel_id=row["id"], character_id=character_id, date=day,
-                        script=row["plan"].get("script", ""), avatar_id=avatar, voice_id=voice)
-        renderer.render(job, row)
+    with Claims(engine) as claims:
+        renderer = Renderer(
+            engine, primary, fallback, claims=claims,
+            polls=PollPlan(
+                first=config.first_poll_seconds if config.first_poll_seconds is not None
+                else settings.a2e_render_seconds,
+                min_interval=config.poll_interval_seconds
+                if config.poll_interval_seconds is not None
+                else (0.0 if settings.is_sandbox else 30.0)),
+            max_wait=config.max_wait_seconds if config.max_wait_seconds is not None else 60.0,
+            abandon_after=config.abandon_after_seconds
+            if config.abandon_after_seconds is not None
+            else (600.0 if settings.is_sandbox else 6 * 3600.0),
+            stale_after=None if config.late
+            else dt.timedelta(hours=settings.publish_stale_after_hours),
+            submit_until=parse_instant(config.submit_until) if config.submit_until else None,
+            budget_guard=budget_guard(day))
+        renderer.render_all(
+            RenderJob(reel_id=row["id"], character_id=character_id, date=day,
+                      script=row["plan"].get("script", ""), avatar_id=avatar,
+                      voice_id=voice, scheduled_at=row["scheduled_at"])
+            for row in rows)
     out = renderer.outcome
-    for reel_id, reason in out.failed.items():
-        context.log.warning("reel %s failed: %s", reel_id, reason)
+    for reel_id, reason in {**out.failed, **out.skipped}.items():
+        context.log.warning("reel %s: %s", reel_id, reason)
     return dg.MaterializeResult(metadata={
         "generated": len(out.generated),
         "failed": len(out.failed),
         "pending": len(out.pending),
+        "skipped_missed_slot": len(out.skipped),
+        "in_another_run": len(out.elsewhere),
         "via_fallback": len(out.fallback),
+        "status_requests": out.polls,
         "reasons": dg.MetadataValue.json(
-            {str(k): v for k, v in {**out.pending, **out.failed}.items()}),
+            {str(k): v for k, v in {**out.pending, **out.failed, **out.skipped}.items()}),
     })

@@ -27,11 +27,10 @@ from waifugen_assets.partitions import characters_partitions, partition_key
 
 SANDBOX_SEED = 20261125  # fixed so every `make run` sees the same simulated world
 SANDBOX_INSTANCE_TEMPLATE = project_root() / "deploy" / "dagster.sandbox.yaml"
-# The CLI prints its own summary; step-by-step logs stay in the instance for the UI.
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-# `waifugen run` publishes the whole day at once, not slot by slot as the posting sensor does.
+# The CLI prints its own summary, one line per failure; step-by-step logs (and the
+# tracebacks of failed steps) stay in the instance for the UI.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 SANDBOX_YOUTUBE_UNITS = 1_000_000
-RUN_DAY_CONFIG = {**QUIET, "ops": {"social_posts": {"config": {"only_due": False}}}}
 
 
 def configure_sandbox_world(url: str) -> None:
@@ -156,23 +155,56 @@ def prepare(stack: Stack, defs: dg.Definitions, instance: dg.DagsterInstance) ->
 
 class RunFailed(RuntimeError):
     def __init__(self, what: str, messages: list[str]):
-        super().__init__(f"{what} failed:\n" + "\n".join(messages))
+        super().__init__(f"{what} failed: " + "; ".join(messages))
         self.what, self.messages = what, messages
 
 
+def one_line(text: str, limit: int = 400) -> str:
+    """A failure reason on one line: whitespace folded, long texts cut."""
+    folded = " ".join(text.split())
+    return folded if len(folded) <= limit else folded[: limit - 1] + "…"
+
+
 def failure_messages(result: dg.ExecuteInProcessResult) -> list[str]:
-    messages = []
+    """Why a run failed, one line per failed step or failed check, without tracebacks.
+
+    A blocking check that fails also fails its step with Dagster's generic "Blocking check
+    ... failed" error; the check's own words (its metadata) say more, so that line is kept
+    instead of the step's."""
+    messages, checks = [], {}
+    for event in result.all_events:
+        if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
+            evaluation = event.event_specific_data
+            if evaluation is not None and not evaluation.passed:
+                checks[evaluation.check_name] = check_reason(evaluation)
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data:
             err = event.step_failure_data.error
+            while err is not None and err.cause is not None:  # the root, not the wrapper
+                err = err.cause
             text = err.message.strip() if err else "unknown error"
             user = event.step_failure_data.user_failure_data
             if user and user.description:
                 text = user.description
-            messages.append(f"{event.step_key}: {text}")
-        elif event.is_asset_check_evaluation and not event.event_specific_data.passed:
-            messages.append(f"check {event.event_specific_data.check_name} failed")
+            blocking = next((name for name in checks if f"'{name}'" in text), None)
+            if blocking is not None:
+                text = checks.pop(blocking)
+            messages.append(one_line(f"{event.step_key}: {text}"))
+    messages.extend(one_line(text) for text in checks.values())
     return messages or ["run failed (see the Dagster UI for its logs)"]
+
+
+def check_reason(evaluation: object) -> str:
+    """`check budget: level block, spent 20 + projected 48 of limit 30` from a failed
+    check's metadata (numbers and short texts only)."""
+    name = getattr(evaluation, "check_name", "check")
+    meta = getattr(evaluation, "metadata", {}) or {}
+    parts = []
+    for key, value in meta.items():
+        raw = getattr(value, "value", value)
+        if isinstance(raw, int | float | str) and len(str(raw)) <= 40:
+            parts.append(f"{key} {raw}")
+    return f"check {name} failed" + (f": {', '.join(parts)}" if parts else "")
 
 
 def simulate_sandbox_audience(url: str, character_ids: list[str], day: dt.date) -> None:
@@ -192,28 +224,56 @@ def simulate_sandbox_audience(url: str, character_ids: list[str], day: dt.date) 
                    timeout=10).raise_for_status()
 
 
-def run_day(defs: dg.Definitions, instance: dg.DagsterInstance, day: dt.date,
-            character_ids: list[str]) -> dict[str, list[str]]:
-    """Per character partition: its daily_content run, then its subscriber_dms run; returns
-    failure messages by character."""
+@dataclass(frozen=True)
+class PublishMode:
+    """How `waifugen run` publishes: `now` posts every branded reel of the day at once (the
+    sandbox default, so `make run` shows a whole day published), `due` only reels whose slot
+    has come, as the posting sensor does (the production default); `post_late` posts stale
+    slots too instead of recording them skipped."""
+
+    when: str = "due"
+    post_late: bool = False
+
+    def run_config(self, sandbox: bool) -> dict:
+        config: dict[str, object] = {"only_due": self.when != "now",
+                                     "post_late": self.post_late}
+        if sandbox:  # a whole roster's day is ~30 uploads; the sandbox project has the units
+            config["youtube_daily_units"] = SANDBOX_YOUTUBE_UNITS
+        ops: dict[str, object] = {"social_posts": {"config": config}}
+        if self.post_late:  # a day that will be posted late is rendered late too
+            ops["reels"] = {"config": {"late": True}}
+        return {**QUIET, "ops": ops}
+
+
+@dataclass
+class CharacterRun:
+    character_id: str
+    date: dt.date
+    failures: list[str]
+
+
+def run_day(defs: dg.Definitions, instance: dg.DagsterInstance, days: dict[str, dt.date],
+            publish: PublishMode | None = None) -> list[CharacterRun]:
+    """Per character (its own local day): its daily_content run, then its subscriber_dms
+    run. Every character gets its runs whatever happened to the others; returns each
+    character's failure reasons (empty when its runs succeeded)."""
     job = defs.resolve_job_def("daily_content")
     dms = defs.resolve_job_def("subscriber_dms")
-    failures: dict[str, list[str]] = {}
-    run_config = RUN_DAY_CONFIG
-    if get_settings().is_sandbox:
-        run_config = {**QUIET, "ops": {"social_posts": {"config": {
-            "only_due": False, "youtube_daily_units": SANDBOX_YOUTUBE_UNITS}}}}
-    for cid in character_ids:
-        result = job.execute_in_process(
-            partition_key=partition_key(cid, day), instance=instance, raise_on_error=False,
-            tags={"waifugen/trigger": "cli", PID_TAG: str(os.getpid())},
-            run_config=run_config,
-        )
-        if not result.success:
-            failures[cid] = failure_messages(result)
-        result = dms.execute_in_process(
-            partition_key=partition_key(cid, day), instance=instance, raise_on_error=False,
-            tags={"waifugen/trigger": "cli", PID_TAG: str(os.getpid())}, run_config=QUIET)
-        if not result.success:
-            failures.setdefault(cid, []).extend(failure_messages(result))
-    return failures
+    mode = publish or PublishMode()
+    content_config = mode.run_config(get_settings().is_sandbox)
+    results = []
+    tags = {"waifugen/trigger": "cli", PID_TAG: str(os.getpid())}
+    for cid, day in days.items():
+        failures: list[str] = []
+        for what, run_config in ((job, content_config), (dms, QUIET)):
+            try:
+                result = what.execute_in_process(
+                    partition_key=partition_key(cid, day), instance=instance,
+                    raise_on_error=False, tags=tags, run_config=run_config)
+            except Exception as exc:  # a run that could not even start: this character only
+                failures.append(one_line(f"{what.name}: {type(exc).__name__}: {exc}"))
+                continue
+            if not result.success:
+                failures.extend(f"{what.name}: {m}" for m in failure_messages(result))
+        results.append(CharacterRun(cid, day, failures))
+    return results

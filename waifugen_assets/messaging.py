@@ -32,6 +32,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from resources.http import HttpError, PermanentError, RateLimited, UnknownOutcome
 from waifugen_assets import engagement, inbound, schema
+from waifugen_assets.claims import Claims
 from waifugen_assets.dm_channels import CannotReconcile, Channel, Unreachable
 from waifugen_assets.dm_rules import Rules, decide
 from waifugen_assets.dm_safety import personalize
@@ -211,31 +212,63 @@ def _rows(engine: sa.Engine, character_id: str, where: sa.ColumnElement[bool],
             .order_by(dm.c.due_at, dm.c.id).limit(limit)).mappings()]
 
 
+def _claim(engine: sa.Engine, claims: Claims | None, message_id: int,
+           states: tuple[str, ...]) -> bool:
+    """Take the message's claim and check, after taking it, that it is still in `states`
+    (another process may have sent or settled it meanwhile). False: leave it alone."""
+    if claims is None:
+        return True
+    if not claims.take("dm", message_id):
+        return False
+    dm = schema.dm_messages
+    with engine.connect() as conn:
+        state = conn.scalar(sa.select(dm.c.state).where(dm.c.id == message_id))
+    if state in states:
+        return True
+    claims.release("dm", message_id)
+    return False
+
+
 def settle(engine: sa.Engine, character_id: str, channels: Mapping[str, Channel],
-           now: dt.datetime, stats: CycleStats) -> None:
-    """Messages whose send may or may not have happened: ask the platform before anything."""
+           now: dt.datetime, stats: CycleStats, claims: Claims | None = None) -> None:
+    """Messages whose send may or may not have happened: ask the platform before anything.
+
+    A message another process is sending right now looks the same (`sending`): its claim
+    tells them apart, and it is left to that process."""
     dm = schema.dm_messages
     for row in _rows(engine, character_id, dm.c.state.in_(DOUBTFUL), 10_000):
         channel = channels.get(row["platform"])
         if channel is None:
             continue
+        if not _claim(engine, claims, row["id"], DOUBTFUL):
+            stats.reasons["in another run"] += 1
+            continue
         try:
-            remote = channel.reconcile(row["external_id"], row["text"] or "", row["updated_at"])
-        except CannotReconcile as exc:
-            _set(engine, row["id"], state="held", error=f"outcome unknown, held for review: {exc}")
-            stats.outcomes["held"] += 1
-            stats.reasons["outcome unknown"] += 1
-            continue
-        except HttpError as exc:  # asked again next run
-            log.warning("dm %s: cannot reconcile yet: %s", row["id"], exc)
-            continue
-        if remote is not None:
-            _sent(engine, row["id"], row["subscriber_id"], remote, now)
-            stats.outcomes["reconciled_sent"] += 1
-        else:  # certainly not delivered: the rules decide again
-            _set(engine, row["id"], state="planned",
-                 error="answer lost; the platform has no such message, sending again")
-            stats.outcomes["reconciled_not_sent"] += 1
+            _settle_one(engine, row, channel, now, stats)
+        finally:
+            if claims is not None:
+                claims.release("dm", row["id"])
+
+
+def _settle_one(engine: sa.Engine, row: Mapping[str, Any], channel: Channel,
+                now: dt.datetime, stats: CycleStats) -> None:
+    try:
+        remote = channel.reconcile(row["external_id"], row["text"] or "", row["updated_at"])
+    except CannotReconcile as exc:
+        _set(engine, row["id"], state="held", error=f"outcome unknown, held for review: {exc}")
+        stats.outcomes["held"] += 1
+        stats.reasons["outcome unknown"] += 1
+        return
+    except HttpError as exc:  # asked again next run
+        log.warning("dm %s: cannot reconcile yet: %s", row["id"], exc)
+        return
+    if remote is not None:
+        _sent(engine, row["id"], row["subscriber_id"], remote, now)
+        stats.outcomes["reconciled_sent"] += 1
+    else:  # certainly not delivered: the rules decide again
+        _set(engine, row["id"], state="planned",
+             error="answer lost; the platform has no such message, sending again")
+        stats.outcomes["reconciled_not_sent"] += 1
 
 
 # --- 5. send ----------------------------------------------------------------------------------
@@ -243,51 +276,67 @@ def settle(engine: sa.Engine, character_id: str, channels: Mapping[str, Channel]
 def send_due(engine: sa.Engine, character: CharacterInfo, channels: Mapping[str, Channel],
              sequences: Mapping[int, Sequence], now: dt.datetime, stats: CycleStats, *,
              rules: Rules | None = None, writer: Writer | None = None,
-             allowed_hosts: tuple[str, ...] = (), limit: int = 1000) -> None:
+             allowed_hosts: tuple[str, ...] = (), limit: int = 1000,
+             claims: Claims | None = None) -> None:
     rules = rules or Rules()
     dm = schema.dm_messages
     due = sa.and_(dm.c.state == "planned", dm.c.due_at <= now,
                   sa.or_(dm.c.not_before.is_(None), dm.c.not_before <= now))
     paused: set[str] = set()  # platforms that said "not now" in this run
     for row in _rows(engine, character.id, due, limit):
-        seq = sequences.get(row["sequence_id"])
-        if seq is None or row["step"] >= len(seq.steps):
-            _set(engine, row["id"], state="skipped", error="sequence version no longer loaded")
-            stats.outcomes["skipped"] += 1
-            stats.reasons["sequence gone"] += 1
+        if not _claim(engine, claims, row["id"], ("planned",)):
+            stats.reasons["in another run"] += 1
             continue
-        step = seq.steps[row["step"]]
-        with engine.begin() as conn:
-            facts = subscriber_facts(conn, row, character, now)
-        decision = decide(facts, step, row["due_at"], now, rules)
-        if decision.action == "skip":
-            _set(engine, row["id"], state="skipped", error=decision.reason)
-            stats.outcomes["skipped"] += 1
-            stats.reasons[decision.reason.split(" ")[0]] += 1
-            continue
-        if decision.action == "wait":
-            _set(engine, row["id"], not_before=decision.not_before, error=decision.reason)
-            stats.outcomes["waiting"] += 1
-            stats.reasons[decision.reason] += 1
-            continue
-        channel = channels.get(row["platform"])
-        if channel is None or row["platform"] in paused:
-            reason = ("rate limited" if row["platform"] in paused
-                      else f"no {row['platform']} channel configured for {character.id}")
-            _set(engine, row["id"], not_before=now + RETRY_LATER, error=reason)
-            stats.outcomes["waiting"] += 1
-            stats.reasons[reason] += 1
-            continue
-        variant = choose_variant(step, row["subscriber_id"], seq.key)
-        text = personalize(variant.text, variables=template_variables(facts, character.name),
-                           persona=character.persona, prompt=variant.prompt, writer=writer,
-                           max_len=channel.max_len, allowed_hosts=allowed_hosts).text
-        if channel.manual:
-            _set(engine, row["id"], state="queued_manual", text=text, variant=variant.name,
-                 error=None)
-            stats.outcomes["queued_manual"] += 1
-            continue
-        _deliver(engine, row, channel, text, variant.name, now, stats, paused)
+        try:
+            _send_one(engine, row, character, channels, sequences, now, stats, rules, writer,
+                      allowed_hosts, paused)
+        finally:
+            if claims is not None:
+                claims.release("dm", row["id"])
+
+
+def _send_one(engine: sa.Engine, row: Mapping[str, Any], character: CharacterInfo,
+              channels: Mapping[str, Channel], sequences: Mapping[int, Sequence],
+              now: dt.datetime, stats: CycleStats, rules: Rules, writer: Writer | None,
+              allowed_hosts: tuple[str, ...], paused: set[str]) -> None:
+    seq = sequences.get(row["sequence_id"])
+    if seq is None or row["step"] >= len(seq.steps):
+        _set(engine, row["id"], state="skipped", error="sequence version no longer loaded")
+        stats.outcomes["skipped"] += 1
+        stats.reasons["sequence gone"] += 1
+        return
+    step = seq.steps[row["step"]]
+    with engine.begin() as conn:
+        facts = subscriber_facts(conn, row, character, now)
+    decision = decide(facts, step, row["due_at"], now, rules)
+    if decision.action == "skip":
+        _set(engine, row["id"], state="skipped", error=decision.reason)
+        stats.outcomes["skipped"] += 1
+        stats.reasons[decision.reason.split(" ")[0]] += 1
+        return
+    if decision.action == "wait":
+        _set(engine, row["id"], not_before=decision.not_before, error=decision.reason)
+        stats.outcomes["waiting"] += 1
+        stats.reasons[decision.reason] += 1
+        return
+    channel = channels.get(row["platform"])
+    if channel is None or row["platform"] in paused:
+        reason = ("rate limited" if row["platform"] in paused
+                  else f"no {row['platform']} channel configured for {character.id}")
+        _set(engine, row["id"], not_before=now + RETRY_LATER, error=reason)
+        stats.outcomes["waiting"] += 1
+        stats.reasons[reason] += 1
+        return
+    variant = choose_variant(step, row["subscriber_id"], seq.key)
+    text = personalize(variant.text, variables=template_variables(facts, character.name),
+                       persona=character.persona, prompt=variant.prompt, writer=writer,
+                       max_len=channel.max_len, allowed_hosts=allowed_hosts).text
+    if channel.manual:
+        _set(engine, row["id"], state="queued_manual", text=text, variant=variant.name,
+             error=None)
+        stats.outcomes["queued_manual"] += 1
+        return
+    _deliver(engine, row, channel, text, variant.name, now, stats, paused)
 
 
 def _deliver(engine: sa.Engine, row: Mapping[str, Any], channel: Channel, text: str,
@@ -347,7 +396,8 @@ Poller = Callable[[], int]  # stores what a channel has for us; returns how many
 def dm_cycle(engine: sa.Engine, character: CharacterInfo, channels: Mapping[str, Channel],
              sequences: Mapping[int, Sequence], now: dt.datetime, *,
              pollers: Iterable[Poller] = (), rules: Rules | None = None,
-             writer: Writer | None = None, allowed_hosts: tuple[str, ...] = ()) -> CycleStats:
+             writer: Writer | None = None, allowed_hosts: tuple[str, ...] = (),
+             claims: Claims | None = None) -> CycleStats:
     stats = CycleStats()
     for poll in pollers:
         try:
@@ -357,7 +407,7 @@ def dm_cycle(engine: sa.Engine, character: CharacterInfo, channels: Mapping[str,
             stats.reasons["polling failed"] += 1
     stats.applied = apply_all(engine, now)
     stats.planned = plan_due(engine, character.id, now, sequences)
-    settle(engine, character.id, channels, now, stats)
+    settle(engine, character.id, channels, now, stats, claims)
     send_due(engine, character, channels, sequences, now, stats, rules=rules, writer=writer,
-             allowed_hosts=allowed_hosts)
+             allowed_hosts=allowed_hosts, claims=claims)
     return stats

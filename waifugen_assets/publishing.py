@@ -19,7 +19,6 @@ others (the caller loops over posts, each isolated).
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,17 +39,21 @@ from resources.instagram import ContainerCode, InstagramClient
 from resources.oauth import TokenSet
 from resources.tiktok import TikTokClient
 from resources.youtube import DEFAULT_CHUNK_SIZE, SessionExpired, YouTubeClient, next_reset
-from waifugen_assets import schema
+from waifugen_assets import clock, schema
+from waifugen_assets.claims import Claims
+from waifugen_assets.config import ConfigError
 from waifugen_assets.tokens import TokenError, TokenVault
 
-DONE = ("published", "failed_permanent")
+DONE = ("published", "failed_permanent", "skipped")
+# Nothing of the post has reached the platform in these: a stale slot may be skipped.
+NOT_STARTED = ("planned", "deferred")
 WAITING = ("deferred", "failed_retryable")  # retried once next_attempt_at has passed
 UPLOAD_URL_TTL = dt.timedelta(minutes=55)  # TikTok's upload_url lives an hour
 _HOLD = object()
 
 
 def now_utc() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return clock.now()
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ class PostJob:
     plan: Mapping[str, Any]
     video: Path
     public_url: str | None = None
+    scheduled_at: dt.datetime | None = None
 
     @property
     def marker(self) -> str:
@@ -98,7 +102,7 @@ class PostQuota:
     period: float = 86400.0
 
     def take(self, what: str) -> None:
-        wait, _ = self.store.try_take(self.key, self.limit, self.period, 1, time.time())
+        wait, _ = self.store.try_take(self.key, self.limit, self.period, 1, clock.timestamp())
         if wait > 0:
             raise Deferred(f"{what}: {self.limit} per {int(self.period)} s spent",
                            now_utc() + dt.timedelta(seconds=wait))
@@ -134,6 +138,14 @@ class PublishOutcome:
         per[state] = per.get(state, 0) + 1
         if reason and state != "published":
             self.reasons[key] = reason
+
+    def totals(self) -> dict[str, int]:
+        """Posts of this run by state, every platform together."""
+        out: dict[str, int] = {}
+        for per in self.states.values():
+            for state, n in per.items():
+                out[state] = out.get(state, 0) + n
+        return out
 
 
 # --- the ledger ----------------------------------------------------------------------------------
@@ -191,7 +203,7 @@ class TikTokFlow:
     daily_posts: PostQuota | None = None  # the account's accepted inits per day
     max_polls: int = 30
     poll_interval: float = 0.0
-    sleep: Callable[[float], None] = time.sleep
+    sleep: Callable[[float], None] = clock.sleep
 
     def run(self, job: PostJob, ledger: Ledger) -> None:
         row = ledger.row()
@@ -262,7 +274,7 @@ class InstagramFlow:
     daily_publishes: PostQuota | None = None  # our own count, next to the live limit read
     max_polls: int = 30
     poll_interval: float = 0.0
-    sleep: Callable[[float], None] = time.sleep
+    sleep: Callable[[float], None] = clock.sleep
 
     def caption(self, job: PostJob) -> str:
         caption = str(job.texts.get("caption") or "")
@@ -439,16 +451,50 @@ class YouTubeFlow:
 Flow = TikTokFlow | InstagramFlow | YouTubeFlow
 
 
+ELSEWHERE = "elsewhere"  # publish_post's state for a post another process holds
+
+
 def publish_post(engine: sa.Engine, job: PostJob, post_id: int, flow: Flow,
                  tokens: TokenSource, vault: TokenVault,
                  now: Callable[[], dt.datetime] = now_utc,
-                 alert: Callable[[str], None] | None = None) -> tuple[str, str | None]:
+                 alert: Callable[[str], None] | None = None,
+                 claims: Claims | None = None,
+                 stale_before: dt.datetime | None = None,
+                 post_late: bool = False) -> tuple[str, str | None]:
     """Run one post's flow once (twice after a refreshed token); returns (state, reason).
 
+    With `claims`, the post is claimed first (claims.py): a post another process is working
+    on is left alone and reported as ELSEWHERE. `stale_before`: a slot earlier than this is
+    stale, and a post of it that has not started is recorded `skipped` instead of sent;
+    `post_late` sends a stale slot anyway (and reopens one skipped before).
     `alert` hears of a post that failed for good and of an account that needs
     re-authorisation, once each (the transitions happen once)."""
+    if claims is not None and not claims.take("post", post_id):
+        return ELSEWHERE, "being published by another run"
+    try:
+        return _publish_claimed(engine, job, post_id, flow, tokens, vault, now, alert,
+                                None if post_late else stale_before, post_late)
+    finally:
+        if claims is not None:
+            claims.release("post", post_id)
+
+
+def _publish_claimed(engine: sa.Engine, job: PostJob, post_id: int, flow: Flow,
+                     tokens: TokenSource, vault: TokenVault, now: Callable[[], dt.datetime],
+                     alert: Callable[[str], None] | None, stale_before: dt.datetime | None,
+                     post_late: bool) -> tuple[str, str | None]:
     ledger = Ledger(engine, post_id)
-    row = ledger.row()
+    row = ledger.row()  # read after the claim: what another process did is visible
+    if post_late and row["state"] == "skipped":
+        ledger.set(state="planned", last_error=None)
+        row = ledger.row()
+    if (stale_before is not None and job.scheduled_at is not None
+            and job.scheduled_at < stale_before and row["state"] in NOT_STARTED):
+        late = now() - job.scheduled_at
+        reason = (f"stale: its slot ({job.scheduled_at:%Y-%m-%d %H:%M} UTC) was "
+                  f"{late.total_seconds() / 3600:.1f} h ago; not posted (post late to send it)")
+        ledger.set(state="skipped", last_error=reason, error_class=None, next_attempt_at=None)
+        return "skipped", reason
     if row["state"] in DONE:
         return row["state"], row["last_error"]
     if row["state"] in WAITING and row["next_attempt_at"] and row["next_attempt_at"] > now():
@@ -479,11 +525,17 @@ def publish_post(engine: sa.Engine, job: PostJob, post_id: int, flow: Flow,
     except Retry as exc:
         outcome, reason = "retryable", str(exc)
         _retry_later(ledger, reason, "retryable", now())
-    except (AuthError, TokenError) as exc:
+    except ConfigError:  # e.g. a token that does not decrypt: stop the run, blame no account
+        _finish_attempt(engine, post_id, attempt, "retryable", "configuration error")
+        raise
+    except AuthError as exc:  # the platform's own answer: only this marks an account
         outcome, reason = "auth", f"{job.platform} authorisation failed: {exc}"
         if vault.mark_needs_reauth(job.character_id, job.platform) and alert:
             alert(f"{job.character_id}: the {job.platform} account needs re-authorisation "
                   f"({exc}). Posts wait until `waifugen tokens set` stores a new token.")
+        _retry_later(ledger, reason, "auth", now() + dt.timedelta(hours=1))
+    except TokenError as exc:  # nothing stored to try: the account was never authorised
+        outcome, reason = "auth", f"{job.platform}: {exc}"
         _retry_later(ledger, reason, "auth", now() + dt.timedelta(hours=1))
     except RateLimited as exc:
         outcome, reason = "rate_limited", f"{job.platform} rate limit: {exc}"
@@ -506,6 +558,8 @@ def publish_post(engine: sa.Engine, job: PostJob, post_id: int, flow: Flow,
         outcome, reason = "retryable", f"{job.platform}: {exc}"
         _retry_later(ledger, reason, "retryable", now())
     _finish_attempt(engine, post_id, attempt, outcome, reason)
+    if outcome == "success":  # the platform took the token: the account is fine again
+        vault.mark_active(job.character_id, job.platform)
     final = ledger.row()
     if final["state"] == "failed_permanent" and alert:
         alert(f"{job.character_id}: reel {job.reel_id} was not published on {job.platform}: "

@@ -1,4 +1,4 @@
-"""Schedules: the daily content run per character, and the weekly premium run.
+"""Schedules: each character's day planned at its local midnight, and the weekly premium reel.
 
 They read only the app database and emit run requests with run keys (so a tick that repeats
 never launches a second run for the same partition); the work happens inside the runs.
@@ -7,14 +7,14 @@ never launches a second run for the same partition); the work happens inside the
 from __future__ import annotations
 
 import datetime as dt
-from zoneinfo import ZoneInfo
 
 import dagster as dg
 import sqlalchemy as sa
 
 from resources.database import DatabaseResource
 from waifugen_assets import schema
-from waifugen_assets.jobs import daily_content_job, weekly_premium_job
+from waifugen_assets.clock import local_today
+from waifugen_assets.jobs import plan_job, weekly_premium_job
 from waifugen_assets.partitions import partition_key
 from waifugen_assets.premium import choose_elite, engagement_last_week
 
@@ -27,28 +27,28 @@ def _enabled(conn: sa.Connection) -> list[tuple[str, str]]:
 
 def daily_requests(characters: list[tuple[str, str]], now: dt.datetime,
                    known: set[str]) -> list[dg.RunRequest]:
-    """One run per character for its local 'today', as soon as that day has begun."""
+    """One plan run per character for its local 'today', as soon as that day has begun."""
     requests = []
     for cid, tz in characters:
         if cid not in known:  # the roster sensor has not added its partition yet
             continue
-        local_day = now.astimezone(ZoneInfo(tz)).date()
-        key = partition_key(cid, local_day)
+        key = partition_key(cid, local_today(tz, now))
         requests.append(dg.RunRequest(run_key=f"daily:{key}", partition_key=key,
                                       tags={"waifugen/trigger": "schedule"}))
     return requests
 
 
 @dg.schedule(
-    name="daily_content",
-    job=daily_content_job,
+    name="daily_plans",
+    job=plan_job,
     cron_schedule="5 * * * *",  # hourly: each character's day starts at its own midnight
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Plans, generates, stores and brands each character's local day once.",
+    description="Plans each character's local day once, as soon as it begins; the "
+    "generation sensor renders it, the posting sensor publishes it.",
 )
-def daily_content_schedule(context: dg.ScheduleEvaluationContext,
-                           database: DatabaseResource) -> list[dg.RunRequest]:
+def daily_plans_schedule(context: dg.ScheduleEvaluationContext,
+                         database: DatabaseResource) -> list[dg.RunRequest]:
     with database.get_engine().connect() as conn:
         characters = _enabled(conn)
     known = set(context.instance.get_dynamic_partitions("characters"))
@@ -65,13 +65,14 @@ def daily_content_schedule(context: dg.ScheduleEvaluationContext,
 )
 def weekly_premium_schedule(context: dg.ScheduleEvaluationContext,
                             database: DatabaseResource) -> list[dg.RunRequest]:
-    day = context.scheduled_execution_time.date()
+    now = context.scheduled_execution_time
+    day = now.date()
     with database.get_engine().connect() as conn:
-        enabled = [cid for cid, _ in _enabled(conn)]
+        enabled = dict(_enabled(conn))
         engagement = engagement_last_week(conn, day)
     known = set(context.instance.get_dynamic_partitions("characters"))
     elite = choose_elite([c for c in enabled if c in known], engagement, day)
-    return [dg.RunRequest(run_key=f"premium:{partition_key(cid, day)}",
-                          partition_key=partition_key(cid, day),
+    keys = {cid: partition_key(cid, local_today(enabled[cid], now)) for cid in elite}
+    return [dg.RunRequest(run_key=f"premium:{key}", partition_key=key,
                           tags={"waifugen/trigger": "schedule", "waifugen/tier": "premium"})
-            for cid in elite]
+            for key in keys.values()]

@@ -66,7 +66,10 @@ ACCOUNT_STATUSES = ("active", "needs_reauth", "disabled")
 REEL_TIERS = ("standard", "premium")
 REEL_STATUSES = (
     "planned", "blocked", "generating", "generated", "stored", "branded", "published", "failed",
+    "skipped",  # not made on purpose: its slot passed before it could be rendered
 )
+# Reels still on their way to `branded`: what the generation sensor resumes.
+UNFINISHED_REEL_STATUSES = ("planned", "generating", "generated", "stored")
 GENERATION_PROVIDERS = ("a2e", "runpod")
 
 VIDEO_VARIANTS = ("raw", "branded")
@@ -82,9 +85,10 @@ POST_STATES = (
     "failed_permanent",  # gave up; alerted
     "unknown",           # timeout or lost answer: reconcile with the platform before retrying
     "deferred",          # not attempted yet on purpose (quota, window, budget, rating)
+    "skipped",           # never sent: its slot was stale (older than the stale age) when due
 )
 # States a post may be in without AI disclosure: nothing has been sent to the platform.
-POST_STATES_WITHOUT_DISCLOSURE = ("planned", "deferred", "failed_permanent")
+POST_STATES_WITHOUT_DISCLOSURE = ("planned", "deferred", "failed_permanent", "skipped")
 # How a failed call is classified (DESIGN.md section 6).
 ERROR_CLASSES = ("retryable", "rate_limited", "auth", "permanent", "unknown")
 POST_ATTEMPT_OUTCOMES = ("success", *ERROR_CLASSES)
@@ -264,12 +268,21 @@ reels = sa.Table(
     # Paid submissions made for this reel: a rerun after a crash must not add one.
     sa.Column("generation_attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
     _ts("generation_submitted_at"),
+    # When the generation sensor should look again: a submit retried after a rate limit or
+    # an outage, or a render's next status poll. NULL = now.
+    _ts("next_attempt_at"),
     sa.Column("projected_credits", sa.Integer, nullable=False, server_default=sa.text("0")),
     _created_at(),
     _updated_at(),
     sa.UniqueConstraint("character_id", "date", "tier", "slot"),
     sa.UniqueConstraint("generation_provider", "generation_task_id"),
     sa.Index(None, "date", "character_id"),
+    # The generation sensor's query: only unfinished reels, so a tick does not grow with
+    # history.
+    sa.Index("ix_reels_unfinished", "scheduled_at",
+             postgresql_where=sa.text("status IN ("
+                                      + ", ".join(f"'{s}'" for s in UNFINISHED_REEL_STATUSES)
+                                      + ")")),
     sa.CheckConstraint("slot >= 0", name="slot_nonneg"),
     _in("tier", REEL_TIERS),
     _in("content_rating", CONTENT_RATINGS),

@@ -2,6 +2,7 @@
 character, exactly once per reel x platform (flows and error handling in publishing.py)."""
 
 # No `from __future__ import annotations`: Dagster reads parameter annotations at runtime.
+import datetime as dt
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,10 +19,14 @@ from resources.telegram import TelegramResource
 from resources.tiktok import TikTokResource, tiktok_limits
 from resources.video_store import VideoStoreResource
 from resources.youtube import YouTubeResource
-from waifugen_assets import schema
+from waifugen_assets import clock, schema
+from waifugen_assets.claims import Claims
 from waifugen_assets.config import get_settings
 from waifugen_assets.partitions import character_daily_partitions, split_partition_key
+from waifugen_assets.preflight import check_before_spending, stop_on_config_error
 from waifugen_assets.publishing import (
+    DONE,
+    ELSEWHERE,
     Flow,
     InstagramFlow,
     PostJob,
@@ -43,7 +48,14 @@ DISCLOSURE_CHECK = "ai_disclosure"
 
 class PublishConfig(dg.Config):
     only_due: bool = Field(default=True, description="Only reels whose slot time has come "
-                           "(False: every branded reel of the day, e.g. `waifugen run`).")
+                           "(False: every branded reel of the day now, as `make run` does in "
+                           "sandbox mode).")
+    post_late: bool = Field(default=False, description="Post reels whose slot is older than "
+                            "the stale age too (and reopen posts skipped as stale); by "
+                            "default they are recorded as skipped, not posted.")
+    stale_after_hours: float | None = Field(
+        default=None, description="Age of a slot after which it is stale; default "
+        "PUBLISH_STALE_AFTER_HOURS (3).")
     instagram_resumable: bool = Field(
         default=True, description="Upload to Instagram by resumable rupload (True) or let "
         "Instagram pull the store's public URL (False).")
@@ -126,21 +138,35 @@ def social_posts(context: dg.AssetExecutionContext, config: PublishConfig,
                  tiktok: TikTokResource, instagram: InstagramResource,
                  youtube: YouTubeResource, telegram: TelegramResource) -> dg.MaterializeResult:
     character_id, day = split_partition_key(context.partition_key)
+    settings = get_settings()
     engine = database.get_engine()
-    vault = TokenVault(engine, TokenCipher(get_settings().secret_keys))
-    r, v, pa = schema.reels, schema.videos, schema.platform_accounts
+    vault = TokenVault(engine, TokenCipher(settings.secret_keys))
+    now = clock.now()
+    stale_after = dt.timedelta(hours=config.stale_after_hours
+                               if config.stale_after_hours is not None
+                               else settings.publish_stale_after_hours)
+    r, v, pa, sp = schema.reels, schema.videos, schema.platform_accounts, schema.social_posts
     due = [r.c.character_id == character_id, r.c.date == day,
            r.c.status.in_(("branded", "published"))]
     if config.only_due:
-        due.append(r.c.scheduled_at <= sa.func.now())
+        due.append(r.c.scheduled_at <= now)
     with engine.connect() as conn:
         reels = [dict(x) for x in conn.execute(
-            sa.select(r.c.id, r.c.content_rating, r.c.plan, v.c.storage_key, v.c.public_url)
+            sa.select(r.c.id, r.c.content_rating, r.c.plan, r.c.scheduled_at, v.c.storage_key,
+                      v.c.public_url)
             .join(v, sa.and_(v.c.reel_id == r.c.id, v.c.variant == "branded"))
-            .where(*due).order_by(r.c.tier, r.c.slot)).mappings()]
+            .where(*due).order_by(r.c.scheduled_at, r.c.tier, r.c.slot)).mappings()]
         accounts = {a["platform"]: dict(a) for a in conn.execute(
             sa.select(pa).where(pa.c.character_id == character_id,
                                 pa.c.platform.in_(PUBLISH_PLATFORMS))).mappings()}
+        settled = {(reel_id, platform) for reel_id, platform, state in conn.execute(
+            sa.select(sp.c.reel_id, sp.c.platform, sp.c.state)
+            .join(r, r.c.id == sp.c.reel_id)
+            .where(r.c.character_id == character_id, r.c.date == day))
+            if state in DONE and not (config.post_late and state == "skipped")}
+    getters = {"tiktok": tiktok.refresher, "youtube": youtube.credentials}
+    stop_on_config_error(lambda: check_before_spending(
+        engine, [character_id], credentials=[getters[p] for p in accounts if p in getters]))
     outcome = PublishOutcome()
     store = video_store.store()
 
@@ -165,19 +191,30 @@ def social_posts(context: dg.AssetExecutionContext, config: PublishConfig,
                 context.log.warning("%s: %s not usable: %s", character_id, platform, exc)
                 outcome.reasons[platform] = f"not usable: {exc}"
                 flows[platform] = None
-        for reel in reels:
-            path = store.get_path(reel["storage_key"], scratch)
-            for platform, pair in flows.items():
-                if pair is None:
-                    continue
-                flow, tokens = pair
-                job = PostJob(reel_id=reel["id"], character_id=character_id, platform=platform,
-                              content_rating=reel["content_rating"], plan=reel["plan"],
-                              video=path, public_url=reel["public_url"])
-                post_id = ensure_post(engine, reel["id"], platform, accounts[platform]["id"])
-                state, reason = publish_post(engine, job, post_id, flow, tokens, vault,
-                                             alert=alert)
-                outcome.add(platform, state, f"{reel['id']}:{platform}", reason)
+        with Claims(engine) as claims:
+            for reel in reels:
+                todo = [p for p in flows if (reel["id"], p) not in settled]
+                if not todo:
+                    continue  # nothing left to do for this reel: no need to fetch its video
+                path = store.get_path(reel["storage_key"], scratch)
+                for platform in todo:
+                    pair = flows[platform]
+                    if pair is None:
+                        continue
+                    flow, tokens = pair
+                    job = PostJob(reel_id=reel["id"], character_id=character_id,
+                                  platform=platform, content_rating=reel["content_rating"],
+                                  plan=reel["plan"], video=path, public_url=reel["public_url"],
+                                  scheduled_at=reel["scheduled_at"])
+                    post_id = ensure_post(engine, reel["id"], platform,
+                                          accounts[platform]["id"])
+                    state, reason = publish_post(engine, job, post_id, flow, tokens, vault,
+                                                 alert=alert, claims=claims,
+                                                 stale_before=now - stale_after,
+                                                 post_late=config.post_late)
+                    outcome.add(platform, state, f"{reel['id']}:{platform}", reason)
+                if path.is_relative_to(scratch):  # a download, not the local store's file
+                    path.unlink(missing_ok=True)
         if (pair := flows.get("tiktok")) is not None:
             verified = verify_tiktok(engine, pair[0].client, character_id, day, alert=alert)
     finally:
@@ -185,8 +222,14 @@ def social_posts(context: dg.AssetExecutionContext, config: PublishConfig,
     complete = mark_published(engine, [reel["id"] for reel in reels], len(accounts))
     for key, reason in outcome.reasons.items():
         context.log.warning("post %s: %s", key, reason)
+    counts = outcome.totals()
     return dg.MaterializeResult(
         metadata={"reels": len(reels), "published_everywhere": complete,
+                  "published": counts.get("published", 0),
+                  "skipped_stale": counts.get("skipped", 0),
+                  "deferred": counts.get("deferred", 0),
+                  "in_another_run": counts.get(ELSEWHERE, 0),
+                  "failed": counts.get("failed_permanent", 0),
                   "tiktok_verified": dg.MetadataValue.json(verified),
                   "states": dg.MetadataValue.json(outcome.states),
                   "reasons": dg.MetadataValue.json(outcome.reasons)},

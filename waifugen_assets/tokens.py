@@ -20,13 +20,20 @@ import sqlalchemy as sa
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from resources.oauth import TokenSet
+from waifugen_assets import clock as pipeline_clock
 from waifugen_assets import redaction, schema
+from waifugen_assets.config import ConfigError
 
 REFRESH_MARGIN = dt.timedelta(minutes=5)  # refresh a little before the access token expires
 
 
 class TokenError(RuntimeError):
     """No usable token: the message says which account and what to do."""
+
+
+class UndecryptableToken(ConfigError):
+    """A stored token does not decrypt with WAIFUGEN_SECRET_KEY: a configuration mistake (a
+    wrong or retired key), never a revoked authorisation; nothing may be spent until fixed."""
 
 
 def key_id(key: str) -> str:
@@ -55,6 +62,7 @@ class TokenCipher:
                              "(32 url-safe base64 bytes)") from None
         self._multi = MultiFernet(fernets)
         self.current_key_id = key_id(keys[0])
+        self.key_ids = tuple(key_id(k) for k in keys)  # fingerprints, never the keys
 
     def encrypt(self, token: str) -> bytes:
         redaction.register_secret(token)
@@ -66,8 +74,10 @@ class TokenCipher:
         try:
             token = self._multi.decrypt(bytes(blob)).decode()
         except InvalidToken:
-            raise TokenError("a stored token cannot be decrypted with the configured keys: "
-                             "was a key removed from WAIFUGEN_SECRET_KEY too early?") from None
+            raise UndecryptableToken(
+                "a stored token cannot be decrypted with the keys in WAIFUGEN_SECRET_KEY "
+                f"(configured: {', '.join(self.key_ids)}): is the key wrong, or was the key "
+                "that wrote it removed before `waifugen tokens rekey`?") from None
         redaction.register_secret(token)
         return token
 
@@ -81,7 +91,7 @@ def _at(now: dt.datetime, seconds: int | None) -> dt.datetime | None:
 
 class TokenVault:
     def __init__(self, engine: sa.Engine, cipher: TokenCipher,
-                 clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+                 clock: Callable[[], dt.datetime] = pipeline_clock.now) -> None:
         self.engine, self.cipher, self.clock = engine, cipher, clock
 
     def _where(self, character_id: str, platform: str) -> sa.ColumnElement[bool]:
@@ -120,9 +130,8 @@ class TokenVault:
         if row is None or row.access_token_enc is None:
             raise TokenError(f"{character_id} has no {platform} token: authorise the account "
                              f"(waifugen tokens set {platform} {character_id} ...)")
-        if row.status == "needs_reauth":
-            raise TokenError(f"{character_id}'s {platform} authorisation was revoked: "
-                             "authorise the account again")
+        # An account in needs_reauth is still tried: only the platform can say the token is
+        # good again (mark_active), e.g. after a 401 that was the platform's own hiccup.
         return Tokens(str(self.cipher.decrypt(row.access_token_enc)),
                       self.cipher.decrypt(row.refresh_token_enc), row.token_expires_at,
                       row.key_id)
@@ -160,6 +169,35 @@ class TokenVault:
                                           pa.c.status != "needs_reauth")
                                    .values(status="needs_reauth", updated_at=self.clock()))
         return changed.rowcount == 1
+
+    def mark_active(self, character_id: str, platform: str) -> bool:
+        """The platform accepted the account's token: out of `needs_reauth`; True if it was."""
+        pa = schema.platform_accounts
+        with self.engine.begin() as conn:
+            changed = conn.execute(sa.update(pa)
+                                   .where(self._where(character_id, platform),
+                                          pa.c.status == "needs_reauth")
+                                   .values(status="active", updated_at=self.clock()))
+        return changed.rowcount == 1
+
+    def undecryptable(self, character_ids: Sequence[str] | None = None) -> list[str]:
+        """Accounts whose stored tokens do not decrypt with the configured keys, as
+        `character/platform (key <id>)`: checked before anything is paid for."""
+        pa = schema.platform_accounts
+        query = sa.select(pa.c.character_id, pa.c.platform, pa.c.key_id, pa.c.access_token_enc,
+                          pa.c.refresh_token_enc).where(pa.c.access_token_enc.is_not(None))
+        if character_ids is not None:
+            query = query.where(pa.c.character_id.in_(list(character_ids)))
+        bad = []
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(pa.c.character_id, pa.c.platform)).all()
+        for cid, platform, written_with, access, refresh in rows:
+            try:
+                self.cipher.decrypt(access)
+                self.cipher.decrypt(refresh)
+            except UndecryptableToken:
+                bad.append(f"{cid}/{platform} (key {written_with or '?'})")
+        return bad
 
     def rekey(self) -> int:
         """Re-encrypt every token still under an older key with the newest; returns how many

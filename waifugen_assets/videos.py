@@ -11,6 +11,7 @@ before anything downstream (publishing) may run.
 # No `from __future__ import annotations`: Dagster reads parameter annotations at runtime.
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from waifugen_assets.branding import (
     check_integrity,
     integrity_report,
 )
+from waifugen_assets.claims import Claims
 from waifugen_assets.config import get_settings
 from waifugen_assets.generation import reels
 from waifugen_assets.partitions import character_daily_partitions, split_partition_key
@@ -53,6 +55,23 @@ def _reels_in(engine: sa.Engine, character_id: str, day: Any, status: str) -> li
         return [dict(row) for row in conn.execute(
             sa.select(r).where(r.c.character_id == character_id, r.c.date == day,
                                r.c.status == status).order_by(r.c.tier, r.c.slot)).mappings()]
+
+
+def _claimed(engine: sa.Engine, claims: Claims, reels: list[dict],
+             status: str) -> Iterator[dict]:
+    """The reels this run may work on: claimed (another run is not on them) and, read after
+    the claim, still at `status`. Each claim is released when the caller moves on."""
+    r = schema.reels
+    for reel in reels:
+        if not claims.take("reel", reel["id"]):
+            continue
+        try:
+            with engine.connect() as conn:
+                now = conn.scalar(sa.select(r.c.status).where(r.c.id == reel["id"]))
+            if now == status:
+                yield reel
+        finally:
+            claims.release("reel", reel["id"])
 
 
 def _set_status(conn: sa.Connection, reel_id: int, status: str,
@@ -112,30 +131,32 @@ def stored_videos(context: dg.AssetExecutionContext, database: DatabaseResource,
     engine = database.get_engine()
     store = video_store.store()
     stored, failed, pending = 0, {}, {}
-    for reel in _reels_in(engine, character_id, day, "generated"):
-        scratch = Path(tempfile.mkdtemp(prefix="wg-store-"))
-        try:
-            got, reason, later = _download(video_store, reel["generation_result_url"], scratch)
-            if later:
-                pending[reel["id"]] = reason
-                continue
-            probe = ffmpeg.probe(got.path) if got else None
-            if probe is not None and (not probe.decodable or not probe.has_video):
-                reason = f"the provider's video is unusable: {probe.error or 'no video stream'}"
-            if reason or got is None or probe is None:
-                failed[reel["id"]] = reason or "download failed"
+    with Claims(engine) as claims:
+        for reel in _claimed(engine, claims,
+                             _reels_in(engine, character_id, day, "generated"), "generated"):
+            scratch = Path(tempfile.mkdtemp(prefix="wg-store-"))
+            try:
+                got, reason, later = _download(video_store, reel["generation_result_url"], scratch)
+                if later:
+                    pending[reel["id"]] = reason
+                    continue
+                probe = ffmpeg.probe(got.path) if got else None
+                if probe is not None and (not probe.decodable or not probe.has_video):
+                    reason = f"the provider's video is unusable: {probe.error or 'no video stream'}"
+                if reason or got is None or probe is None:
+                    failed[reel["id"]] = reason or "download failed"
+                    _fail(engine, reel["id"], failed[reel["id"]])
+                    continue
+                obj = store.put_file(got.path, content_key(got.sha256), "video/mp4")
+                with engine.begin() as conn:
+                    _save_video(conn, reel["id"], "raw", obj, probe.video_row())
+                    _set_status(conn, reel["id"], "stored")
+                stored += 1
+            except StorageError as exc:
+                failed[reel["id"]] = f"storing failed: {exc}"
                 _fail(engine, reel["id"], failed[reel["id"]])
-                continue
-            obj = store.put_file(got.path, content_key(got.sha256), "video/mp4")
-            with engine.begin() as conn:
-                _save_video(conn, reel["id"], "raw", obj, probe.video_row())
-                _set_status(conn, reel["id"], "stored")
-            stored += 1
-        except StorageError as exc:
-            failed[reel["id"]] = f"storing failed: {exc}"
-            _fail(engine, reel["id"], failed[reel["id"]])
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
     return dg.MaterializeResult(metadata={
         "stored": stored, "failed": len(failed), "pending": len(pending),
         "backend": video_store.backend_name(),
@@ -187,28 +208,30 @@ def branded_videos(context: dg.AssetExecutionContext, config: BrandConfig,
     spec = EncodeSpec(preset=preset, crf=config.crf)
     v = schema.videos
     branded, failed = 0, {}
-    for reel in _reels_in(engine, character_id, day, "stored"):
-        scratch = Path(tempfile.mkdtemp(prefix="wg-brand-"))
-        try:
-            with engine.connect() as conn:
-                raw_key = conn.scalar(sa.select(v.c.storage_key).where(
-                    v.c.reel_id == reel["id"], v.c.variant == "raw"))
-            source = store.get_path(raw_key, scratch)
-            probe = ffmpeg.brand(source, scratch / "branded.mp4", watermark, spec)
-            problems = check_integrity(probe, limits)
-            if problems:
-                raise BrandingError("the branded video failed its integrity check: "
-                                    + "; ".join(problems))
-            obj = store.put_file(Path(probe.path), content_key(str(probe.sha256)), "video/mp4")
-            with engine.begin() as conn:
-                _save_video(conn, reel["id"], "branded", obj, probe.video_row())
-                _set_status(conn, reel["id"], "branded")
-            branded += 1
-        except (BrandingError, StorageError, FileNotFoundError) as exc:
-            failed[reel["id"]] = f"branding failed: {exc}"
-            _fail(engine, reel["id"], failed[reel["id"]])
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+    with Claims(engine) as claims:
+        for reel in _claimed(engine, claims,
+                             _reels_in(engine, character_id, day, "stored"), "stored"):
+            scratch = Path(tempfile.mkdtemp(prefix="wg-brand-"))
+            try:
+                with engine.connect() as conn:
+                    raw_key = conn.scalar(sa.select(v.c.storage_key).where(
+                        v.c.reel_id == reel["id"], v.c.variant == "raw"))
+                source = store.get_path(raw_key, scratch)
+                probe = ffmpeg.brand(source, scratch / "branded.mp4", watermark, spec)
+                problems = check_integrity(probe, limits)
+                if problems:
+                    raise BrandingError("the branded video failed its integrity check: "
+                                        + "; ".join(problems))
+                obj = store.put_file(Path(probe.path), content_key(str(probe.sha256)), "video/mp4")
+                with engine.begin() as conn:
+                    _save_video(conn, reel["id"], "branded", obj, probe.video_row())
+                    _set_status(conn, reel["id"], "branded")
+                branded += 1
+            except (BrandingError, StorageError, FileNotFoundError) as exc:
+                failed[reel["id"]] = f"branding failed: {exc}"
+                _fail(engine, reel["id"], failed[reel["id"]])
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
     check = verify_branded(engine, video_store, ffmpeg, character_id, day, limits)
     return dg.MaterializeResult(
         metadata={"branded": branded, "failed": len(failed), "preset": preset,

@@ -16,7 +16,6 @@ import hashlib
 import itertools
 import logging
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Protocol, runtime_checkable
 import httpx
 
 from resources.http.errors import RateLimited
+from waifugen_assets import clock as _pipeline_clock
 
 log = logging.getLogger("waifugen.http")
 
@@ -121,15 +121,18 @@ class RateLimiter:
         *,
         max_wait: float = 30.0,
         store: RateLimitStore | None = None,
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] | None = None,
+        sleep: Callable[[float], None] | None = None,
     ) -> None:
         if limit < 1 or period <= 0:
             raise ValueError(f"rate limit {name}: need limit >= 1 and period > 0")
         self.name, self.limit, self.period, self.max_wait = name, limit, period, max_wait
         # Limiters with the same name share one budget per key in the process-wide store.
         self._store = store if store is not None else _DEFAULT_STORE
-        self._clock, self._sleep = clock, sleep
+        # Default: the pipeline's clock, read at each call, so a simulated day waits in its
+        # own time (a real sleep would never bring a frozen clock to the next slot).
+        self._clock = clock or _pipeline_clock.timestamp
+        self._sleep = sleep or _pipeline_clock.sleep
 
     def __repr__(self) -> str:
         return f"RateLimiter({self.name!r}, {self.limit} per {self.period:g} s)"

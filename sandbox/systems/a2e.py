@@ -10,6 +10,8 @@ Routes (below the `/a2e` mount; paths as the real API, PROTOCOLS.md section 5):
   -> `{"_id", "title", "anchor_id", "status": "init", "createdAt"}`
 - `POST /api/v1/video/awsResult` `{"_id"}` -> `[{"_id", "status", "process", "result", "msg",
   "anchor_id", "title", "createdAt", "updatedAt", "coins", ...}]` (`[]` for an unknown id)
+- `GET /api/v1/video/awsList?current=1&pageSize=10` (pageSize <= 100) -> `{"list": [items
+  as awsResult's, newest first], "total", "current", "pageSize"}`
 - `DELETE /api/v1/video/{_id}` -> `{"_id"}`
 - `GET|HEAD /files/{_id}.mp4`: the result (no auth, like a CDN URL; Range requests)
 - `GET|HEAD /files/tts/{id}.mp3`: the TTS audio (no auth; Range requests)
@@ -24,7 +26,9 @@ Envelope: `{"code": 0, "data": ..., "trace_id": ...}`; errors `{"code", "msg", "
 400 invalid request (HTTP 200), 401 bad token (HTTP 401), 402 insufficient coins (HTTP 200),
 404 unknown task (HTTP 200; awsResult answers an empty list instead, like a query), 429
 more than `rate_limit` requests per `rate_window` seconds for the key (HTTP 429 with
-Retry-After; default 100 per hour, as A2E's API keys). Only `/api/v1` requests count.
+Retry-After; default 100 per hour, as A2E's API keys). Only `/api/v1` requests count, each
+as one (an awsList page too), counted on the sandbox clock (`ctx.clock()`, like every time
+here: createdAt, render progress, result URL expiry).
 
 Costs: TTS is free; its speech lasts `max(1, words / (2.5 * speechRate))` seconds (0.1 s
 steps). A video costs `ceil(speech seconds) * {480: 1, 720: 2, 1080: 3}[resolution]` coins,
@@ -35,24 +39,38 @@ items carry the task's cost as `coins` (0 once refunded): newer A2E task familie
 `coins`, whether video/awsResult does is unverified, so `report_coins: false` turns it off
 to exercise a client's balance-delta fallback. Accounts start with `start_coins` (100000).
 
-Tasks move one state per `awsResult` poll (`states_per_poll` per poll; nothing happens
-between polls, so tests never wait): init -> start -> pending -> process (50) -> copy (99)
--> success (100, `result` set). The result is a real MP4 (see sandbox.media): 360x640 H.264 +
-AAC whatever `resolution` says, lasting the speech clamped to 3-4 s, its look fixed by
-`anchor_id`. Result URLs stop working `result_ttl` seconds (3 days) after success (403).
+Per-poll mode (`render_seconds` null, the default): tasks move one state per `awsResult` poll
+(`states_per_poll` per poll; nothing happens between polls, so tests never wait): init ->
+start -> pending -> process (50) -> copy (99) -> success (100, `result` set); an awsList
+page is a poll of every unfinished task on it (clients poll in bulk with it).
+
+Timed mode (`render_seconds` a number, fixed per task at creation): a task's state is a pure
+function of the sandbox clock, so polling more or less often changes nothing. Its render time
+is `render_seconds * f`, f in [0.75, 1.25] from `ctx.rng("render", task_id)` (a `slow` outcome
+takes `1 + polls` times as long). At fraction x of it: init (x < 0.05), start (< 0.15),
+pending (< 0.3), process (< 0.9, progress 1..98 rising with x), copy (99, < 1), success (x >=
+1); a `fail` outcome stays in process until x = 1, then fails. awsResult and awsList both
+compute it; `updatedAt` is when the shown state began. A failed timed task is refunded once
+its render time has passed, by the next /api/v1 call of its key (so remainingCoins shows it
+without anyone polling the task).
+
+The result is a real MP4 (see sandbox.media): 360x640 H.264 + AAC whatever `resolution` says,
+lasting the speech clamped to 3-4 s, its look fixed by `anchor_id`. Result URLs stop working
+`result_ttl` seconds (3 days) after success (403).
 
 Control routes (no auth; journaled like everything else):
 - `POST /_control/next_jobs` `{"outcome": "fail"|"slow"|"corrupt"|"truncated", "count": 1,
   "polls": 5, "message": "..."}`: the next `count` tasks created get that outcome: fail
   (process, then `fail` with `msg`), slow (stays in `process` for `polls` more polls, progress
-  rising), corrupt (the result downloads as bytes that are not an MP4), truncated (the result
-  download promises the full Content-Length, sends half and closes). With an `Authorization:
+  rising; timed: takes `1 + polls` times as long), corrupt (the result downloads as bytes
+  that are not an MP4), truncated (the result download promises the full Content-Length,
+  sends half and closes). With an `Authorization:
   Bearer <key>` header only that key's tasks are affected (else any key's); key-scoped entries
   are used first. `DELETE` clears the queue (of the key, or the global one).
 - `POST /_control/config` `{"rate_limit", "rate_window", "states_per_poll", "report_coins",
-  "result_ttl", "slow_polls", "start_coins", "coins", "reset_rate_limit": true}`: with a key
-  header it sets that account's overrides (`coins` sets its balance, `reset_rate_limit`
-  forgets its recent requests), else the defaults of every account.
+  "result_ttl", "slow_polls", "render_seconds", "start_coins", "coins", "reset_rate_limit":
+  true}`: with a key header it sets that account's overrides (`coins` sets its balance,
+  `reset_rate_limit` forgets its recent requests), else the defaults of every account.
 - `GET /_control/state`: the effective config, and with a key header that account's balance,
   recent request count and queue.
 """
@@ -60,13 +78,11 @@ Control routes (no auth; journaled like everything else):
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hashlib
 import itertools
 import json
 import math
 import re
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -76,6 +92,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from sandbox.clock import iso
 from sandbox.media import (
     MP3,
     MP4,
@@ -99,7 +116,7 @@ MAX_TTS_CHARS = 5000
 OUTCOMES = ("fail", "slow", "corrupt", "truncated")
 DEFAULTS: dict[str, Any] = {
     "start_coins": 100_000, "rate_limit": 100, "rate_window": 3600.0, "states_per_poll": 1,
-    "report_coins": True, "result_ttl": 3 * 86400.0, "slow_polls": 5,
+    "report_coins": True, "result_ttl": 3 * 86400.0, "slow_polls": 5, "render_seconds": None,
 }
 # name -> (check, description) for control-route config values
 _CONFIG_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -110,7 +127,15 @@ _CONFIG_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "report_coins": (lambda v: isinstance(v, bool), "true or false"),
     "result_ttl": (lambda v: _is_number(v) and v >= 0, "a number of seconds >= 0"),
     "slow_polls": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "render_seconds": (lambda v: v is None or (_is_number(v) and 0 <= v < math.inf),
+                       "a number of seconds >= 0, or null (states advance per poll)"),
 }
+# Timed mode: the fraction of a task's render time at which each early state begins. Then
+# `process` (progress 1..98) until COPY_AT, `copy` (99), and at 1 `success`; a failing task
+# stays in `process` until 1, then `fail`.
+EARLY = (("init", 0.0), ("start", 0.05), ("pending", 0.15))
+PROCESS_AT, COPY_AT = 0.3, 0.9
+RENDER_SPREAD = (0.75, 1.25)
 _TTS_PATH = re.compile(r".*/files/tts/([0-9a-f]{24})\.mp3")
 
 
@@ -120,10 +145,6 @@ def _is_int(value: Any) -> bool:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def fingerprint(key: str) -> str:
@@ -163,6 +184,25 @@ def _script(task: dict[str, Any]) -> list[tuple[str, int]]:
     if task["outcome"] == "fail":
         return [*steps, ("fail", steps[-1][1])]
     return [*steps, ("copy", 99), ("success", 100)]
+
+
+def timed_state(outcome: str, fraction: float) -> tuple[str, int, float]:
+    """(status, process, fraction of the render time when that status and process began)
+    of a timed task `fraction` of the way through its render time."""
+    if fraction >= 1.0:
+        return ("fail", 98, 1.0) if outcome == "fail" else ("success", 100, 1.0)
+    process_end = 1.0 if outcome == "fail" else COPY_AT
+    if fraction >= process_end:
+        return "copy", 99, COPY_AT
+    if fraction >= PROCESS_AT:
+        span = process_end - PROCESS_AT
+        step = min(97, math.floor(98 * (fraction - PROCESS_AT) / span))
+        return "process", step + 1, PROCESS_AT + span * step / 98
+    status, began = EARLY[0]  # also before creation (the clock was set back)
+    for name, begins in EARLY:
+        if fraction >= begins:
+            status, began = name, begins
+    return status, 0, began
 
 
 def pop_first(state: SystemState, *keys: str) -> dict[str, Any] | None:
@@ -208,6 +248,21 @@ def create(ctx: SystemContext) -> System:
         number = state.next_id(kind)
         return f"{ctx.rng(kind, number).getrandbits(96):024x}"
 
+    def index_tasks() -> None:
+        """Give tasks stored before per-key id lists existed theirs (once per state dir)."""
+        if state.get("tasks_indexed"):
+            return
+        by_key: dict[str, list[dict[str, Any]]] = {}
+        for task in state.list_prefix("task/").values():
+            if not task.get("deleted"):
+                by_key.setdefault(task["fp"], []).append(task)
+        for fp, tasks in by_key.items():
+            tasks.sort(key=lambda t: (t["createdAt"], t["_id"]))
+            state.put(f"tasks/{fp}", [t["_id"] for t in tasks])
+        state.put("tasks_indexed", True)
+
+    index_tasks()
+
     # --- accounts, config, rate limit --------------------------------------------------------
 
     def config(fp: str | None) -> dict[str, Any]:
@@ -238,13 +293,14 @@ def create(ctx: SystemContext) -> System:
         updated = state.update(f"account/{fp}", change, default={})
         return None if "short" in result else updated["coins"]
 
-    def admit(fp: str) -> None:
+    def admit(fp: str, now: float) -> None:
         cfg = config(fp)
-        limit, window, now = cfg["rate_limit"], float(cfg["rate_window"]), time.time()
+        limit, window = cfg["rate_limit"], float(cfg["rate_window"])
         verdict: dict[str, float] = {}
 
         def change(log: list[float]) -> list[float]:
-            recent = [t for t in log if t > now - window]
+            # Requests "after" now (the clock was set back) have not happened yet.
+            recent = [t for t in log if now - window < t <= now]
             if len(recent) >= limit:
                 verdict["wait"] = recent[len(recent) - limit] + window - now
                 return recent
@@ -263,13 +319,17 @@ def create(ctx: SystemContext) -> System:
             raise A2EError(401, "Unauthorized: invalid API token", 401)
         return fingerprint(token.strip())
 
-    def api(handler: Callable[[Request, str], Awaitable[Any]]) -> Callable[
+    def api(handler: Callable[[Request, str, float], Awaitable[Any]]) -> Callable[
             [Request], Awaitable[Response]]:
+        """An /api/v1 route: auth, one request off the key's budget, failed timed tasks
+        refunded, then `handler(request, key fingerprint, now)` (one clock reading)."""
         async def endpoint(request: Request) -> Response:
             try:
                 fp = authenticate(request)
-                admit(fp)
-                return ok(await handler(request, fp))
+                now = ctx.clock()
+                admit(fp, now)
+                settle(fp, now)
+                return ok(await handler(request, fp, now))
             except A2EError as exc:
                 return fail(exc)
         return endpoint
@@ -314,10 +374,10 @@ def create(ctx: SystemContext) -> System:
 
     # --- API routes --------------------------------------------------------------------------
 
-    async def remaining_coins(request: Request, fp: str) -> Any:
+    async def remaining_coins(request: Request, fp: str, now: float) -> Any:
         return {"coins": account(fp)["coins"]}
 
-    async def send_tts(request: Request, fp: str) -> Any:
+    async def send_tts(request: Request, fp: str, now: float) -> Any:
         body = await json_body(request)
         msg = text_field(body, "msg", max_len=MAX_TTS_CHARS) or ""
         voices = {n: body.get(n) for n in ("tts_id", "user_voice_id") if body.get(n) is not None}
@@ -335,7 +395,7 @@ def create(ctx: SystemContext) -> System:
             text_field(body, name, required=False)
         tts_id = new_id("tts")
         state.put(f"tts/{tts_id}", {"voice": voice, "seconds": speech_seconds(msg, rate),
-                                    "fp": fp, "createdAt": _now_iso()})
+                                    "fp": fp, "createdAt": iso(now)})
         return f"{request.base_url}files/tts/{tts_id}.mp3"
 
     def audio_seconds(request: Request, url: str) -> float:
@@ -350,7 +410,15 @@ def create(ctx: SystemContext) -> System:
             return float(tts["seconds"])
         return external_audio_seconds(url)
 
-    async def generate(request: Request, fp: str) -> Any:
+    def render_time(task_id: str, fp: str, outcome: str, slow_polls: int) -> float | None:
+        """The task's own render time in timed mode (fixed at creation), else None."""
+        base = config(fp)["render_seconds"]
+        if base is None:
+            return None
+        seconds = float(base) * ctx.rng("render", task_id).uniform(*RENDER_SPREAD)
+        return seconds * (1 + slow_polls) if outcome == "slow" else seconds
+
+    async def generate(request: Request, fp: str, now: float) -> Any:
         body = await json_body(request)
         title = text_field(body, "title") or ""
         anchor_id = text_field(body, "anchor_id", max_len=64) or ""
@@ -371,18 +439,24 @@ def create(ctx: SystemContext) -> System:
                                 f"the balance is {have}")
         plan = pop_first(state, f"queue/{fp}", "queue/*") or {}
         task_id = new_id("task")
+        outcome = plan.get("outcome", "ok")
+        slow_polls = plan.get("polls") or config(fp)["slow_polls"]
+        render = render_time(task_id, fp, outcome, slow_polls)
         task = {
             "_id": task_id, "fp": fp, "title": title, "anchor_id": anchor_id,
             "anchor_type": anchor_type, "audioSrc": audio_src, "resolution": resolution,
             "seconds": seconds, "coins": cost, "refunded": False, "deleted": False,
-            "outcome": plan.get("outcome", "ok"),
-            "slow_polls": plan.get("polls") or config(fp)["slow_polls"],
+            "outcome": outcome, "slow_polls": slow_polls, "render_seconds": render,
             "fail_msg": plan.get("message") or "Video generation failed: the avatar could "
                                                "not be rendered (sandbox injected failure)",
-            "steps": 0, "status": "init", "process": 0, "createdAt": _now_iso(),
-            "updatedAt": _now_iso(), "finished": None,
+            "steps": 0, "status": "init", "process": 0, "created": now,
+            "createdAt": iso(now), "updatedAt": iso(now), "finished": None,
         }
         state.put(f"task/{task_id}", task)
+        state.update(f"tasks/{fp}", lambda ids: [*ids, task_id], default=[])
+        if render is not None and outcome == "fail":  # refunded when due, polled or not
+            state.update(f"settle/{fp}", lambda due: [*due, [now + render, task_id]],
+                         default=[])
         return {"_id": task_id, "title": title, "anchor_id": anchor_id, "status": "init",
                 "createdAt": task["createdAt"]}
 
@@ -399,7 +473,36 @@ def create(ctx: SystemContext) -> System:
         if flipped:
             adjust_coins(task["fp"], task["coins"])
 
-    def advance(task_id: str, fp: str) -> dict[str, Any]:
+    def settle(fp: str, now: float) -> None:
+        """Refund the key's timed tasks that have failed by `now`, polled or not."""
+        pending = state.get(f"settle/{fp}", [])
+        if not any(due <= now for due, _ in pending):
+            return
+        taken: list[str] = []
+
+        def change(entries: list[list[Any]]) -> list[list[Any]]:
+            taken.extend(task_id for due, task_id in entries if due <= now)
+            return [[due, task_id] for due, task_id in entries if due > now]
+
+        state.update(f"settle/{fp}", change, default=[])
+        for task_id in taken:
+            refund(task_id)
+
+    def current(task: dict[str, Any], now: float) -> dict[str, Any]:
+        """The task as a client sees it at `now`: stored (per-poll mode) or computed from
+        the clock (timed mode)."""
+        render = task.get("render_seconds")
+        if render is None:
+            return task
+        elapsed = now - task["created"]
+        fraction = elapsed / render if render > 0 else (math.inf if elapsed >= 0 else 0.0)
+        status, process, began = timed_state(task["outcome"], fraction)
+        return {**task, "status": status, "process": process,
+                "updatedAt": iso(task["created"] + render * began),
+                "finished": task["created"] + render if status in TERMINAL else None}
+
+    def advance(task_id: str, fp: str, now: float) -> dict[str, Any]:
+        """Per-poll mode: `states_per_poll` more states (stored)."""
         per_poll = config(fp)["states_per_poll"]
 
         def change(task: dict[str, Any]) -> dict[str, Any]:
@@ -408,10 +511,8 @@ def create(ctx: SystemContext) -> System:
             script = _script(task)
             steps = min(task["steps"] + per_poll, len(script) - 1)
             status, process = script[steps]
-            now = _now_iso()
             return {**task, "steps": steps, "status": status, "process": process,
-                    "updatedAt": now,
-                    "finished": time.time() if status in TERMINAL else None}
+                    "updatedAt": iso(now), "finished": now if status in TERMINAL else None}
 
         task = state.update(f"task/{task_id}", change, default={})
         if task["status"] == "fail":
@@ -443,35 +544,43 @@ def create(ctx: SystemContext) -> System:
             return None
         return task
 
-    async def aws_result(request: Request, fp: str) -> Any:
+    async def aws_result(request: Request, fp: str, now: float) -> Any:
         body = await json_body(request)
         task_id = text_field(body, "_id", max_len=64)
-        if own_task(task_id, fp) is None:
+        task = own_task(task_id, fp)
+        if task is None:
             return []
-        return [item(request, advance(str(task_id), fp))]
+        if task.get("render_seconds") is None:
+            return [item(request, advance(str(task_id), fp, now))]
+        return [item(request, current(task, now))]
 
-    async def aws_list(request: Request, fp: str) -> Any:
+    async def aws_list(request: Request, fp: str, now: float) -> Any:
         """This key's tasks, newest first, paged: how a client finds a task whose submit
-        answer it never received (the title is the client's idempotency key)."""
+        answer it never received (the title is the client's idempotency key), and polls
+        many at once. Reads only the page's tasks (the key's id list is kept in order)."""
         try:
-            current = max(1, int(request.query_params.get("current", "1")))
+            page_no = max(1, int(request.query_params.get("current", "1")))
             size = min(100, max(1, int(request.query_params.get("pageSize", "10"))))
         except ValueError:
             raise A2EError(400, "current and pageSize must be integers") from None
-        mine = [t for t in state.list_prefix("task/").values()
-                if t.get("fp") == fp and not t.get("deleted")]
-        mine.sort(key=lambda t: (t["createdAt"], t["_id"]), reverse=True)
-        page = mine[(current - 1) * size: current * size]
-        return {"list": [item(request, t) for t in page], "total": len(mine),
-                "current": current, "pageSize": size}
+        ids = state.get(f"tasks/{fp}", [])  # oldest first
+        stop = max(0, len(ids) - (page_no - 1) * size)  # just past the page's newest
+        tasks = [state.get(f"task/{task_id}") for task_id in ids[max(0, stop - size):stop]]
+        # Per-poll mode: a listing observes every task on the page, as a poll of each would.
+        tasks = [advance(t["_id"], fp, now) if t is not None and not t["deleted"]
+                 and t.get("render_seconds") is None else t for t in tasks]
+        return {"list": [item(request, current(t, now)) for t in reversed(tasks)
+                         if t is not None and not t["deleted"]],
+                "total": len(ids), "current": page_no, "pageSize": size}
 
-    async def delete_video(request: Request, fp: str) -> Any:
+    async def delete_video(request: Request, fp: str, now: float) -> Any:
         task_id = request.path_params["task_id"]
         task = own_task(task_id, fp)
         if task is None:
             raise A2EError(404, f"video {task_id} not found")
         state.update(f"task/{task_id}", lambda t: {**t, "deleted": True}, default={})
-        if task["status"] != "success":
+        state.update(f"tasks/{fp}", lambda ids: [i for i in ids if i != task_id], default=[])
+        if current(task, now)["status"] != "success":
             refund(task_id)
         return {"_id": task_id}
 
@@ -480,10 +589,13 @@ def create(ctx: SystemContext) -> System:
     async def result_file(request: Request) -> Response:
         task_id = request.path_params["task_id"]
         task = state.get(f"task/{task_id}") if re.fullmatch(r"[0-9a-f]{24}", task_id) else None
+        now = ctx.clock()
+        if task is not None:
+            task = current(task, now)
         if task is None or task["deleted"] or task["status"] != "success":
             return PlainTextResponse("Not Found", status_code=404)
         ttl = float(config(task["fp"])["result_ttl"])
-        if task["finished"] is not None and time.time() > task["finished"] + ttl:
+        if task["finished"] is not None and now > task["finished"] + ttl:
             return PlainTextResponse("AccessDenied: Request has expired", status_code=403)
         spec = VideoSpec(task["anchor_id"], clamp_seconds(task["seconds"]))
         data = await asyncio.to_thread(media.read, spec)
@@ -522,9 +634,10 @@ def create(ctx: SystemContext) -> System:
         out: dict[str, Any] = {"config": config(fp),
                                "queue": state.get(f"queue/{fp or '*'}", [])}
         if fp is not None:
-            cfg = config(fp)
+            cfg, now = config(fp), ctx.clock()
+            settle(fp, now)
             recent = [t for t in state.get(f"ratelog/{fp}", [])
-                      if t > time.time() - float(cfg["rate_window"])]
+                      if now - float(cfg["rate_window"]) < t <= now]
             out.update(coins=account(fp)["coins"], recent_requests=len(recent))
         return out
 

@@ -82,8 +82,9 @@ Control routes (no auth; JSON bodies; journaled like everything else):
   default) still lets the sandbox refresh it, so a client's "auth error -> refresh once" path
   can be exercised; `false` gives Meta's behaviour.
 - `POST /_control/age {"container_id", "seconds"}`: move the container's creation back.
-- `GET|POST /_control/clock {"advance": seconds}`: move the sandbox clock forward (tokens,
-  container expiry, quota and container windows).
+- `GET|POST /_control/clock {"advance": seconds}`: move Instagram's clock forward (tokens,
+  container expiry, quota and container windows): an offset on top of the sandbox clock
+  (`/_sandbox/clock`), which every time here follows.
 - `POST|DELETE /_control/next_containers {"outcome": "error"|"slow", "subcode", "message",
   "polls", "count", "ig_user_id"?}`: the next containers created (by that account, else by
   any) end in ERROR with that subcode / need `polls` polls to finish.
@@ -115,7 +116,6 @@ import ipaddress
 import itertools
 import json
 import re
-import time
 from collections.abc import Awaitable, Callable
 from fractions import Fraction
 from pathlib import Path
@@ -383,7 +383,8 @@ def create(ctx: SystemContext) -> System:
     # --- clock and config ----------------------------------------------------------------------
 
     def now() -> float:
-        return time.time() + float(state.get("clock", 0.0))
+        """The sandbox clock plus this system's own `/_control/clock` offset."""
+        return ctx.clock() + float(state.get("clock", 0.0))
 
     def config() -> dict[str, Any]:
         return {**DEFAULTS, **state.get("config", {})}

@@ -77,7 +77,8 @@ allows only SELF_ONLY (403 unaudited_client_can_only_post_to_private_accounts); 
 cannot be SELF_ONLY; titles up to 2200 UTF-16 units; `daily_cap` (15) accepted inits per 24 h
 (403 spam_risk_too_many_posts); per-token limits per 60 s window (429 rate_limit_exceeded;
 every authenticated request counts, refused ones do not). `post_info.is_aigc` is recorded
-(missing counts as false, as TikTok's default).
+(missing counts as false, as TikTok's default). Every time here (rate windows, the rolling
+24 h of the daily cap, token and upload_url expiry, timestamps) is the sandbox clock's.
 
 Control routes (no auth; `account` in the JSON body or the query):
 - `POST /_control/accounts` `{"account", ...config}` -> `{account, open_id, access_token,
@@ -288,7 +289,7 @@ def create(ctx: SystemContext) -> System:
 
     def log_id() -> str:
         number = next(log_numbers)
-        stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime())
+        stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(ctx.clock()))
         return f"{stamp}{ctx.rng('log', number).getrandbits(72):018X}"
 
     def ok(data: Any) -> JSONResponse:
@@ -321,24 +322,25 @@ def create(ctx: SystemContext) -> System:
             return existing
         return state.update(f"account/{name}", lambda a: a or {
             "config": {}, "epoch": 0, "refresh_fp": None, "refresh_expires": None,
-            "client_key": None, "created": time.time()}, default=None)
+            "client_key": None, "created": ctx.clock()}, default=None)
 
     def issue_access(name: str, epoch: int) -> tuple[str, int]:
         token = f"act.sandbox.{name}.{random_token('access', name, 96)}"
         ttl = int(config(name)["access_ttl"])
         state.put(f"token/{fingerprint(token)}", {"account": name, "epoch": epoch,
-                                                  "expires": time.time() + ttl,
+                                                  "expires": ctx.clock() + ttl,
                                                   "expired": False})
         return token, ttl
 
     # --- rate limits -------------------------------------------------------------------------
 
     def admit(kind: str, account: str, token_fp: str) -> None:
-        limit, now = int(config(account)[f"{kind}_per_minute"]), time.time()
+        limit, now = int(config(account)[f"{kind}_per_minute"]), ctx.clock()
         refused: list[bool] = []
 
         def change(log: list[float]) -> list[float]:
-            recent = [t for t in log if t > now - WINDOW]
+            # Requests "after" now (the clock was set back) have not happened yet.
+            recent = [t for t in log if now - WINDOW < t <= now]
             if len(recent) >= limit:
                 refused.append(True)
                 return recent
@@ -351,11 +353,11 @@ def create(ctx: SystemContext) -> System:
                               f"requests per minute per access token. Please try again later.")
 
     def take_daily_slot(account: str) -> None:
-        cap, now = int(config(account)["daily_cap"]), time.time()
+        cap, now = int(config(account)["daily_cap"]), ctx.clock()
         refused: list[bool] = []
 
         def change(log: list[float]) -> list[float]:
-            recent = [t for t in log if t > now - DAY]
+            recent = [t for t in log if now - DAY < t <= now]
             if len(recent) >= cap:
                 refused.append(True)
                 return recent
@@ -393,7 +395,7 @@ def create(ctx: SystemContext) -> System:
             state.put(f"token/{fp}", record)
         name = record["account"]
         expired = record["expired"] or record["epoch"] != account_doc(name)["epoch"] or (
-            record["expires"] is not None and time.time() >= record["expires"])
+            record["expires"] is not None and ctx.clock() >= record["expires"])
         if expired:
             raise invalid_token("the token has expired")
         return name, fp
@@ -511,7 +513,7 @@ def create(ctx: SystemContext) -> System:
         number = state.next_id("publish")
         publish_id = f"v_pub_file~v2.{ctx.rng('publish', number).getrandbits(62)}"
         upload_id = str(ctx.rng("upload", number).getrandbits(63))
-        now = time.time()
+        now = ctx.clock()
         doc = {
             "publish_id": publish_id, "upload_id": upload_id,
             "upload_token": random_token("upload_token", account, 128), "account": account,
@@ -616,7 +618,7 @@ def create(ctx: SystemContext) -> System:
             if current["completed"] is not None:
                 return current
             verdict = ({"outcome": "fail", "fail_reason": problem} if problem else {})
-            return {**current, **verdict, "completed": time.time(), "video_sha256": sha,
+            return {**current, **verdict, "completed": ctx.clock(), "video_sha256": sha,
                     "duration": seconds}
 
         state.update(f"publish/{doc['publish_id']}", change, default={})
@@ -631,7 +633,7 @@ def create(ctx: SystemContext) -> System:
         token = request.query_params.get("upload_token", "")
         if not hmac.compare_digest(token.encode(), doc["upload_token"].encode()):
             return upload_error(403, "permission_denied", "Invalid upload_token")
-        if time.time() >= doc["upload_expires"]:
+        if ctx.clock() >= doc["upload_expires"]:
             return upload_error(403, "permission_denied",
                                 "The upload_url has expired (valid for one hour after init)")
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -704,7 +706,7 @@ def create(ctx: SystemContext) -> System:
             raise rejected
         acc = account_doc(owner)
         expires = acc.get("refresh_expires")
-        if acc["refresh_fp"] != fp or (expires is not None and time.time() >= expires):
+        if acc["refresh_fp"] != fp or (expires is not None and ctx.clock() >= expires):
             raise rejected
         return owner
 
@@ -750,7 +752,7 @@ def create(ctx: SystemContext) -> System:
                 return current
             swapped.append(True)
             return {**current, "refresh_fp": fingerprint(new_refresh),
-                    "refresh_expires": time.time() + cfg["refresh_ttl"],
+                    "refresh_expires": ctx.clock() + cfg["refresh_ttl"],
                     "client_key": form["client_key"]}
 
         current = state.update(f"account/{name}", change, default={})
@@ -807,7 +809,8 @@ def create(ctx: SystemContext) -> System:
     def snapshot(name: str | None) -> dict[str, Any]:
         out: dict[str, Any] = {"config": config(name)}
         if name is not None:
-            recent = [t for t in state.get(f"daily/{name}", []) if t > time.time() - DAY]
+            now = ctx.clock()
+            recent = [t for t in state.get(f"daily/{name}", []) if now - DAY < t <= now]
             out.update(account=name, open_id=open_id_of(name),
                        epoch=account_doc(name)["epoch"], inits_last_24h=len(recent),
                        queue=state.get(f"queue/{name}", []))
@@ -839,7 +842,7 @@ def create(ctx: SystemContext) -> System:
         refresh = f"rft.sandbox.{name}.{random_token('refresh', name, 128)}"
         ttl = int(config(name)["refresh_ttl"])
         state.update(f"account/{name}", lambda a: {
-            **a, "refresh_fp": fingerprint(refresh), "refresh_expires": time.time() + ttl},
+            **a, "refresh_fp": fingerprint(refresh), "refresh_expires": ctx.clock() + ttl},
             default={})
         state.put(f"refresh/{fingerprint(refresh)}", name)
         access, access_ttl = issue_access(name, acc["epoch"])

@@ -38,11 +38,12 @@ client_secret seen for a client_id is its secret (another one: 401 invalid_clien
 tokens are issued by the token route (`ya29.sandbox-...`) and expire after 3599 s or when
 expired by control; an expired or unknown one gets Google's 401 authError envelope.
 
-Quota (per project, per day, reset at midnight America/Los_Angeles): model `classic` (default)
-is one bucket of `units_per_day` (10,000) where videos.insert costs `insert_units` (1600);
-model `buckets` gives videos.insert its own bucket of `inserts_per_day` (100 calls, cost 1)
-beside the units bucket. videos.list, channels.list, playlistItems.list cost 1 unit; a request
-that fails validation costs 1 unit too. Exhausted: 403 `youtube.quota` / `quotaExceeded`.
+Quota (per project, per day, reset at midnight America/Los_Angeles by the sandbox clock, which
+every time here follows: token and session expiry, publishAt, view counts): model `classic`
+(default) is one bucket of `units_per_day` (10,000) where videos.insert costs `insert_units`
+(1600); model `buckets` gives videos.insert its own bucket of `inserts_per_day` (100 calls,
+cost 1) beside the units bucket. videos.list, channels.list, playlistItems.list cost 1 unit;
+a request that fails validation costs 1 unit too. Exhausted: 403 `youtube.quota` / `quotaExceeded`.
 Each channel may start `channel_uploads_per_day` uploads a day (50), then 400
 `uploadLimitExceeded`. Projects are `audited` by default; an unaudited project's uploads are
 locked to private, as Google does for unverified API projects.
@@ -86,7 +87,6 @@ import hashlib
 import json
 import math
 import re
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -164,9 +164,9 @@ def _rfc3339(epoch: float) -> str:
         .replace("+00:00", "Z")
 
 
-def quota_day(epoch: float | None = None) -> str:
-    """The quota day (YYYY-MM-DD in Pacific time) that `epoch` (default now) falls in."""
-    moment = dt.datetime.fromtimestamp(time.time() if epoch is None else epoch, PACIFIC)
+def quota_day(epoch: float) -> str:
+    """The quota day (YYYY-MM-DD in Pacific time) that `epoch` falls in."""
+    moment = dt.datetime.fromtimestamp(epoch, PACIFIC)
     return moment.date().isoformat()
 
 
@@ -300,7 +300,7 @@ def validate_snippet(snippet: Any) -> dict[str, Any]:
             "defaultLanguage": _text(snippet, "defaultLanguage")}
 
 
-def validate_status(status: Any) -> dict[str, Any]:
+def validate_status(status: Any, now: float) -> dict[str, Any]:
     if status is None:
         status = {}
     if not isinstance(status, dict):
@@ -316,7 +316,7 @@ def validate_status(status: Any) -> dict[str, Any]:
         except ValueError:
             when = None
         if privacy != "private" or when is None or when.tzinfo is None or \
-                when.timestamp() <= time.time():
+                when.timestamp() <= now:
             raise bad("invalidPublishAt", "The request metadata specifies an invalid scheduled "
                                           "publishing time.", "youtube.video")
     license_ = _text(status, "license") or "youtube"
@@ -454,15 +454,16 @@ def create(ctx: SystemContext) -> System:
                 return used
             return {**used, **{b: used.get(b, 0) + n for b, n in cost.items()}}
 
-        state.update(f"usage/{project}/{quota_day()}", change, default={})
+        state.update(f"usage/{project}/{quota_day(ctx.clock())}", change, default={})
         if short and not best_effort:
             raise YouTubeError(403, "quotaExceeded", QUOTA_MESSAGE, domain="youtube.quota")
 
     def quota_view(project: str) -> dict[str, Any]:
         cfg = config(project)
-        used = state.get(f"usage/{project}/{quota_day()}", {})
+        day = quota_day(ctx.clock())
+        used = state.get(f"usage/{project}/{day}", {})
         caps = limits(cfg)
-        return {"client_id": project, "day": quota_day(), "config": cfg,
+        return {"client_id": project, "day": day, "config": cfg,
                 "used": {b: used.get(b, 0) for b in caps},
                 "remaining": {b: max(0, caps[b] - used.get(b, 0)) for b in caps}}
 
@@ -474,7 +475,7 @@ def create(ctx: SystemContext) -> System:
         if scheme.lower() != "bearer" or not token:
             raise auth_error("Login Required.", "required")
         record = state.get(f"token/{_sha(token)}")
-        if record is None or record.get("expired") or record["expires_at"] <= time.time():
+        if record is None or record.get("expired") or record["expires_at"] <= ctx.clock():
             raise auth_error("Request had invalid authentication credentials. Expected OAuth "
                              "2 access token, login cookie or other valid authentication "
                              "credential.", "authError")
@@ -552,7 +553,7 @@ def create(ctx: SystemContext) -> System:
         token = "ya29.sandbox-" + new_id("access", 64)
         state.put(f"token/{_sha(token)}", {
             "channel": grant["channel"], "project": client_id, "refresh": fp,
-            "expires_at": time.time() + TOKEN_TTL, "expired": False})
+            "expires_at": ctx.clock() + TOKEN_TTL, "expired": False})
         return {"access_token": token, "expires_in": TOKEN_TTL, "scope": SCOPE,
                 "token_type": "Bearer"}
 
@@ -605,10 +606,11 @@ def create(ctx: SystemContext) -> System:
         if total is not None and (not total.isdigit() or not 0 < int(total) <= MAX_FILE_BYTES):
             raise bad("badContent", f"Invalid X-Upload-Content-Length: {total}")
         snippet = validate_snippet(body.get("snippet") if "snippet" in parts else None)
-        status = validate_status(body.get("status") if "status" in parts else None)
+        status = validate_status(body.get("status") if "status" in parts else None,
+                                 ctx.clock())
         project, channel = token["project"], token["channel"]
         cfg = config(project)
-        day_key = f"uploads/{channel}/{quota_day()}"
+        day_key = f"uploads/{channel}/{quota_day(ctx.clock())}"
         if state.get(day_key, 0) >= cfg["channel_uploads_per_day"]:
             raise bad("uploadLimitExceeded", "The user has exceeded the number of videos they "
                                              "may upload.", "youtube.video")
@@ -619,7 +621,7 @@ def create(ctx: SystemContext) -> System:
         upload_id = new_id("upload", 64)
         state.put(f"session/{upload_id}", {
             "upload_id": upload_id, "channel": channel, "project": project,
-            "created": time.time(), "total": int(total) if total else None,
+            "created": ctx.clock(), "total": int(total) if total else None,
             "content_type": upload_type, "received": 0, "parts": parts,
             "snippet": snippet, "status": status, "video_id": None, "expired": False})
         location = f"{request.base_url}{UPLOAD_PATH.lstrip('/')}?uploadType=resumable" \
@@ -632,7 +634,7 @@ def create(ctx: SystemContext) -> System:
             UPLOAD_ID.fullmatch(upload_id) else None
         if session is not None and not session["expired"]:
             ttl = float(config(session["project"])["session_ttl"])
-            if time.time() <= session["created"] + ttl:
+            if ctx.clock() <= session["created"] + ttl:
                 return session
         raise bad("notFound", "The upload session was not found or has expired; start a new "
                               "upload.", status=404)
@@ -646,7 +648,7 @@ def create(ctx: SystemContext) -> System:
     def finished(session: dict[str, Any], status_code: int) -> Response:
         video = state.get(f"video/{session['video_id']}")
         resource = video_resource(video, session["parts"], statistics(video, ctx.rng,
-                                                                      time.time()))
+                                                                      ctx.clock()))
         return JSONResponse(resource, status_code=status_code,
                             headers={"X-GUploader-UploadID": session["upload_id"]})
 
@@ -752,7 +754,7 @@ def create(ctx: SystemContext) -> System:
         snippet, status = session["snippet"], session["status"]
         state.put(f"video/{video_id}", {
             "id": video_id, "channel": session["channel"], "project": session["project"],
-            "upload_id": session["upload_id"], "created": time.time(), **snippet, **status,
+            "upload_id": session["upload_id"], "created": ctx.clock(), **snippet, **status,
             "uploadStatus": "uploaded", "pending_outcome": outcome,
             "outcome_reason": plan.get("reason"), "failureReason": None,
             "rejectionReason": None, "sha256": digest, "size": size,
@@ -834,7 +836,7 @@ def create(ctx: SystemContext) -> System:
             raise bad("invalidParameter", "At most 50 video ids per request.",
                       "youtube.parameter")
         charge(token["project"], {"units": READ_COST})
-        now = time.time()
+        now = ctx.clock()
         items = []
         for video_id in ids:
             video = processed(video_id) if re.fullmatch(r"[A-Za-z0-9_-]{11}", video_id) \
@@ -879,7 +881,7 @@ def create(ctx: SystemContext) -> System:
                                                           "uploads": uploads_playlist(channel)}}
         if "statistics" in parts:
             videos = [v for v in channel_videos(channel) if visible(v, viewer)]
-            views = sum(int(statistics(v, ctx.rng, time.time())["viewCount"]) for v in videos)
+            views = sum(int(statistics(v, ctx.rng, ctx.clock())["viewCount"]) for v in videos)
             out["statistics"] = {"viewCount": str(views),
                                  "subscriberCount": str(ctx.rng("subs", channel).randint(0, 500)
                                                         + views // 50),
@@ -1011,7 +1013,7 @@ def create(ctx: SystemContext) -> System:
 
     def set_usage(project: str, body: dict[str, Any]) -> None:
         caps = limits(config(project))
-        usage_key = f"usage/{project}/{quota_day()}"
+        usage_key = f"usage/{project}/{quota_day(ctx.clock())}"
         if body.get("reset_usage"):
             state.put(usage_key, {})
         for field, bucket in (("units_remaining", "units"), ("inserts_remaining", "inserts")):

@@ -1,8 +1,10 @@
 """The A2E stand-in over real HTTP: envelope, auth, validation, task states, coins, MP4
-results, Range requests, job-level faults, the per-key rate limit, restarts."""
+results, Range requests, job-level faults, the per-key rate limit, restarts; timed renders
+and the rate limit on the sandbox clock."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,9 +14,11 @@ import av
 import httpx
 import pytest
 
+from sandbox.determinism import derive_rng
 from sandbox.media import anchor_colour
 from sandbox.server import SandboxServer
-from sandbox.systems.a2e import external_audio_seconds, speech_seconds, video_cost
+from sandbox.state import StateStore
+from sandbox.systems.a2e import external_audio_seconds, fingerprint, speech_seconds, video_cost
 
 API = "/api/v1"
 TEXT = "Good morning everyone, today we try the new ramen place by the station, come along!"
@@ -434,3 +438,209 @@ def test_a_task_survives_a_restart(tmp_path: Path) -> None:
         assert control(api, "state", method="GET")["recent_requests"] == 9
         assert server.url in seen[-1]["result"]
         assert httpx.get(seen[-1]["result"]).status_code == 200
+
+
+def test_aws_list_pages_newest_first(api: httpx.Client) -> None:
+    created = [generate(api, f"https://cdn.example/{n}.mp3") for n in range(23)]
+    newest_first = created[::-1]
+
+    def page(number: int, size: int) -> dict[str, Any]:
+        return data(api.get(f"{API}/video/awsList", params={"current": number,
+                                                            "pageSize": size}))
+
+    pages = [page(n, 10) for n in (1, 2, 3, 4)]
+    assert [p["total"] for p in pages] == [23] * 4
+    assert [[t["_id"] for t in p["list"]] for p in pages] == [
+        newest_first[:10], newest_first[10:20], newest_first[20:], []]
+    # A listing is a poll of each task on the page (per-poll mode): one state further.
+    assert all(t["status"] == "start" for t in pages[0]["list"])
+    assert all(t["status"] == "start" for t in pages[1]["list"])
+    assert page(1, 500)["pageSize"] == 100
+    data(api.delete(f"{API}/video/{created[-1]}"))
+    assert [t["_id"] for t in page(1, 2)["list"]] == newest_first[1:3]
+    assert page(1, 2)["total"] == 22
+
+
+def test_aws_list_of_tasks_stored_before_the_task_lists(tmp_path: Path) -> None:
+    key = "sk_sandbox_old"
+    headers = {"Authorization": f"Bearer {key}"}
+    with SandboxServer(state_dir=tmp_path) as server, httpx.Client(
+            base_url=server.url + "/a2e", headers=headers) as api:
+        ids = [generate(api, f"https://cdn.example/{n}.mp3") for n in range(3)]
+    store = StateStore(tmp_path)  # as an older sandbox left it: tasks, no per-key lists
+    store.delete("a2e", f"tasks/{fingerprint(key)}")
+    store.delete("a2e", "tasks_indexed")
+    store.close()
+    with SandboxServer(state_dir=tmp_path) as server, httpx.Client(
+            base_url=server.url + "/a2e", headers=headers) as api:
+        listed = data(api.get(f"{API}/video/awsList"))
+        assert [t["_id"] for t in listed["list"]] == ids[::-1]
+
+
+# --- timed renders and the rate limit on the sandbox clock ----------------------------------
+
+T0 = dt.datetime(2030, 3, 1, 10, 0, tzinfo=dt.UTC).timestamp()
+RENDER = 600.0
+ORDER = ["init", "start", "pending", "process", "copy", "success"]
+
+
+def render_time(seed: int, task_id: str, base: float = RENDER) -> float:
+    """The task's own render time as the sandbox draws it (`ctx.rng("render", task_id)`)."""
+    return base * derive_rng(seed, "a2e", "render", task_id).uniform(0.75, 1.25)
+
+
+def listed(api: httpx.Client) -> dict[str, dict[str, Any]]:
+    page = data(api.get(f"{API}/video/awsList", params={"current": 1, "pageSize": 100}))
+    return {t["_id"]: t for t in page["list"]}
+
+
+@pytest.fixture
+def timed(sandbox: SandboxServer, api: httpx.Client) -> httpx.Client:
+    """This test's key in timed mode, the sandbox clock frozen at T0."""
+    sandbox.set_clock(T0)
+    assert control(api, "config", render_seconds=RENDER)["config"]["render_seconds"] == RENDER
+    return api
+
+
+def test_timed_task_states_follow_the_clock(sandbox: SandboxServer, timed: httpx.Client) -> None:
+    task_id = generate(timed, tts(timed))
+    render = render_time(sandbox.seed, task_id)
+    assert 0.75 * RENDER <= render <= 1.25 * RENDER
+    progress = []
+    for fraction, status, process in [(0.0, "init", 0), (0.1, "start", 0),
+                                      (0.2, "pending", 0), (0.5, "process", None),
+                                      (0.8, "process", None), (0.95, "copy", 99),
+                                      (0.999, "copy", 99), (1.001, "success", 100)]:
+        sandbox.set_clock(T0 + fraction * render)
+        item = poll(timed, task_id)
+        assert item["status"] == status, fraction
+        if process is None:
+            progress.append(item["process"])
+        else:
+            assert item["process"] == process
+        assert listed(timed)[task_id] == item  # awsList computes the same state
+    assert 1 <= progress[0] < progress[1] <= 98
+    assert item["createdAt"] == "2030-03-01T10:00:00.000Z"
+    assert item["result"].endswith(f"/files/{task_id}.mp4")
+    assert httpx.get(item["result"]).status_code == 200
+    sandbox.set_clock(T0 + render + 3 * 86400 + 1)  # result_ttl after the finish
+    assert httpx.get(item["result"]).status_code == 403
+
+
+def test_polling_often_or_once_finishes_at_the_same_clock_time(tmp_path: Path) -> None:
+    """The same task (same seed, fresh state: same id) in two sandboxes: polled every 15 s of
+    clock in one, once in the other; the finish is the same moment in both."""
+    headers = {"Authorization": "Bearer sk_sandbox_timed"}
+
+    def world(name: str) -> tuple[SandboxServer, httpx.Client, str]:
+        server = SandboxServer(state_dir=tmp_path / name).start()
+        api = httpx.Client(base_url=server.url + "/a2e", headers=headers)
+        server.set_clock(T0)
+        control(api, "config", render_seconds=RENDER)
+        return server, api, generate(api, tts(api))
+
+    often, often_api, task_id = world("often")
+    once, once_api, same_id = world("once")
+    try:
+        assert same_id == task_id
+        seen, now = [], T0
+        while not seen or seen[-1]["status"] != "success":
+            now += 15
+            often.set_clock(now)
+            seen.append(poll(often_api, task_id))
+        statuses = [ORDER.index(s["status"]) for s in seen]
+        assert statuses == sorted(statuses)
+        finish = T0 + render_time(often.seed, task_id)
+        assert now - 15 < finish <= now
+        once.set_clock(now)
+        done = poll(once_api, task_id)
+        assert done["status"] == "success"
+        assert done["updatedAt"] == seen[-1]["updatedAt"]  # the moment it finished
+        assert dt.datetime.fromisoformat(done["updatedAt"]).timestamp() == pytest.approx(
+            finish, abs=0.001)
+    finally:
+        for server, api in ((often, often_api), (once, once_api)):
+            api.close()
+            server.stop()
+
+
+def test_failed_timed_task_is_refunded_once_without_a_poll(sandbox: SandboxServer,
+                                                           timed: httpx.Client) -> None:
+    control(timed, "next_jobs", outcome="fail", message="face not detected")
+    task_id = generate(timed, tts(timed))
+    render = render_time(sandbox.seed, task_id)
+    cost = video_cost(speech_seconds(TEXT), 720)
+    sandbox.set_clock(T0 + render - 1)
+    assert coins(timed) == 100_000 - cost
+    sandbox.set_clock(T0 + render + 1)
+    assert coins(timed) == 100_000  # nobody polled the task
+    assert control(timed, "state", method="GET")["coins"] == 100_000
+    item = poll(timed, task_id)
+    assert (item["status"], item["msg"], item["result"], item["coins"]) == (
+        "fail", "face not detected", "", 0)
+    assert listed(timed)[task_id] == item
+    assert coins(timed) == 100_000
+    data(timed.delete(f"{API}/video/{task_id}"))
+    assert coins(timed) == 100_000  # refunded once, not again on delete
+
+
+def test_failed_timed_task_is_in_process_until_its_render_time(sandbox: SandboxServer,
+                                                               timed: httpx.Client) -> None:
+    control(timed, "next_jobs", outcome="fail")
+    task_id = generate(timed, tts(timed))
+    render = render_time(sandbox.seed, task_id)
+    sandbox.set_clock(T0 + render * 0.99)
+    assert poll(timed, task_id)["status"] == "process"
+    sandbox.set_clock(T0 + render * 1.001)
+    assert poll(timed, task_id)["status"] == "fail"
+
+
+def test_slow_timed_task_takes_one_plus_polls_times_as_long(sandbox: SandboxServer,
+                                                            timed: httpx.Client) -> None:
+    control(timed, "next_jobs", outcome="slow", polls=3)
+    task_id = generate(timed, tts(timed))
+    render = 4 * render_time(sandbox.seed, task_id)
+    sandbox.set_clock(T0 + 0.8 * render)  # well past any normal render (1.25 * RENDER)
+    assert poll(timed, task_id)["status"] == "process"
+    sandbox.set_clock(T0 + 1.001 * render)
+    assert poll(timed, task_id)["status"] == "success"
+
+
+def test_render_seconds_is_validated_and_zero_finishes_at_once(api: httpx.Client) -> None:
+    assert control(api, "state", method="GET")["config"]["render_seconds"] is None
+    for bad in (-1, "10", True):
+        response = api.post("/_control/config", json={"render_seconds": bad})
+        assert response.status_code == 400
+        assert "render_seconds must be" in response.json()["error"]
+    control(api, "config", render_seconds=0)
+    assert poll(api, generate(api, tts(api)))["status"] == "success"
+    control(api, "config", render_seconds=None)  # back to per-poll
+    assert poll(api, generate(api, tts(api)))["status"] == "start"
+
+
+def test_rate_limit_counts_on_the_sandbox_clock(sandbox: SandboxServer,
+                                                api: httpx.Client) -> None:
+    sandbox.set_clock(T0)
+    control(api, "config", rate_limit=5)
+    for _ in range(5):
+        coins(api)
+    limited = api.get(f"{API}/user/remainingCoins")
+    assert limited.status_code == 429
+    assert limited.headers["retry-after"] == "3600"
+    sandbox.advance_clock(3599)
+    limited = api.get(f"{API}/user/remainingCoins")
+    assert limited.status_code == 429
+    assert limited.headers["retry-after"] == "1"
+    sandbox.advance_clock(1)  # the first five requests leave the hour
+    assert coins(api) == 100_000
+
+
+def test_requests_made_in_a_future_the_clock_left_do_not_count(sandbox: SandboxServer,
+                                                              api: httpx.Client) -> None:
+    control(api, "config", rate_limit=2)
+    sandbox.set_clock(T0)  # 2030: after real time
+    coins(api)
+    coins(api)
+    assert api.get(f"{API}/user/remainingCoins").status_code == 429
+    sandbox.real_clock()
+    assert coins(api) == 100_000
