@@ -29,9 +29,14 @@ def test_a_claim_is_one_workers_until_released(engine: sa.Engine) -> None:
 
 def test_hold_releases_even_when_the_work_fails(engine: sa.Engine) -> None:
     claims = Claims(engine)
-    with pytest.raises(RuntimeError), claims.hold("dm", 3) as mine:
-        assert mine
-        raise RuntimeError("the platform went away")
+
+    def work() -> None:
+        with claims.hold("dm", 3) as mine:
+            assert mine
+            raise RuntimeError("the platform went away")
+
+    with pytest.raises(RuntimeError):
+        work()
     with Claims(engine) as other:
         assert other.take("dm", 3)
     claims.close()

@@ -104,7 +104,7 @@ def test_sensor_reads_due_work_and_the_spent_budget(roster_db: sa.Engine, db_url
               day=DAY - dt.timedelta(days=3))  # long gone: not looked at
     with clock.running_from(NOW):
         with roster_db.connect() as conn:
-            assert [d.reel_id for d in due_reels(conn, clock.now())][0] == early
+            assert next(d.reel_id for d in due_reels(conn, clock.now())) == early
         # 5 of the key's 10 requests this hour are spent: room for one poll + two renders.
         store = PostgresRateLimitStore(roster_db, "a2e")
         for _ in range(5):

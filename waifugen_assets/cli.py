@@ -50,6 +50,9 @@ def main() -> None:
     redaction.install_log_filter()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # full URLs at INFO; ours are redacted
     get_settings()  # production: a missing setting stops here, by name
+    from waifugen_assets import clock
+
+    clock.now()  # a bad WAIFUGEN_NOW, or one in production, stops here too
 
 
 @main.command("config")

@@ -8,7 +8,9 @@ as soon as they are read, so they can never be printed.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -265,10 +267,16 @@ def _sandbox_secret_key(home: Path) -> str:
     path = home / "sandbox-secret.key"
     if not path.exists():
         home.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(Fernet.generate_key().decode(), encoding="utf-8")
-        tmp.chmod(0o600)
-        tmp.replace(path)
+        fd, tmp_name = tempfile.mkstemp(dir=home, prefix=".sandbox-secret-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:  # mkstemp: mode 0600
+                out.write(Fernet.generate_key().decode())
+            # Linking never replaces: of two processes starting at once, the first key
+            # wins and both use it (a replace would leave them holding different keys).
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp_name, path)
+        finally:
+            os.unlink(tmp_name)
     key = path.read_text(encoding="utf-8").strip()
     redaction.register_secret(key)
     return key

@@ -38,6 +38,7 @@ from waifugen_assets.render import RENDERABLE as RENDERABLE_STATUSES
 from waifugen_assets.render import PollPlan, Renderer, RenderJob
 from waifugen_assets.roster import local_slot_utc
 from waifugen_assets.schema import REEL_TIERS
+from waifugen_assets.staleness import asks_late
 
 COST_MODEL = CostModel()
 
@@ -218,7 +219,8 @@ class RenderConfig(dg.Config):
         "its reel as timed out; default 10 min in sandbox, 6 h else.")
     late: bool = Field(
         default=False, description="Render reels whose slot is older than the stale age too "
-        "(for a run that will post late); by default they are recorded as missed.")
+        "(for a run that will post late); by default they are recorded as missed. The run "
+        "tag `waifugen/post_late=true` does the same.")
     submit_until: str | None = Field(
         default=None, description="Submit only reels whose slot is at or before this UTC time "
         "(ISO 8601): the generation sensor's way of rendering the roster's earliest slots "
@@ -255,6 +257,13 @@ def reels(context: dg.AssetExecutionContext, config: RenderConfig, database: Dat
     character_id, day = split_partition_key(context.partition_key)
     engine = database.get_engine()
     r, ch = schema.reels, schema.characters
+    late = config.late or asks_late(context.run.tags)
+    if late:  # asked for late work: reels that missed their slot are made after all
+        with engine.begin() as conn:
+            conn.execute(sa.update(r).where(r.c.character_id == character_id, r.c.date == day,
+                                            r.c.status == "skipped")
+                         .values(status="planned", failure_reason=None, next_attempt_at=None,
+                                 updated_at=sa.func.now()))
     with engine.connect() as conn:
         avatar, voice = conn.execute(sa.select(ch.c.a2e_avatar_id, ch.c.a2e_voice_id)
                                      .where(ch.c.id == character_id)).one()
@@ -281,7 +290,7 @@ def reels(context: dg.AssetExecutionContext, config: RenderConfig, database: Dat
             abandon_after=config.abandon_after_seconds
             if config.abandon_after_seconds is not None
             else (600.0 if settings.is_sandbox else 6 * 3600.0),
-            stale_after=None if config.late
+            stale_after=None if late
             else dt.timedelta(hours=settings.publish_stale_after_hours),
             submit_until=parse_instant(config.submit_until) if config.submit_until else None,
             budget_guard=budget_guard(day))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from waifugen_assets.characters import enabled_character_ids, partition_changes
 from waifugen_assets.config import ConfigError, Settings, get_settings, project_root
 from waifugen_assets.partitions import characters_partitions, partition_key
 
+log = logging.getLogger(__name__)
 SANDBOX_SEED = 20261125  # fixed so every `make run` sees the same simulated world
 SANDBOX_INSTANCE_TEMPLATE = project_root() / "deploy" / "dagster.sandbox.yaml"
 # The CLI prints its own summary, one line per failure; step-by-step logs (and the
@@ -144,13 +146,29 @@ def prepare(stack: Stack, defs: dg.Definitions, instance: dg.DagsterInstance) ->
         vault = TokenVault(engine, TokenCipher(stack.settings.secret_keys))
         seed_sandbox_tokens(vault)
         seed_sandbox_subscriber_tokens(vault)
-    to_add, to_remove = partition_changes(
-        wanted, instance.get_dynamic_partitions(characters_partitions.name))
-    if to_add:
-        instance.add_dynamic_partitions(characters_partitions.name, to_add)
-    for key in to_remove:
-        instance.delete_dynamic_partition(characters_partitions.name, key)
+    sync_partitions(instance, wanted)
     return wanted
+
+
+def sync_partitions(instance: dg.DagsterInstance, wanted: list[str]) -> None:
+    """The `characters` partitions equal to `wanted`. Another process starting at the same
+    moment may add the same keys first: that is fine, as long as they end up there."""
+    name = characters_partitions.name
+    for _ in range(3):
+        to_add, to_remove = partition_changes(wanted, instance.get_dynamic_partitions(name))
+        try:
+            if to_add:
+                instance.add_dynamic_partitions(name, to_add)
+            for key in to_remove:
+                instance.delete_dynamic_partition(name, key)
+            return
+        except Exception as exc:  # a concurrent add of the same key: look again
+            log.info("characters partitions changed meanwhile (%s); looking again",
+                     type(exc).__name__)
+    to_add, to_remove = partition_changes(wanted, instance.get_dynamic_partitions(name))
+    if to_add or to_remove:
+        raise ConfigError(f"could not bring the characters partitions in line with the roster "
+                          f"(+{to_add} -{to_remove}); is the Dagster instance writable?")
 
 
 class RunFailed(RuntimeError):
@@ -267,9 +285,7 @@ def run_day(defs: dg.Definitions, instance: dg.DagsterInstance, days: dict[str, 
         failures: list[str] = []
         for what, run_config in ((job, content_config), (dms, QUIET)):
             try:
-                result = what.execute_in_process(
-                    partition_key=partition_key(cid, day), instance=instance,
-                    raise_on_error=False, tags=tags, run_config=run_config)
+                result = _execute(what, partition_key(cid, day), instance, tags, run_config)
             except Exception as exc:  # a run that could not even start: this character only
                 failures.append(one_line(f"{what.name}: {type(exc).__name__}: {exc}"))
                 continue
@@ -277,3 +293,20 @@ def run_day(defs: dg.Definitions, instance: dg.DagsterInstance, days: dict[str, 
                 failures.extend(f"{what.name}: {m}" for m in failure_messages(result))
         results.append(CharacterRun(cid, day, failures))
     return results
+
+
+def _execute(job: dg.JobDefinition, key: dg.MultiPartitionKey, instance: dg.DagsterInstance,
+             tags: dict[str, str], run_config: dict) -> dg.ExecuteInProcessResult:
+    """One in-process run. A run that could not even be created (another process writing
+    the same instance's SQLite storage at that moment) is tried once more."""
+    for attempt in range(2):
+        try:
+            return job.execute_in_process(partition_key=key, instance=instance,
+                                          raise_on_error=False, tags=tags,
+                                          run_config=run_config)
+        except Exception as exc:
+            if attempt:
+                raise
+            log.info("run of %s for %s not created (%s); trying once more", job.name, key,
+                     type(exc).__name__)
+    raise AssertionError("unreachable")

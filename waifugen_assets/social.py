@@ -40,6 +40,7 @@ from waifugen_assets.publishing import (
     verify_tiktok,
 )
 from waifugen_assets.roster import PUBLISH_PLATFORMS
+from waifugen_assets.staleness import asks_late
 from waifugen_assets.tokens import TokenCipher, TokenVault
 from waifugen_assets.videos import branded_videos
 
@@ -52,7 +53,8 @@ class PublishConfig(dg.Config):
                            "sandbox mode).")
     post_late: bool = Field(default=False, description="Post reels whose slot is older than "
                             "the stale age too (and reopen posts skipped as stale); by "
-                            "default they are recorded as skipped, not posted.")
+                            "default they are recorded as skipped, not posted. The run tag "
+                            "`waifugen/post_late=true` does the same.")
     stale_after_hours: float | None = Field(
         default=None, description="Age of a slot after which it is stale; default "
         "PUBLISH_STALE_AFTER_HOURS (3).")
@@ -140,6 +142,7 @@ def social_posts(context: dg.AssetExecutionContext, config: PublishConfig,
     character_id, day = split_partition_key(context.partition_key)
     settings = get_settings()
     engine = database.get_engine()
+    post_late = config.post_late or asks_late(context.run.tags)
     vault = TokenVault(engine, TokenCipher(settings.secret_keys))
     now = clock.now()
     stale_after = dt.timedelta(hours=config.stale_after_hours
@@ -163,7 +166,7 @@ def social_posts(context: dg.AssetExecutionContext, config: PublishConfig,
             sa.select(sp.c.reel_id, sp.c.platform, sp.c.state)
             .join(r, r.c.id == sp.c.reel_id)
             .where(r.c.character_id == character_id, r.c.date == day))
-            if state in DONE and not (config.post_late and state == "skipped")}
+            if state in DONE and not (post_late and state == "skipped")}
     getters = {"tiktok": tiktok.refresher, "youtube": youtube.credentials}
     stop_on_config_error(lambda: check_before_spending(
         engine, [character_id], credentials=[getters[p] for p in accounts if p in getters]))
@@ -211,7 +214,7 @@ def social_posts(context: dg.AssetExecutionContext, config: PublishConfig,
                     state, reason = publish_post(engine, job, post_id, flow, tokens, vault,
                                                  alert=alert, claims=claims,
                                                  stale_before=now - stale_after,
-                                                 post_late=config.post_late)
+                                                 post_late=post_late)
                     outcome.add(platform, state, f"{reel['id']}:{platform}", reason)
                 if path.is_relative_to(scratch):  # a download, not the local store's file
                     path.unlink(missing_ok=True)
