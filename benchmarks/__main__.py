@@ -7,20 +7,27 @@ from __future__ import annotations
 import importlib
 import sys
 
-HARNESSES = ("storage_memory", "branding", "upload", "dm_due", "dm_send", "webhook_ingest")
+HARNESSES = ("storage_memory", "branding", "upload", "dm_due", "dm_send", "webhook_ingest",
+             "day_at_scale")
 
 
 def main(argv: list[str]) -> int:
-    names = argv or list(HARNESSES)
+    """`NAME ...` runs those harnesses; options after the names go to them (`day_at_scale
+    --characters 100`)."""
+    split = next((i for i, a in enumerate(argv) if a.startswith("-")), len(argv))
+    names, options = argv[:split] or list(HARNESSES), argv[split:]
     unknown = sorted(set(names) - set(HARNESSES))
     if unknown:
         print(f"unknown benchmark(s): {', '.join(unknown)}; known: {', '.join(HARNESSES)}")
+        return 2
+    if options and len(names) != 1:
+        print("options go to one harness: name it alone (python -m benchmarks NAME --opt ...)")
         return 2
     status = 0
     for name in names:
         print(f"== {name}", flush=True)
         module = importlib.import_module(f"benchmarks.{name}")
-        status = module.main([]) or status
+        status = module.main(options) or status
     return status
 
 

@@ -475,3 +475,20 @@ def test_an_expired_instagram_container_is_replaced_and_published_once(
     assert {p["state"] for p in ig} == {"published"}
     assert not first & {p["remote_state"].get("container_id") for p in ig}  # new containers
     assert len(_published(sandbox.url, suffix, engine)["instagram"]) == n
+
+
+def test_an_account_marked_for_reauth_is_tried_and_back_once_the_platform_accepts_it(
+        pipeline_resources, world, engine, sandbox, suffix) -> None:
+    """A 401 that was the platform's own hiccup must not park an account for good: the token
+    is still tried, and the first post the platform takes brings the account back."""
+    instance, vault = world
+    assert _run(pipeline_resources, instance, selection=ASSETS[1:5]).success
+    assert vault.mark_needs_reauth(CID, "tiktok")
+    _publish(pipeline_resources, instance)
+    pa = schema.platform_accounts
+    with engine.connect() as conn:
+        status = dict(conn.execute(sa.select(pa.c.platform, pa.c.status)
+                                   .where(pa.c.character_id == CID)).all())
+    assert status == {"tiktok": "active", "instagram": "active", "youtube": "active"}
+    assert {p["state"] for p in _posts(engine) if p["platform"] == "tiktok"} == {"published"}
+    assert len(_published(sandbox.url, suffix, engine)["tiktok"]) == _branded(engine)

@@ -44,6 +44,7 @@ COST_MODEL = CostModel()
 
 
 BUDGET_CHECK = "budget"
+MADE_IN_TIME_CHECK = "made_in_time"
 
 
 class PlanConfig(dg.Config):
@@ -209,14 +210,14 @@ class RenderConfig(dg.Config):
         "A2E_RENDER_SECONDS (the expected render time).")
     poll_interval_seconds: float | None = Field(
         default=None, description="Shortest wait between two polls of one task (later polls "
-        "back off to a quarter of the task's age, at most 10 min); default 0 in sandbox, "
-        "30 s else.")
+        "back off to a quarter of the task's age, at most 10 min); default an eighth of the "
+        "first poll's delay, at most 30 s.")
     max_wait_seconds: float | None = Field(
         default=None, description="A poll due within this is waited for in the run; later "
         "ones are left to the generation sensor. Default 60 s.")
     abandon_after_seconds: float | None = Field(
         default=None, description="A task still unfinished this long after its submit fails "
-        "its reel as timed out; default 10 min in sandbox, 6 h else.")
+        "its reel as timed out; default 6 h.")
     late: bool = Field(
         default=False, description="Render reels whose slot is older than the stale age too "
         "(for a run that will post late); by default they are recorded as missed. The run "
@@ -249,6 +250,10 @@ RENDERABLE = schema.reels.c.status.in_(RENDERABLE_STATUSES)
     group_name="content",
     kinds={"a2e", "postgres"},
     pool="video_api",
+    check_specs=[dg.AssetCheckSpec(
+        MADE_IN_TIME_CHECK, asset="reels", blocking=False,
+        description="No reel of the partition missed its slot unrendered (WARN with the "
+        "count and the reasons when some did).")],
     description="Each planned reel rendered by A2E (RunPod when A2E keeps failing), its task "
     "id saved before polling and its cost written to the credit ledger.",
 )
@@ -277,19 +282,20 @@ def reels(context: dg.AssetExecutionContext, config: RenderConfig, database: Dat
     primary = A2EProvider(a2e.get_client(limiter=a2e_limiter(
         a2e.resolved_requests_per_hour(), store=store, max_wait=a2e.max_wait_seconds)))
     fallback = RunPodProvider(runpod.get_client()) if runpod.configured else None
+    first = (config.first_poll_seconds if config.first_poll_seconds is not None
+             else settings.a2e_render_seconds)
     with Claims(engine) as claims:
         renderer = Renderer(
             engine, primary, fallback, claims=claims,
             polls=PollPlan(
-                first=config.first_poll_seconds if config.first_poll_seconds is not None
-                else settings.a2e_render_seconds,
+                first=first,
+                # Renders expected in minutes are not asked about every few seconds; the
+                # sandbox's instant ones (A2E_RENDER_SECONDS=0) are polled at once.
                 min_interval=config.poll_interval_seconds
-                if config.poll_interval_seconds is not None
-                else (0.0 if settings.is_sandbox else 30.0)),
+                if config.poll_interval_seconds is not None else min(30.0, first / 8)),
             max_wait=config.max_wait_seconds if config.max_wait_seconds is not None else 60.0,
             abandon_after=config.abandon_after_seconds
-            if config.abandon_after_seconds is not None
-            else (600.0 if settings.is_sandbox else 6 * 3600.0),
+            if config.abandon_after_seconds is not None else 6 * 3600.0,
             stale_after=None if late
             else dt.timedelta(hours=settings.publish_stale_after_hours),
             submit_until=parse_instant(config.submit_until) if config.submit_until else None,
@@ -302,7 +308,14 @@ def reels(context: dg.AssetExecutionContext, config: RenderConfig, database: Dat
     out = renderer.outcome
     for reel_id, reason in {**out.failed, **out.skipped}.items():
         context.log.warning("reel %s: %s", reel_id, reason)
-    return dg.MaterializeResult(metadata={
+    with engine.connect() as conn:
+        missed = dict(conn.execute(sa.select(r.c.id, r.c.failure_reason).where(
+            r.c.character_id == character_id, r.c.date == day, r.c.status == "skipped")).all())
+    check = dg.AssetCheckResult(
+        check_name=MADE_IN_TIME_CHECK, passed=not missed, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"missed": len(missed),
+                  "reasons": dg.MetadataValue.json({str(k): v for k, v in missed.items()})})
+    return dg.MaterializeResult(check_results=[check], metadata={
         "generated": len(out.generated),
         "failed": len(out.failed),
         "pending": len(out.pending),

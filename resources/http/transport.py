@@ -8,7 +8,9 @@ classifier is set, JSON bodies up to `body_peek_limit` bytes are read before ret
 
 from __future__ import annotations
 
+import functools
 import logging
+import ssl
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
@@ -55,6 +57,13 @@ _ERRORS: dict[Kind, type[HttpError]] = {
 }
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One verifying TLS context per process: building one (loading the CA bundle) costs tens
+    of milliseconds, and a run builds many clients. Contexts are safe to share."""
+    return httpx.create_ssl_context()  # what httpx would build (certifi bundle)
+
+
 class WaifugenTransport(httpx.BaseTransport):
     """Rate limits, then attempts with retries per `retry`, one redacted log line per attempt.
 
@@ -77,7 +86,7 @@ class WaifugenTransport(httpx.BaseTransport):
         body_peek_limit: int = BODY_PEEK_LIMIT,
     ) -> None:
         self.system = system
-        self._inner = inner if inner is not None else httpx.HTTPTransport()
+        self._inner = inner if inner is not None else httpx.HTTPTransport(verify=tls_context())
         self._timeout = as_timeout(timeout)
         self._retry = retry if retry is not None else RetryPolicy()
         self._limits = tuple(x if isinstance(x, Limit) else Limit(x) for x in limits)
