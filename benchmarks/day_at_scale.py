@@ -6,10 +6,10 @@
 
 The roster is characters.yaml cycled to N characters (clones get `-2`, `-3`, ... ids and
 handles; every one keeps its time zone and its four local slots, or all move to `--timezone`:
-the worst case for A2E's hourly budget, every day beginning at the same midnight).
-Everything real but the clock: a fresh PostgreSQL database (embedded pgserver in a temp dir,
-or `--server-url` / TEST_DATABASE_URL), the sandbox over HTTP with its production limits (A2E: 100 requests an
-hour per key, renders of `--render-seconds` x 0.75-1.25 each, TikTok's 6 inits a minute and
+the worst case for A2E's hourly budget, every day beginning at the same midnight). Everything
+real but the clock: a fresh PostgreSQL database (embedded pgserver in a temp dir, or `--server-
+url` / TEST_DATABASE_URL), the sandbox over HTTP with its production limits (A2E: 100 requests
+an hour per key, renders of `--render-seconds` x 0.75-1.25 each, TikTok's 6 inits a minute and
 daily cap, Instagram's 50 publishes a day, YouTube's 10,000 units a day with 1,600 an upload),
 real ffmpeg branding, the code location's own schedules, sensors and jobs on a temporary
 Dagster instance.
