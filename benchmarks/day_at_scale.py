@@ -7,12 +7,12 @@
 The roster is characters.yaml cycled to N characters (clones get `-2`, `-3`, ... ids and
 handles; every one keeps its time zone and its four local slots, or all move to `--timezone`:
 the worst case for A2E's hourly budget, every day beginning at the same midnight). Everything
-real but the clock: a fresh PostgreSQL database (embedded pgserver in a temp dir, or `--server-
-url` / TEST_DATABASE_URL), the sandbox over HTTP with its production limits (A2E: 100 requests
-an hour per key, renders of `--render-seconds` x 0.75-1.25 each, TikTok's 6 inits a minute and
-daily cap, Instagram's 50 publishes a day, YouTube's 10,000 units a day with 1,600 an upload),
-real ffmpeg branding, the code location's own schedules, sensors and jobs on a temporary
-Dagster instance.
+real but the clock: a fresh PostgreSQL database (embedded pgserver in a temp dir, or
+`--server-url` / TEST_DATABASE_URL), the sandbox over HTTP with its production limits (A2E: 100
+requests an hour per key, renders of `--render-seconds` x 0.75-1.25 each, TikTok's 6 inits a
+minute and daily cap, Instagram's 50 publishes a day, YouTube's 10,000 units a day with 1,600
+an upload), real ffmpeg branding, the code location's own schedules, sensors and jobs on a
+temporary Dagster instance.
 
 The clock is injected (waifugen_assets.clock.simulate, and the sandbox's /_sandbox/clock
 follows it): from just before the easternmost character's local midnight to an hour and a half
@@ -299,15 +299,19 @@ def _run_day(sandbox: Any, people: list[dict[str, Any]], day: dt.date, start: dt
         while sim.now() < end:
             now = sim.now()
             if now.minute == 5 or now == start:
-                ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=now,
-                                                resources={"database": database})
-                for request in daily_plans_schedule(ctx):
+                # Contexts are closed after use: one keeps what it opened (an instance of its
+                # own, resources) until then.
+                with dg.build_schedule_context(instance=instance, scheduled_execution_time=now,
+                                               resources={"database": database}) as ctx:
+                    planned = list(daily_plans_schedule(ctx))
+                for request in planned:
                     # One day is simulated: the days before and after are not planned.
                     if request.partition_key.keys_by_dimension["date"] == day.isoformat():
                         launch("plan", request)
             for sensor, job in ((generation_sensor, "render"), (posting_sensor, "publish")):
-                ctx = dg.build_sensor_context(instance=instance, resources=resources)
-                for request in sensor(ctx).run_requests:
+                with dg.build_sensor_context(instance=instance, resources=resources) as ctx:
+                    requests = sensor(ctx).run_requests
+                for request in requests:
                     launch(job, request)
             stamp = sim.now()  # a run that waited for a poll moved the clock on
             with engine.connect() as conn:

@@ -23,7 +23,8 @@ def test_a_day_under_a_tight_a2e_budget(monkeypatch: pytest.MonkeyPatch, pg_serv
     status = harness.main(["--characters", "4", "--requests-per-hour", "12",
                            "--server-url", pg_server_url, "--docs", str(docs)])
     out = capsys.readouterr().out
-    result = json.loads(out[out.index("{"):out.rindex("}") + 1])
+    start = out.index("\n{\n") + 1  # the result (progress lines come before it)
+    result = json.loads(out[start:out.index("\n}\n", start) + 2])
     assert status == 0
     assert result["reels"] == 16 and result["posted_twice"] == 0
     assert result["a2e_refused"] == 0  # the budget was tracked, never discovered by a 429

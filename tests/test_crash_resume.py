@@ -29,12 +29,13 @@ def _run(env: dict[str, str]) -> subprocess.Popen[str]:
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
-def _paid_task_saved(engine: sa.Engine) -> bool:
+def _all_tasks_saved(engine: sa.Engine) -> bool:
+    """Every reel of the day paid for, its task id on record, and none finished: polling."""
     r = schema.reels
     with engine.connect() as conn:
-        return bool(conn.scalar(sa.select(sa.func.count()).select_from(r).where(
-            r.c.character_id == CID, r.c.generation_task_id.is_not(None),
-            r.c.status == "generating")))
+        rows = conn.execute(sa.select(r.c.status, r.c.generation_task_id)
+                            .where(r.c.character_id == CID)).all()
+    return bool(rows) and all(s == "generating" and t for s, t in rows)
 
 
 def test_kill_mid_poll_then_rerun(db_url: str, engine: sa.Engine, tmp_path: Path,
@@ -42,12 +43,14 @@ def test_kill_mid_poll_then_rerun(db_url: str, engine: sa.Engine, tmp_path: Path
     key = f"sk_sandbox_{uuid.uuid4().hex[:10]}"
     env = _cli_env(db_url, tmp_path / "home", sandbox_server.url, key)
     since = max((e["id"] for e in sandbox_server.journal()), default=0)
-    slow = sandbox_server.add_fault(system="a2e", route="/api/v1/video/awsResult",
+    # Status polls (one task's, or the list route's many) answer slowly: the kill lands
+    # while the run waits for them.
+    slow = sandbox_server.add_fault(system="a2e", route="/api/v1/video/aws*",
                                     action="delay", delay=0.4)
     proc = _run(env)
     try:
         deadline = time.monotonic() + 120
-        while not _paid_task_saved(engine):  # the moment a task id is on record
+        while not _all_tasks_saved(engine):  # polling has begun
             assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
             assert time.monotonic() < deadline, "no task was ever submitted"
             time.sleep(0.05)

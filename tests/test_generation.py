@@ -180,3 +180,21 @@ def test_task_that_never_finishes_times_out(pipeline_resources, instance, engine
     timed_out = [r for r in rows if r["status"] == "failed"]
     assert len(timed_out) == 1 and "timed out" in timed_out[0]["failure_reason"]
     assert timed_out[0]["generation_task_id"]  # the paid task stays on record
+
+
+def test_a_submit_that_never_arrived_is_not_counted_twice(pipeline_resources, instance, engine,
+                                                          sandbox_server) -> None:
+    """A run died after recording its intent and before its submit left: the provider has no
+    task by that title, so the attempt cost nothing and the rerun's submit is the first."""
+    assert _run(pipeline_resources, instance, reel_plans).success
+    r = schema.reels
+    with engine.begin() as conn:
+        first = conn.scalar(sa.select(sa.func.min(r.c.id)).where(r.c.character_id == CID))
+        conn.execute(sa.update(r).where(r.c.id == first).values(
+            status="generating", generation_provider="a2e", generation_attempts=1,
+            generation_submitted_at=clock.now()))
+    since = _mark(sandbox_server)
+    assert _run(pipeline_resources, instance, reels).success
+    row = next(x for x in _rows(engine) if x["id"] == first)
+    assert row["status"] == "generated" and row["generation_attempts"] == 1
+    assert _titles(sandbox_server, since).count(f"waifugen-reel-{first}") == 1

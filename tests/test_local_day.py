@@ -55,10 +55,11 @@ def test_schedule_and_sensors_use_local_days(pipeline_resources: dict, db_url: s
             ids = list(conn.execute(sa.select(schema.characters.c.id)).scalars())
         instance.add_dynamic_partitions(characters_partitions.name, ids)
         database = DatabaseResource(url=db_url)
-        ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=NOW,
-                                        resources={"database": database})
-        planned = {r.partition_key.keys_by_dimension["character"]:
-                   r.partition_key.keys_by_dimension["date"] for r in daily_plans_schedule(ctx)}
+        with dg.build_schedule_context(instance=instance, scheduled_execution_time=NOW,
+                                       resources={"database": database}) as ctx:
+            planned = {r.partition_key.keys_by_dimension["character"]:
+                       r.partition_key.keys_by_dimension["date"]
+                       for r in daily_plans_schedule(ctx)}
         with clock.running_from(NOW):
             sensed = {r.partition_key.keys_by_dimension["character"]:
                       r.partition_key.keys_by_dimension["date"]

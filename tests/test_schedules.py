@@ -45,11 +45,14 @@ def test_daily_schedule_uses_each_local_day(pipeline_resources: dict, db_url: st
         _loaded(pipeline_resources, instance)
         # 2026-11-25 20:05 UTC: already the 26th in Tokyo and Sydney, the 25th in New York.
         when = dt.datetime(2026, 11, 25, 20, 5, tzinfo=dt.UTC)
-        ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=when,
-                                        resources={"database": DatabaseResource(url=db_url)})
-        requests = {r.partition_key.keys_by_dimension["character"]:
-                    r.partition_key.keys_by_dimension["date"]
-                    for r in daily_plans_schedule(ctx)}
+        # Closed after use: a schedule context enters an instance of its own when asked for
+        # `context.instance`, and leaves Dagster's current-instance state pointing at it.
+        with dg.build_schedule_context(
+                instance=instance, scheduled_execution_time=when,
+                resources={"database": DatabaseResource(url=db_url)}) as ctx:
+            requests = {r.partition_key.keys_by_dimension["character"]:
+                        r.partition_key.keys_by_dimension["date"]
+                        for r in daily_plans_schedule(ctx)}
     assert requests["mika-hoshizora"] == "2026-11-26"  # Asia/Tokyo
     assert requests["tessa-wrenfield"] == "2026-11-26"  # Australia/Sydney
     assert requests["nova-castellane"] == "2026-11-25"  # America/New_York
@@ -69,9 +72,10 @@ def test_weekly_premium_plans_one_premium_reel(pipeline_resources: dict, db_url:
     sunday = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
     with dg.instance_for_test() as instance:
         ids = _loaded(pipeline_resources, instance)
-        ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=sunday,
-                                        resources={"database": DatabaseResource(url=db_url)})
-        requests = weekly_premium_schedule(ctx)
+        with dg.build_schedule_context(
+                instance=instance, scheduled_execution_time=sunday,
+                resources={"database": DatabaseResource(url=db_url)}) as ctx:
+            requests = weekly_premium_schedule(ctx)
         assert len(requests) == min(8, len(ids))
         assert all(r.run_key.startswith("premium:") for r in requests)
         assert defs.resolve_job_def("weekly_premium") is not None

@@ -274,6 +274,9 @@ class Renderer:
                 self._wait_for(job, provider, str(found), row["generation_submitted_at"],
                                self.now())
                 return
+            # The provider surely has no such task: that attempt cost nothing, take it back.
+            self._revert(job, f"{provider.name} has no task {job.title}: the last submit "
+                              "never arrived", pending=False)
         now = self.now()
         if self.stale_after is not None and job.scheduled_at is not None \
                 and job.scheduled_at + self.stale_after < now:
