@@ -387,6 +387,8 @@ def render(result: DayResult, when: str, heading: str) -> str:
         f"Measured {when} on {m['cores']} cores ({m['cpu']}), {m['ram_gb']} GB RAM, Python "
         f"{m['python']}. `python -m benchmarks day_at_scale --characters {r.characters}"
         + (f" --timezone {limits['timezone']}" if "/" in limits["timezone"] else "")
+        + (f" --requests-per-hour {limits['a2e_requests_per_hour']}"
+           if limits["a2e_requests_per_hour"] != 100 else "")
         + "`: one "
         f"simulated day ({r.simulated_hours:.1f} h of injected clock) through the real "
         "schedules, sensors and jobs, the sandbox at production limits (A2E "
@@ -430,7 +432,9 @@ def main(argv: list[str] | None = None) -> int:
     print(result.line())
     if not args.no_docs:
         heading = f"## Day at scale: {args.characters} characters" + (
-            f" in {args.timezone}" if args.timezone else "")
+            f" in {args.timezone}" if args.timezone else "") + (
+            f", A2E at {args.requests_per_hour} requests an hour"
+            if args.requests_per_hour != 100 else "")
         write_section(render(result, dt.date.today().isoformat(), heading), heading,
                       docs=args.docs)
     return 0 if result.posted_twice == 0 else 1
