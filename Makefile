@@ -21,10 +21,12 @@ run: $(STAMP)
 ## test: set up and run lint and the whole test suite (real PostgreSQL, sandbox over HTTP)
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/pytest -n 2 --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 ## dev: Dagster webserver + daemon on 127.0.0.1:3000 in sandbox mode; Ctrl-C stops it all
 dev: $(STAMP)

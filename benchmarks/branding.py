@@ -35,14 +35,9 @@ import imageio_ffmpeg
 
 from benchmarks.report import machine, write_section
 from resources.ffmpeg import FfmpegResource, probe_file
-from waifugen_assets.branding import (
-    DEFAULT_SPEC,
-    build_brand_command,
-    check_integrity,
-    filter_graph,
-    find_font_file,
-)
-from waifugen_assets.roster import Watermark
+from resources.ffmpeg_command import DEFAULT_SPEC, build_brand_command, filter_graph, find_font_file
+from waifugen_assets.roster.model import Watermark
+from waifugen_assets.videos.branding import check_integrity
 
 HEADING = "## Branding: 15 s 1080x1920 clip"
 SECONDS = 15

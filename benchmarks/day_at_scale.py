@@ -14,7 +14,7 @@ minute and daily cap, Instagram's 50 publishes a day, YouTube's 10,000 units a d
 an upload), real ffmpeg branding, the code location's own schedules, sensors and jobs on a
 temporary Dagster instance.
 
-The clock is injected (waifugen_assets.clock.simulate, and the sandbox's /_sandbox/clock
+The clock is injected (waifugen_assets.core.clock.simulate, and the sandbox's /_sandbox/clock
 follows it): from just before the easternmost character's local midnight to an hour and a half
 after the westernmost one's last slot, every `--tick` seconds the `daily_plans` schedule (at
 minute 5), then the `generation` and `posting` sensors are evaluated, and the runs they ask for
@@ -107,7 +107,7 @@ def slot_times(people: list[dict[str, Any]], day: dt.date) -> list[dt.datetime]:
 @contextlib.contextmanager
 def environment(values: dict[str, str]) -> Iterator[None]:
     """The pipeline's settings for the simulation; the process's own afterwards."""
-    from waifugen_assets.config import get_settings
+    from waifugen_assets.core.config import get_settings
 
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
@@ -248,10 +248,10 @@ def _run_day(sandbox: Any, people: list[dict[str, Any]], day: dt.date, start: dt
     from resources.database import DatabaseResource
     from sensors.generation import generation_sensor
     from sensors.posting import posting_sensor
-    from waifugen_assets import clock, schema
-    from waifugen_assets.local_stack import sync_partitions
-    from waifugen_assets.publishing import seed_sandbox_tokens
-    from waifugen_assets.schedules import daily_plans_schedule
+    from waifugen_assets.app.local_stack import sync_partitions
+    from waifugen_assets.app.sandbox_seeding import seed_sandbox_tokens
+    from waifugen_assets.core import clock, schema
+    from waifugen_assets.planning.schedules import daily_plans_schedule
 
     def follow(when: dt.datetime) -> None:  # the sandbox keeps our time
         sandbox.set_clock(when.timestamp(), frozen=True)
@@ -278,8 +278,8 @@ def _run_day(sandbox: Any, people: list[dict[str, Any]], day: dt.date, start: dt
         sync_partitions(instance, [c["id"] for c in people])
         database = DatabaseResource()
         engine = database.get_engine()
-        from waifugen_assets.config import get_settings
-        from waifugen_assets.tokens import TokenCipher, TokenVault
+        from waifugen_assets.core.config import get_settings
+        from waifugen_assets.core.tokens import TokenCipher, TokenVault
 
         seed_sandbox_tokens(TokenVault(engine, TokenCipher(get_settings().secret_keys)))
         resources = {"database": database, "a2e": A2EResource()}

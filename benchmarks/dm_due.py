@@ -55,8 +55,13 @@ import sqlalchemy as sa
 
 from benchmarks.report import DOCS, machine, write_section
 from benchmarks.scratch_db import CHARACTER, database, server, server_version
-from waifugen_assets.messaging import plan_due, sync_sequences
-from waifugen_assets.sequences import SUBSCRIBER_TIERS, Sequence, load_sequences, sequence_for
+from waifugen_assets.subscribers.cycle import plan_due, sync_sequences
+from waifugen_assets.subscribers.sequences import (
+    SUBSCRIBER_TIERS,
+    Sequence,
+    load_sequences,
+    sequence_for,
+)
 
 HEADING = "## DM due-step selection: plan_due vs a full scan"
 ROOT = Path(__file__).resolve().parent.parent

@@ -65,10 +65,16 @@ from resources.telegram import (
     sandbox_bot_username,
 )
 from sandbox.systems.fanvue import creator_uuid
-from waifugen_assets import schema
-from waifugen_assets.dm_channels import Channel, FanvueChannel, TelegramChannel
-from waifugen_assets.messaging import CharacterInfo, CycleStats, plan_due, send_due, sync_sequences
-from waifugen_assets.sequences import Sequence, load_sequences
+from waifugen_assets.core import schema
+from waifugen_assets.subscribers.channels import Channel, FanvueChannel, TelegramChannel
+from waifugen_assets.subscribers.cycle import (
+    CharacterInfo,
+    CycleStats,
+    plan_due,
+    send_due,
+    sync_sequences,
+)
+from waifugen_assets.subscribers.sequences import Sequence, load_sequences
 
 HEADING = "## DM sending: send_due at the platforms' rate limits"
 ROOT = Path(__file__).resolve().parent.parent

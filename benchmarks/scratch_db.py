@@ -3,7 +3,7 @@
 The server is `--server-url` when given (any PostgreSQL the harness may CREATE DATABASE on),
 else TEST_DATABASE_URL, else an embedded pgserver (PostgreSQL 16) in a temporary directory that
 is removed afterwards, so a benchmark never touches `.waifugen/`. The database is migrated to
-head with `waifugen_assets.migrate.upgrade` and dropped on exit.
+head with `waifugen_assets.core.migrate.upgrade` and dropped on exit.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from waifugen_assets import migrate
-from waifugen_assets.embedded_pg import embedded_server_url, stop_embedded, to_psycopg2
+from waifugen_assets.core import migrate
+from waifugen_assets.core.embedded_pg import embedded_server_url, stop_embedded, to_psycopg2
 
 # The benchmarks' one character: a fictional adult, as the roster requires.
 CHARACTER = {"id": "bench-dms", "name": "Bench", "persona": "a friendly streamer", "age": 25,

@@ -18,7 +18,6 @@ import argparse
 import hashlib
 import json
 import random
-import resource
 import shutil
 import socket
 import statistics
@@ -32,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchmarks.memory import watch_rss
 from benchmarks.report import machine, write_section
 
 MB = 1_000_000
@@ -112,42 +112,28 @@ class Server:
 
 def child(url: str, work: Path, max_bytes: int) -> dict[str, Any]:
     """Runs in a fresh interpreter: baseline after imports, then download + store."""
-    import psutil
 
+    from resources.url_policy import UrlPolicy, content_key
     from resources.video_store import LocalVideoStore, download_to_file, make_download_client
-    from waifugen_assets.storage import UrlPolicy, content_key
 
     policy = UrlPolicy.sandbox(url.rsplit("/", 1)[0])
     store = LocalVideoStore(work / "store", "http://127.0.0.1:8765/videos")
     client = make_download_client(policy, timeout=30.0)
-    process = psutil.Process()
-    baseline_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    baseline_rss = process.memory_info().rss
-    peak = [baseline_rss]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.wait(0.005):
-            peak[0] = max(peak[0], process.memory_info().rss)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    started = time.perf_counter()
-    got = download_to_file(client, url, work / "incoming", max_bytes=max_bytes, policy=policy)
-    downloaded = time.perf_counter()
-    stored = store.put_file(got.path, content_key(got.sha256), "video/mp4")
-    finished = time.perf_counter()
-    stop.set()
-    sampler.join()
+    with watch_rss() as memory:
+        started = time.perf_counter()
+        got = download_to_file(client, url, work / "incoming", max_bytes=max_bytes,
+                               policy=policy)
+        downloaded = time.perf_counter()
+        stored = store.put_file(got.path, content_key(got.sha256), "video/mp4")
+        finished = time.perf_counter()
     client.close()
-    after_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
         "sha256": stored.sha256, "bytes": stored.bytes,
         "download_s": downloaded - started, "put_s": finished - downloaded,
-        "baseline_maxrss_mb": baseline_kib * 1024 / MB,
-        "peak_maxrss_mb": after_kib * 1024 / MB,
-        "maxrss_increase_mb": (after_kib - baseline_kib) * 1024 / MB,
-        "sampled_rss_increase_mb": (peak[0] - baseline_rss) / MB,
+        "baseline_maxrss_mb": memory.baseline_maxrss_mb,
+        "peak_maxrss_mb": memory.peak_maxrss_mb,
+        "maxrss_increase_mb": memory.maxrss_increase_mb,
+        "sampled_rss_increase_mb": memory.sampled_increase_mb,
     }
 
 

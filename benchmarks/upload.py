@@ -38,7 +38,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ from typing import Any
 
 import httpx
 
+from benchmarks.memory import watch_rss
 from benchmarks.report import DOCS, machine, write_section
 from benchmarks.storage_memory import chunks
 
@@ -218,34 +218,18 @@ def recorded_sha256(base: str, platform: str, key: str) -> str | None:
 
 def child(platform: str, base: str, path: Path) -> dict[str, Any]:
     """In a fresh interpreter: set up (untimed), then time the upload and watch the memory."""
-    import psutil
-
     prepared = PREPARE[platform](base, new_account(platform), path)
-    process = psutil.Process()
-    baseline_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    baseline_rss = process.memory_info().rss
-    peak = [baseline_rss]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.wait(0.005):
-            peak[0] = max(peak[0], process.memory_info().rss)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    cpu_started, started = time.process_time(), time.perf_counter()
-    prepared.upload()
-    seconds = time.perf_counter() - started
-    cpu = time.process_time() - cpu_started  # user + sys of every thread (sampler included)
-    stop.set()
-    sampler.join()
+    with watch_rss() as memory:
+        cpu_started, started = time.process_time(), time.perf_counter()
+        prepared.upload()
+        seconds = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started  # user + sys of every thread (sampler included)
     prepared.close()
-    after_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"key": prepared.key, "seconds": seconds, "cpu_s": cpu,
             "requests": len(prepared.pieces),
-            "maxrss_increase_mb": (after_kib - baseline_kib) * 1024 / MB,
-            "sampled_increase_mb": (peak[0] - baseline_rss) / MB,
-            "peak_maxrss_mb": after_kib * 1024 / MB}
+            "maxrss_increase_mb": memory.maxrss_increase_mb,
+            "sampled_increase_mb": memory.sampled_increase_mb,
+            "peak_maxrss_mb": memory.peak_maxrss_mb}
 
 
 def run_ours(platform: str, base: str, path: Path) -> dict[str, Any]:

@@ -13,7 +13,7 @@ Two servers, each a subprocess on a free loopback port, up for the whole run and
 polling GET /healthz:
 
 - ours: the real command `waifugen webhooks serve --host 127.0.0.1 --port P` (the console script
-  `waifugen = waifugen_assets.cli:main`) with DATABASE_URL = the scratch database,
+  `waifugen = waifugen_assets.app.cli:main`) with DATABASE_URL = the scratch database,
   WAIFUGEN_MODE=sandbox, WAIFUGEN_HOME = a temp dir and the two webhook secrets the harness signs
   with. Per request it verifies, parses and stores (`inbound.store_events`).
 - baseline: `python -m benchmarks.webhook_ingest --baseline-server P`: the same stack
@@ -234,17 +234,17 @@ def baseline_app() -> Any:
 def serve_baseline(port: int) -> None:
     import uvicorn
 
-    # The options of waifugen_assets.webhooks.serve.
+    # The options of waifugen_assets.subscribers.webhooks.serve.
     uvicorn.run(baseline_app(), host="127.0.0.1", port=port, log_level="info",
                 proxy_headers=True, server_header=False)
 
 
 def waifugen_command() -> list[str]:
-    """The installed console script (pyproject: waifugen = waifugen_assets.cli:main)."""
+    """The installed console script (pyproject: waifugen = waifugen_assets.app.cli:main)."""
     script = Path(sys.executable).with_name("waifugen")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-m", "waifugen_assets.cli"]
+    return [sys.executable, "-m", "waifugen_assets.app.cli"]
 
 
 def _base_env() -> dict[str, str]:

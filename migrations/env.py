@@ -1,11 +1,11 @@
-"""Alembic environment: online migrations against the URL set by waifugen_assets.migrate."""
+"""Alembic environment: online migrations against the URL set by waifugen_assets.core.migrate."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from waifugen_assets.schema import metadata
+from waifugen_assets.core.schema import metadata
 
 config = context.config
 

@@ -51,7 +51,7 @@ from resources.http import (
     json_request,
     make_client,
 )
-from waifugen_assets.config import ConfigError, get_settings
+from waifugen_assets.core.config import ConfigError, get_settings
 
 SYSTEM = "a2e"
 PRODUCTION_URL = "https://video.a2e.ai"

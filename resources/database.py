@@ -13,8 +13,8 @@ import dagster as dg
 import sqlalchemy as sa
 from pydantic import Field
 
-from waifugen_assets.config import ConfigError, Settings, get_settings
-from waifugen_assets.embedded_pg import embedded_database_url, to_psycopg2
+from waifugen_assets.core.config import ConfigError, Settings, get_settings
+from waifugen_assets.core.embedded_pg import embedded_database_url, to_psycopg2
 
 _engines: dict[str, sa.Engine] = {}
 _lock = threading.Lock()

@@ -20,7 +20,7 @@ that lacks a field or has one of the wrong type -> InvalidResponse naming the fi
 
 `refresh_tokens(...)` talks to the OAuth token endpoint (`<base>/oauth/token` by default).
 Refresh tokens ROTATE (the contract's safe reading): the TokenSet's refresh_token replaces the
-one sent, which stops working; store it at once (see waifugen_assets.tokens). A lost refresh
+one sent, which stops working; store it at once (see waifugen_assets.core.tokens). A lost refresh
 answer (UnknownOutcome) may have rotated the token.
 """
 
@@ -55,9 +55,9 @@ from resources.http import (
     make_client,
     parse_json_object,
 )
-from resources.oauth import TokenSet
-from waifugen_assets.config import ConfigError, get_settings
-from waifugen_assets.redaction import register_secret
+from waifugen_assets.core.config import ConfigError, get_settings
+from waifugen_assets.core.redaction import register_secret
+from waifugen_assets.core.tokens import TokenSet
 
 SYSTEM = "fanvue"
 PRODUCTION_URL = "https://api.fanvue.com"
@@ -486,7 +486,7 @@ class FanvueResource(dg.ConfigurableResource):
         return client_id, secret
 
     def refresher(self) -> Callable[[str], TokenSet]:
-        """`refresh_tokens` with this app's credentials: what waifugen_assets.tokens calls."""
+        """`refresh_tokens` with this app's credentials: what waifugen_assets.core.tokens calls."""
         client_id, secret = self.credentials()
         url, timeout = self.resolved_token_url(), self._timeout()
         return lambda token: refresh_tokens(url, client_id, secret, token, timeout=timeout)

@@ -3,7 +3,7 @@
 The binary is `ffmpeg_path` when configured, else the FFMPEG_PATH setting, else the one
 imageio-ffmpeg ships (a static build with libx264, drawtext and fontconfig; it has no ffprobe,
 so files are probed with PyAV instead). The command itself is built, purely, by
-waifugen_assets.branding.
+resources/ffmpeg_command.py.
 
 `brand` writes to a temp file beside the output and renames it into place, so a reader never
 sees half a file; on failure the temp file is removed and BrandingError carries the last lines
@@ -31,19 +31,19 @@ import dagster as dg
 import imageio_ffmpeg
 from pydantic import Field
 
-from waifugen_assets.branding import (
+from resources.ffmpeg_command import (
     DEFAULT_SPEC,
     VIDEO_DEMUXERS,
     BrandingError,
     EncodeSpec,
+    Overlay,
     ProbeResult,
     build_brand_command,
     find_font_file,
     local_input,
     resolve_image,
 )
-from waifugen_assets.config import get_settings
-from waifugen_assets.roster import Watermark
+from waifugen_assets.core.config import get_settings
 
 STDERR_TAIL_LINES = 8
 _CHUNK = 1 << 20
@@ -313,7 +313,7 @@ class FfmpegResource(dg.ConfigurableResource):
         self,
         input_path: str | os.PathLike[str],
         output_path: str | os.PathLike[str],
-        watermark: Watermark | None = None,
+        watermark: Overlay | None = None,
         spec: EncodeSpec = DEFAULT_SPEC,
         *,
         verify: bool = True,

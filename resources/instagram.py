@@ -84,8 +84,8 @@ from resources.http import (
     make_client,
     parse_json_object,
 )
-from resources.oauth import TokenSet
-from waifugen_assets.config import get_settings
+from waifugen_assets.core.config import get_settings
+from waifugen_assets.core.tokens import TokenSet
 
 SYSTEM = "instagram"
 PRODUCTION_URL = "https://graph.instagram.com"  # Instagram Login; graph.facebook.com works too

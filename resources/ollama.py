@@ -1,8 +1,9 @@
 """Ollama (local LLM) through the official `ollama` client, on the shared HTTP transport.
 
-Used to write reel texts in the character's persona with JSON-schema-constrained output. The
-client's requests go through resources.http (timeouts, retries, redaction); a failure or an
-answer that does not fit the schema makes the caller fall back to templates.
+A generic chat: one JSON-schema-constrained turn (`chat_json`, used to plan reels) or a plain
+text turn (`chat_text`, DM personalisation). The client's requests go through resources.http
+(timeouts, retries, redaction); what to ask and what to do with a failure or an answer that
+does not fit is the caller's (waifugen_assets/planning/plans.py falls back to templates).
 """
 
 from __future__ import annotations
@@ -15,18 +16,7 @@ import ollama
 from pydantic import Field
 
 from resources.http import RetryPolicy, make_transport
-from waifugen_assets.config import get_settings
-from waifugen_assets.planning import PLAN_SCHEMA, PlanRequest, Writer, valid_llm_texts
-
-SYSTEM_PROMPT = (
-    "You are {name}, a virtual creator (an adult; all content is for a general audience). "
-    "Persona: {persona} Write in first person, upbeat, no sexual content, no links."
-)
-USER_PROMPT = (
-    "Plan short vertical video number {slot_no} for {date} (posting at {slot_time} local). "
-    "Give a title, a spoken script of 2-4 sentences, a caption and 3-6 hashtags, as JSON.{tier}"
-)
-PREMIUM_HINT = " It is a premium reel for subscribers: make it feel exclusive and personal."
+from waifugen_assets.core.config import get_settings
 
 
 class OllamaResource(dg.ConfigurableResource):
@@ -67,20 +57,3 @@ class OllamaResource(dg.ConfigurableResource):
             messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
             options={"temperature": 0.7, "seed": seed}, stream=False)
         return (resp.message.content or "").strip() or None
-
-    def plan_writer(self) -> Writer:
-        model = self.model_name()
-
-        def write(req: PlanRequest) -> dict[str, Any] | None:
-            answer = self.chat_json(
-                SYSTEM_PROMPT.format(name=req.character_name, persona=req.persona),
-                USER_PROMPT.format(slot_no=req.slot + 1, date=req.date.isoformat(),
-                                   slot_time=req.slot_time,
-                                   tier=PREMIUM_HINT if req.tier == "premium" else ""),
-                PLAN_SCHEMA,
-                seed=req.slot,
-            )
-            texts = valid_llm_texts(answer)
-            return None if texts is None else {**texts, "source": "ollama", "model": model}
-
-        return write

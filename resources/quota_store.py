@@ -13,7 +13,7 @@ restamped with that time (`settle`): the platform counted the request somewhere 
 so a later request can never land inside its window there (a request slower than a whole
 window may find its row already pruned: it stays counted from its take). The clock is the
 database's, shared by every process; the caller's `now` is used only while a simulated clock
-runs (waifugen_assets.clock), so a simulated day counts its limits in its own time.
+runs (waifugen_assets.core.clock), so a simulated day counts its limits in its own time.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from resources.http.ratelimit import wait_for_room
-from waifugen_assets import clock
-from waifugen_assets.schema import QUOTA_SERVICES
+from waifugen_assets.core import clock
+from waifugen_assets.core.schema import QUOTA_SERVICES
 
 _LOCK = sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:lock, 0))")
 _NOW = sa.text("SELECT extract(epoch FROM clock_timestamp())::float8")

@@ -1,4 +1,5 @@
-"""The roster file (characters.yaml) as a resource, so tests and deployments can point elsewhere."""
+"""Where the roster file (characters.yaml) is, as a resource, so tests and deployments can point
+elsewhere. Parsing it is the roster stage's job (waifugen_assets/roster/model.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ from pathlib import Path
 import dagster as dg
 from pydantic import Field
 
-from waifugen_assets.config import get_settings
-from waifugen_assets.roster import Roster, load_roster
+from waifugen_assets.core.config import get_settings
 
 
 class RosterResource(dg.ConfigurableResource):
@@ -17,9 +17,6 @@ class RosterResource(dg.ConfigurableResource):
 
     def file(self) -> Path:
         return Path(self.path) if self.path else get_settings().roster_path
-
-    def load(self) -> Roster:
-        return load_roster(self.file())
 
     def fingerprint(self) -> str:
         """sha256 of the file bytes, cheap enough for every sensor tick."""

@@ -31,7 +31,7 @@ from resources.http import (
     json_request,
     make_client,
 )
-from waifugen_assets.config import ConfigError, get_settings
+from waifugen_assets.core.config import ConfigError, get_settings
 
 SYSTEM = "runpod"
 PRODUCTION_URL = "https://api.runpod.ai"

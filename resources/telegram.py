@@ -28,7 +28,6 @@ token per character.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -53,22 +52,25 @@ from resources.http import (
     telegram_classifier,
     telegram_retry_after,
 )
-from waifugen_assets.config import get_settings
-from waifugen_assets.redaction import register_secret
+from waifugen_assets.core.config import get_settings
+from waifugen_assets.core.redaction import register_secret
+from waifugen_assets.core.sandbox_world import (  # noqa: F401 (re-exported for callers)
+    SANDBOX_ALERT_CHAT_ID,
+    SANDBOX_BOT_TOKEN,
+    sandbox_bot_id,
+    sandbox_bot_token,
+    sandbox_bot_username,
+)
 
 SYSTEM = "telegram"
 PRODUCTION_URL = "https://api.telegram.org"
-SANDBOX_BOT_TOKEN = "7000000001:AAsandbox_alerts_bot_token_000000000"  # noqa: S105 - sandbox only
-SANDBOX_ALERT_CHAT_ID = "-1001000000001"
 MAX_TEXT = 4096  # UTF-16 code units, as Telegram counts text (entity offsets use them too)
 MESSAGES_PER_SECOND_PER_BOT = 30
 SECONDS_PER_PRIVATE_MESSAGE = 1.0
 GROUP_MESSAGES_PER_MINUTE = 20
 MAX_UPDATES = 100
 SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")  # setWebhook's secret_token alphabet
-_ACCOUNT = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CHAT_EXTENSION = "waifugen.telegram.chat"  # request extension: the chat a message goes to
-_SANDBOX_BOT_ID_BASE = 6_000_000_000  # 10-digit ids like real bots', apart from 7000000001
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -138,38 +140,6 @@ def fit_text(text: str, limit: int = MAX_TEXT) -> str:
         if used > limit:
             return text[:index]
     return text
-
-
-# --- sandbox bots ------------------------------------------------------------------------------
-
-def _sandbox_account(account: str) -> str:
-    name = account.strip().removeprefix("@")
-    if name.lower().endswith("_bot"):
-        name = name[:-4]
-    if not _ACCOUNT.fullmatch(name):
-        raise ValueError(f"sandbox bot account {account!r}: use 1-64 letters, digits, _ or - "
-                         "(a character slug or its @..._bot handle)")
-    return name
-
-
-def sandbox_bot_username(account: str) -> str:
-    """The sandbox bot's username: the account with - as _, plus `_bot`."""
-    return f"{_sandbox_account(account).replace('-', '_')}_bot"
-
-
-def sandbox_bot_id(account: str) -> int:
-    """The sandbox bot's numeric id, derived from its username (case-insensitive, as
-    Telegram usernames are), so `mika-hoshizora` and `@mika_hoshizora_bot` are one bot."""
-    digest = hashlib.sha256(sandbox_bot_username(account).lower().encode()).hexdigest()
-    return _SANDBOX_BOT_ID_BASE + int(digest[:12], 16) % 1_000_000_000
-
-
-def sandbox_bot_token(account: str) -> str:
-    """The token the sandbox accepts for a character's bot: `<id>:AAsandbox_<account>`.
-
-    `account` is a character slug (`mika-hoshizora`) or a bot handle (`@mika_hoshizora_bot`).
-    """
-    return f"{sandbox_bot_id(account)}:AAsandbox_{_sandbox_account(account)}"
 
 
 # --- limits ------------------------------------------------------------------------------------

@@ -41,7 +41,7 @@ and then FAILED is a PublishStatus with `failed` True and TikTok's `fail_reason`
 
 `refresh_token(...)` talks to /v2/oauth/token/. TikTok ROTATES refresh tokens: the TokenSet's
 refresh_token replaces the one sent, which stops working; store it at once (see
-waifugen_assets.tokens). A lost refresh answer (UnknownOutcome) may have rotated the token.
+waifugen_assets.core.tokens). A lost refresh answer (UnknownOutcome) may have rotated the token.
 """
 
 from __future__ import annotations
@@ -83,9 +83,9 @@ from resources.http import (
     parse_json_object,
     reason_from_body,
 )
-from resources.oauth import TokenSet
-from waifugen_assets.config import ConfigError, get_settings
-from waifugen_assets.redaction import register_secret
+from waifugen_assets.core.config import ConfigError, get_settings
+from waifugen_assets.core.redaction import register_secret
+from waifugen_assets.core.tokens import TokenSet
 
 SYSTEM = "tiktok"
 PRODUCTION_URL = "https://open.tiktokapis.com"
@@ -565,7 +565,7 @@ class TikTokResource(dg.ConfigurableResource):
                 max_wait=self.max_wait_seconds))
 
     def refresher(self) -> Callable[[str], TokenSet]:
-        """`refresh_token` with this app's credentials: what waifugen_assets.tokens calls."""
+        """`refresh_token` with this app's credentials: what waifugen_assets.core.tokens calls."""
         settings = get_settings()
         key = self.client_key or settings.get("TIKTOK_CLIENT_KEY",
                                               sandbox_default=SANDBOX_CLIENT_KEY)

@@ -7,7 +7,7 @@ is checked against Content-Length before the body is read and again while stream
 truncated body or a Content-Length mismatch refused, and the file `os.replace`d into place
 only when complete: a failed download never leaves a partial file. Redirects are followed by
 hand (at most `MAX_REDIRECTS`), and every hop's URL goes through the `UrlPolicy` again
-(waifugen_assets/storage.py), so a redirect to loopback or to a metadata endpoint is refused.
+(resources/url_policy.py), so a redirect to loopback or to a metadata endpoint is refused.
 
 Connection pinning (DNS rebinding): `make_download_client` builds its httpx transport on a
 network backend that, at connect time, resolves the host, applies the same address rules and
@@ -56,9 +56,7 @@ import httpx
 from pydantic import Field
 
 from resources.http import HttpError, RetryPolicy, make_client, safe_url
-from waifugen_assets.config import ConfigError, get_settings
-from waifugen_assets.redaction import register_secret
-from waifugen_assets.storage import (
+from resources.url_policy import (
     Resolver,
     UnsafeUrl,
     UrlPolicy,
@@ -66,6 +64,8 @@ from waifugen_assets.storage import (
     sha256_of_key,
     validate_key,
 )
+from waifugen_assets.core.config import ConfigError, get_settings
+from waifugen_assets.core.redaction import register_secret
 
 DOWNLOAD_SYSTEM = "video-download"
 MAX_REDIRECTS = 5
@@ -503,7 +503,7 @@ class S3VideoStore:
 class VideoStoreResource(dg.ConfigurableResource):
     """Where videos live, and the one way to bring a generated video in (`store_from_url`).
 
-    Every field left unset falls back to the settings table (waifugen_assets/config.py):
+    Every field left unset falls back to the settings table (waifugen_assets/core/config.py):
     VIDEO_STORE, VIDEO_DIR, VIDEO_PUBLIC_BASE_URL, S3_BUCKET, S3_ENDPOINT_URL, S3_REGION,
     S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY (secrets: from the environment or `*_FILE`, or
     dg.EnvVar in the wiring, so they never appear in run config). Sandbox defaults: local

@@ -66,10 +66,10 @@ from resources.http import (
     parse_json_object,
     reason_from_body,
 )
-from resources.oauth import TokenSet
-from waifugen_assets import clock
-from waifugen_assets.config import ConfigError, get_settings
-from waifugen_assets.redaction import register_secret
+from waifugen_assets.core import clock
+from waifugen_assets.core.config import ConfigError, get_settings
+from waifugen_assets.core.redaction import register_secret
+from waifugen_assets.core.tokens import TokenSet
 
 SYSTEM = "youtube"
 PRODUCTION_URL = "https://www.googleapis.com"
@@ -237,10 +237,12 @@ def next_reset(now: dt.datetime) -> dt.datetime:
 
 @dataclass(frozen=True)
 class QuotaLedger:
-    """YouTube's daily quota arithmetic under either cost model; no I/O, no clock.
+    """YouTube's daily quota arithmetic under either cost model; no I/O, no clock. The one
+    quota model: publishing (waifugen_assets/publishing/platform_flows.py) counts every call
+    the client reports through `on_quota` at `cost(operation)` and asks `fits` before an upload.
 
-    The caller keeps the spends (the client reports each via `on_quota`) and asks, before
-    starting an upload, whether it fits today; if not, `defer_until` says when it will.
+    Callers keep either the spends (`used`/`can_afford`/`defer_until`) or running totals per
+    bucket (`left`/`fits`); if an upload does not fit, it waits for `next_reset`.
     """
 
     model: QuotaModel = QuotaModel.CLASSIC
@@ -275,17 +277,25 @@ class QuotaLedger:
                     totals[bucket] = totals.get(bucket, 0) + units
         return totals
 
-    def remaining(self, spends: Iterable[QuotaSpend], now: dt.datetime) -> dict[str, int]:
-        used = self.used(spends, now)
+    def left(self, used: Mapping[str, int]) -> dict[str, int]:
+        """What is left per bucket, given the units already `used` today per bucket."""
         return {b: max(0, cap - used.get(b, 0)) for b, cap in self.limits().items()}
+
+    def remaining(self, spends: Iterable[QuotaSpend], now: dt.datetime) -> dict[str, int]:
+        return self.left(self.used(spends, now))
+
+    def fits(self, operation: str, used: Mapping[str, int], *, reserve_units: int = 0) -> bool:
+        """Whether one `operation` fits on top of today's `used` units per bucket, keeping
+        `reserve_units` for follow-up reads (what callers that keep running totals ask)."""
+        left = self.left(used)
+        need = self.cost(operation)
+        need[UNITS] = need.get(UNITS, 0) + reserve_units
+        return all(left.get(bucket, 0) >= units for bucket, units in need.items())
 
     def can_afford(self, operation: str, spends: Iterable[QuotaSpend], now: dt.datetime, *,
                    reserve_units: int = 0) -> bool:
         """Whether one `operation` fits today, keeping `reserve_units` for follow-up reads."""
-        left = self.remaining(spends, now)
-        need = self.cost(operation)
-        need[UNITS] = need.get(UNITS, 0) + reserve_units
-        return all(left.get(bucket, 0) >= units for bucket, units in need.items())
+        return self.fits(operation, self.used(spends, now), reserve_units=reserve_units)
 
     def uploads_left(self, spends: Iterable[QuotaSpend], now: dt.datetime) -> int:
         """How many more videos.insert calls fit today."""

@@ -119,3 +119,20 @@ def control_app(store: StateStore, faults: FaultBook, systems: Sequence[str],
         Route("/clock", post_clock, methods=["POST"]),
         Route("/clock", real_clock, methods=["DELETE"]),
     ])
+
+
+class BadControlBody(ValueError):
+    """A control route's body is not a JSON object; the message says which."""
+
+
+async def read_control_body(request: Request) -> dict[str, Any]:
+    """The JSON object a control route was sent (`{}` for an empty body), the one reader every
+    system uses; BadControlBody names what is wrong, and each system words it as its API
+    would."""
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise BadControlBody("body must be JSON") from None
+    if not isinstance(body, dict):
+        raise BadControlBody("body must be a JSON object")
+    return body

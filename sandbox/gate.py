@@ -22,7 +22,7 @@ from sandbox.faults import FaultBook
 from sandbox.journal import BodyRecorder, headers_record, query_record, utc_now
 from sandbox.state import StateStore
 from sandbox.system import System
-from waifugen_assets.redaction import redact
+from waifugen_assets.core.redaction import redact
 
 
 def route_path(scope: Scope) -> str:

@@ -14,7 +14,7 @@ import json
 from typing import Any
 from urllib.parse import parse_qsl
 
-from waifugen_assets.redaction import MASK, SENSITIVE_KEYS, redact, redact_mapping
+from waifugen_assets.core.redaction import MASK, SENSITIVE_KEYS, redact, redact_mapping
 
 PARSE_LIMIT = 1 << 20  # larger JSON/form bodies are journaled as size + sha256 too
 

@@ -56,7 +56,7 @@ def serve(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
     """Serve every registered system until interrupted (Ctrl-C)."""
     check_loopback(host)
     if state_dir is None:
-        from waifugen_assets.config import get_settings
+        from waifugen_assets.core.config import get_settings
 
         state_dir = get_settings().sandbox_state
     app = build_app(Path(state_dir), seed)

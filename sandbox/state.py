@@ -166,3 +166,20 @@ class SystemState:
 
     def next_id(self, counter: str) -> int:
         return self.store.next_id(self.system, counter)
+
+
+def pop_first(state: SystemState, *keys: str) -> dict[str, Any] | None:
+    """Take the first entry of the first non-empty queue among `keys` (atomically each)."""
+    got: list[dict[str, Any]] = []
+
+    def change(queue: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if queue and not got:
+            got.append(queue[0])
+            return queue[1:]
+        return queue
+
+    for key in keys:
+        state.update(key, change, default=[])
+        if got:
+            return got[0]
+    return None

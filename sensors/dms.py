@@ -2,9 +2,10 @@
 DM work, reading the app database only.
 
 Work is: stored events not applied yet (webhooks), planned messages whose time has come,
-sends whose outcome is in doubt, or a sequence step that has come due for a subscriber
-(the same windows as messaging.plan_due). With INBOUND_MODE=polling new subscribers are only
-seen by asking the platforms, so every character with a Fanvue or Telegram account gets a run.
+sends whose outcome is in doubt, or a sequence step that has come due for a subscriber (the
+windows of waifugen_assets/subscribers/due.py, which the DM cycle uses too). With
+INBOUND_MODE=polling new subscribers are only seen by asking the platforms, so every character
+with a Fanvue or Telegram account gets a run.
 The run key is `dm:<character>:<10-minute tick>`: at most one run per character per tick.
 """
 
@@ -15,11 +16,12 @@ import dagster as dg
 import sqlalchemy as sa
 
 from resources.database import DatabaseResource
-from waifugen_assets import clock, schema
-from waifugen_assets.config import get_settings
-from waifugen_assets.jobs import subscriber_dms_job
-from waifugen_assets.partitions import partition_key
-from waifugen_assets.sequences import Sequence, sequence_for
+from waifugen_assets.core import clock, schema
+from waifugen_assets.core.config import get_settings
+from waifugen_assets.pipeline.partitions import partition_key
+from waifugen_assets.subscribers.due import due_windows
+from waifugen_assets.subscribers.jobs import subscriber_dms_job
+from waifugen_assets.subscribers.sequences import Sequence
 
 TICK = dt.timedelta(minutes=10)
 
@@ -47,23 +49,15 @@ def characters_with_dm_work(conn: sa.Connection, now: dt.datetime,
     for cid, _ in rows:
         if cid in busy:
             continue
-        for tier in ("standard", "vip"):
-            seq = sequence_for(sequences, cid, tier)
-            if seq is None:
-                continue
-            for step in seq.steps:
-                newest = now - dt.timedelta(days=step.day)
-                oldest = newest - dt.timedelta(hours=step.expire_after_hours)
-                planned = sa.exists().where(dm.c.subscriber_id == s.c.id,
-                                            dm.c.sequence_id == keys.get(seq.key, -1),
-                                            dm.c.step == step.index)
-                if conn.scalar(sa.select(sa.exists().where(
-                        s.c.character_id == cid, s.c.tier == tier, s.c.opted_out_at.is_(None),
-                        s.c.forgotten_at.is_(None), s.c.subscribed_at > oldest,
-                        s.c.subscribed_at <= newest, ~planned))):
-                    busy.add(cid)
-                    break
-            if cid in busy:
+        for w in due_windows(sequences, cid, now):
+            planned = sa.exists().where(dm.c.subscriber_id == s.c.id,
+                                        dm.c.sequence_id == keys.get(w.sequence.key, -1),
+                                        dm.c.step == w.step.index)
+            if conn.scalar(sa.select(sa.exists().where(
+                    s.c.character_id == cid, s.c.tier == w.tier, s.c.opted_out_at.is_(None),
+                    s.c.forgotten_at.is_(None), s.c.subscribed_at > w.oldest,
+                    s.c.subscribed_at <= w.newest, ~planned))):
+                busy.add(cid)
                 break
     return [(cid, tz) for cid, tz in rows if cid in busy]
 
@@ -78,8 +72,8 @@ def characters_with_dm_work(conn: sa.Connection, now: dt.datetime,
 )
 def dm_sensor(context: dg.SensorEvaluationContext,
               database: DatabaseResource) -> dg.SensorResult:
-    from waifugen_assets.dms import sequences_path
-    from waifugen_assets.sequences import load_sequences
+    from waifugen_assets.subscribers.assets import sequences_path
+    from waifugen_assets.subscribers.sequences import load_sequences
 
     now = clock.now()
     polling = (get_settings().get("INBOUND_MODE") or "polling") == "polling"

@@ -29,10 +29,10 @@ import sqlalchemy as sa
 from resources.a2e import A2EResource
 from resources.database import DatabaseResource
 from resources.quota_store import PostgresRateLimitStore
-from waifugen_assets import clock, schema
-from waifugen_assets.config import get_settings
-from waifugen_assets.jobs import render_job
-from waifugen_assets.partitions import partition_key
+from waifugen_assets.core import clock, schema
+from waifugen_assets.core.config import get_settings
+from waifugen_assets.pipeline.partitions import partition_key
+from waifugen_assets.rendering.jobs import render_job
 
 LOOKBACK = dt.timedelta(days=2)  # unfinished reels older than this are not looked at
 SUBMIT_REQUESTS = 2  # TTS + generate

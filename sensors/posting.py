@@ -16,10 +16,10 @@ import dagster as dg
 import sqlalchemy as sa
 
 from resources.database import DatabaseResource
-from waifugen_assets import clock, schema
-from waifugen_assets.jobs import publish_job
-from waifugen_assets.partitions import partition_key
-from waifugen_assets.publishing import DONE, WAITING
+from waifugen_assets.core import clock, schema
+from waifugen_assets.pipeline.partitions import partition_key
+from waifugen_assets.publishing.flows import DONE, WAITING
+from waifugen_assets.publishing.jobs import publish_job
 
 LOOKBACK = dt.timedelta(days=2)  # older slots are long stale: the tick stays flat
 

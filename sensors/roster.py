@@ -10,9 +10,9 @@ import dagster as dg
 
 from resources.database import DatabaseResource
 from resources.roster_file import RosterResource
-from waifugen_assets.characters import enabled_character_ids, partition_changes
-from waifugen_assets.jobs import roster_job
-from waifugen_assets.partitions import characters_partitions
+from waifugen_assets.pipeline.partitions import characters_partitions
+from waifugen_assets.roster.assets import enabled_character_ids, partition_changes
+from waifugen_assets.roster.jobs import roster_job
 
 
 @dg.sensor(

@@ -19,9 +19,9 @@ import sqlalchemy as sa
 from hypothesis import settings
 from sqlalchemy.engine import make_url
 
-from waifugen_assets import migrate
-from waifugen_assets.config import project_root
-from waifugen_assets.embedded_pg import embedded_server_url, to_psycopg2
+from waifugen_assets.core import migrate
+from waifugen_assets.core.config import project_root
+from waifugen_assets.core.embedded_pg import embedded_server_url, to_psycopg2
 
 # CI explores the same examples on every run (a red build must mean a regression); local runs
 # keep exploring new ones, and what they find is added as a regular test.
@@ -121,7 +121,7 @@ def sandbox_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]
 @pytest.fixture(autouse=True)
 def _fresh_breaker() -> None:
     """The render circuit breaker is per process: no test inherits another's failures."""
-    from waifugen_assets.render import BREAKER
+    from waifugen_assets.rendering.tasks import BREAKER
 
     BREAKER.success("a2e")
     BREAKER.success("runpod")

@@ -13,15 +13,16 @@ import sqlalchemy as sa
 from resources.fanvue import FanvueClient
 from resources.telegram import TelegramClient, sandbox_bot_token, sandbox_bot_username
 from sandbox.systems.fanvue import creator_uuid
-from waifugen_assets import schema
-from waifugen_assets.characters import characters
-from waifugen_assets.config import get_settings
-from waifugen_assets.dm_channels import FanvueChannel, TelegramChannel
-from waifugen_assets.dm_polling import poll_fanvue, poll_telegram
-from waifugen_assets.dm_rules import Rules
-from waifugen_assets.dms import load_configured_sequences, seed_sandbox_subscriber_tokens
-from waifugen_assets.messaging import CycleStats, character_info, dm_cycle
-from waifugen_assets.tokens import TokenCipher, TokenVault
+from waifugen_assets.app.sandbox_seeding import seed_sandbox_subscriber_tokens
+from waifugen_assets.core import schema
+from waifugen_assets.core.config import get_settings
+from waifugen_assets.core.tokens import TokenCipher, TokenVault
+from waifugen_assets.roster.assets import characters
+from waifugen_assets.subscribers.assets import load_configured_sequences
+from waifugen_assets.subscribers.channels import FanvueChannel, TelegramChannel
+from waifugen_assets.subscribers.cycle import CycleStats, character_info, dm_cycle
+from waifugen_assets.subscribers.polling import poll_fanvue, poll_telegram
+from waifugen_assets.subscribers.rules import Rules
 
 CID = "mika-hoshizora"  # Asia/Tokyo; has Fanvue and Telegram accounts in the roster
 BIG = 10**6

@@ -33,7 +33,7 @@ from resources.http import (
     UnknownOutcome,
 )
 from sandbox.systems.a2e import speech_seconds, video_cost
-from waifugen_assets.config import get_settings
+from waifugen_assets.core.config import get_settings
 
 TEXT = "Hi everyone! Today I am reviewing three ramen shops in the rain, stay with me."
 ANCHOR = "6650a1c0e4b0f1a2b3c40001"

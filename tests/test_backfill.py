@@ -24,9 +24,10 @@ import sqlalchemy as sa
 
 from sandbox.published import published, summarize
 from sandbox.server import SandboxServer
-from waifugen_assets import schema
-from waifugen_assets.config import project_root
-from waifugen_assets.local_stack import SANDBOX_SEED, configure_sandbox_world
+from waifugen_assets.app.local_stack import SANDBOX_SEED
+from waifugen_assets.app.sandbox_seeding import configure_sandbox_world
+from waifugen_assets.core import schema
+from waifugen_assets.core.config import project_root
 
 pytestmark = pytest.mark.integration
 
@@ -74,7 +75,7 @@ def world(db_url: str, tmp_path: Path):
 
 _PREPARE = """
 import dagster as dg
-from waifugen_assets.local_stack import local_stack, prepare
+from waifugen_assets.app.local_stack import local_stack, prepare
 with local_stack() as stack:
     from waifugen_assets.definitions import defs
     with dg.DagsterInstance.get() as instance:

@@ -25,24 +25,27 @@ from hypothesis import strategies as st
 
 import resources.ffmpeg as ffmpeg_mod
 from resources.ffmpeg import FfmpegResource, moov_before_mdat, probe_file, top_level_boxes
-from waifugen_assets.branding import (
-    BRANDED_LIMITS,
+from resources.ffmpeg_command import (
+    CORNERS,
     DEFAULT_SPEC,
-    PLATFORM_MAX_BYTES,
     BrandingError,
     EncodeSpec,
-    IntegrityLimits,
     ProbeResult,
     UnsafeInputError,
     build_brand_command,
-    check_integrity,
     drawtext_text,
     escape_filter_value,
     filter_graph,
     find_font_file,
+)
+from waifugen_assets.roster.model import WATERMARK_POSITIONS, Watermark
+from waifugen_assets.videos.branding import (
+    BRANDED_LIMITS,
+    PLATFORM_MAX_BYTES,
+    IntegrityLimits,
+    check_integrity,
     integrity_report,
 )
-from waifugen_assets.roster import Watermark
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 FAST = EncodeSpec(preset="ultrafast", crf=40)
@@ -586,3 +589,7 @@ def test_default_resource_uses_imageio_ffmpeg(monkeypatch: pytest.MonkeyPatch) -
     assert FfmpegResource(ffmpeg_path=None).executable() in (
         FFMPEG, ffmpeg_mod.get_settings().get("FFMPEG_PATH"))
     assert FfmpegResource(ffmpeg_path="/opt/ffmpeg").executable() == "/opt/ffmpeg"
+
+
+def test_the_command_places_every_watermark_position_the_roster_accepts() -> None:
+    assert set(CORNERS) == set(WATERMARK_POSITIONS)

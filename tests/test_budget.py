@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
 
-from waifugen_assets import schema
-from waifugen_assets.budget import (
+from waifugen_assets.core import schema
+from waifugen_assets.money.budget import (
     BudgetView,
     CostModel,
     Level,
@@ -21,9 +21,9 @@ from waifugen_assets.budget import (
     exhaustion_date,
     thresholds_reached,
 )
-from waifugen_assets.characters import characters
-from waifugen_assets.generation import reel_plans
-from waifugen_assets.partitions import characters_partitions, partition_key
+from waifugen_assets.pipeline.partitions import characters_partitions, partition_key
+from waifugen_assets.planning.assets import reel_plans
+from waifugen_assets.roster.assets import characters
 
 DAY = dt.date(2026, 11, 25)
 _refs = itertools.count()
@@ -136,9 +136,10 @@ def test_budget_check_warns_blocks_alerts_once_and_unblocks(
         # One alert per threshold and period, however often the check runs.
         _plan(pipeline_resources, instance, cid)
         with engine.connect() as conn:
-            alerts = conn.execute(sa.select(schema.budget_alerts.c.threshold,
-                                            schema.budget_alerts.c.sent_at).where(
-                schema.budget_alerts.c.character_id == cid)).all()
+            b, a = schema.budget_alerts, schema.alerts
+            alerts = conn.execute(sa.select(b.c.threshold, a.c.sent_at).join(
+                a, a.c.key == sa.func.concat("budget:", b.c.id)).where(
+                b.c.character_id == cid)).all()
         assert sorted(t for t, _ in alerts) == [50, 80, 100]
         assert all(sent is not None for _, sent in alerts)
         texts = [e["body"]["text"] for e in sandbox_server.journal("telegram")

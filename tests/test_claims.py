@@ -9,7 +9,7 @@ import textwrap
 import pytest
 import sqlalchemy as sa
 
-from waifugen_assets.claims import Claims, is_claimed
+from waifugen_assets.core.claims import Claims, is_claimed
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +55,7 @@ def test_a_killed_process_loses_its_claim_at_once(engine: sa.Engine, db_url: str
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys, time
         import sqlalchemy as sa
-        from waifugen_assets.claims import Claims
+        from waifugen_assets.core.claims import Claims
         claims = Claims(sa.create_engine({db_url!r}))
         assert claims.take("post", 42)
         print("held", flush=True)

@@ -12,8 +12,8 @@ from pathlib import Path
 import dagster as dg
 import sqlalchemy as sa
 
-from waifugen_assets import schema
-from waifugen_assets.roster import load_roster
+from waifugen_assets.core import schema
+from waifugen_assets.roster.model import load_roster
 
 # Today: the sandbox's subscribers are yesterday's sign-ups, whose day-0 welcome is due now.
 DAY = dt.datetime.now(dt.UTC).date().isoformat()
@@ -22,7 +22,7 @@ DAY = dt.datetime.now(dt.UTC).date().isoformat()
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     if args[0] == "run":  # tests run in parallel: any free port for each sandbox
         args = (*args, "--sandbox-port", "0")
-    return subprocess.run([sys.executable, "-m", "waifugen_assets.cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "waifugen_assets.app.cli", *args], env=env,
                           capture_output=True, text=True, timeout=600)
 
 

@@ -19,8 +19,9 @@ from cryptography.fernet import Fernet
 from ruamel.yaml import YAML
 
 from sandbox.server import SandboxServer
-from waifugen_assets import schema
-from waifugen_assets.local_stack import SANDBOX_SEED, configure_sandbox_world
+from waifugen_assets.app.local_stack import SANDBOX_SEED
+from waifugen_assets.app.sandbox_seeding import configure_sandbox_world
+from waifugen_assets.core import schema
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +31,7 @@ DAY = dt.datetime.now(dt.UTC).date().isoformat()
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     if args[0] == "run" and "WAIFUGEN_SANDBOX_URL" not in env:
         args = (*args, "--sandbox-port", "0")  # tests run in parallel: any free port
-    return subprocess.run([sys.executable, "-m", "waifugen_assets.cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "waifugen_assets.app.cli", *args], env=env,
                           capture_output=True, text=True, timeout=600)
 
 

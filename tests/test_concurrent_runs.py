@@ -17,8 +17,9 @@ from ruamel.yaml import YAML
 
 from sandbox.published import published, summarize
 from sandbox.server import SandboxServer
-from waifugen_assets.config import project_root
-from waifugen_assets.local_stack import SANDBOX_SEED, configure_sandbox_world
+from waifugen_assets.app.local_stack import SANDBOX_SEED
+from waifugen_assets.app.sandbox_seeding import configure_sandbox_world
+from waifugen_assets.core.config import project_root
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +55,7 @@ def run(env: dict[str, str], worker: str) -> subprocess.Popen[str]:
     """A `waifugen run` as one worker: the app database and the platforms are shared, the
     Dagster instance is the worker's own (SQLite instance storage is for one process)."""
     env = {**env, "WAIFUGEN_HOME": str(Path(env["WAIFUGEN_HOME"]) / worker)}
-    return subprocess.Popen([sys.executable, "-m", "waifugen_assets.cli", "run", "--character",
+    return subprocess.Popen([sys.executable, "-m", "waifugen_assets.app.cli", "run", "--character",
                              CID], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
 

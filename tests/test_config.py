@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from waifugen_assets import redaction
-from waifugen_assets.config import SETTINGS, ConfigError, Mode, load_settings
+from waifugen_assets.core import redaction
+from waifugen_assets.core.config import SETTINGS, ConfigError, Mode, load_settings
 
 
 def test_sandbox_needs_nothing(tmp_path: Path) -> None:
@@ -71,7 +71,7 @@ def test_bad_numbers_name_the_setting(tmp_path: Path, name: str, value: str) -> 
 def test_config_command_masks_secrets(tmp_path: Path) -> None:
     env = {**os.environ, "WAIFUGEN_HOME": str(tmp_path),
            "DATABASE_URL": "postgresql://app:hunter2-hunter2@127.0.0.1/x"}
-    out = subprocess.run([sys.executable, "-m", "waifugen_assets.cli", "config"], env=env,
+    out = subprocess.run([sys.executable, "-m", "waifugen_assets.app.cli", "config"], env=env,
                          capture_output=True, text=True, check=True).stdout
     assert "DATABASE_URL" in out and "hunter2" not in out
 
@@ -79,7 +79,7 @@ def test_config_command_masks_secrets(tmp_path: Path) -> None:
 def test_production_cli_fails_at_start_with_the_name(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "OLLAMA_HOST")}
     env.update(WAIFUGEN_MODE="production", WAIFUGEN_HOME=str(tmp_path))
-    proc = subprocess.run([sys.executable, "-m", "waifugen_assets.cli", "status"], env=env,
+    proc = subprocess.run([sys.executable, "-m", "waifugen_assets.app.cli", "status"], env=env,
                           capture_output=True, text=True)
     assert proc.returncode == 1
     assert "DATABASE_URL" in proc.stderr and "Traceback" not in proc.stderr

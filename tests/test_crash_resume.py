@@ -12,7 +12,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from waifugen_assets import schema
+from waifugen_assets.core import schema
 
 DAY = "2026-11-25"
 CID = "greta-vollmond"
@@ -24,7 +24,7 @@ def _cli_env(db_url: str, home: Path, sandbox_url: str, key: str) -> dict[str, s
 
 
 def _run(env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "waifugen_assets.cli", "run", "--date", DAY,
+    return subprocess.Popen([sys.executable, "-m", "waifugen_assets.app.cli", "run", "--date", DAY,
                              "--character", CID], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 

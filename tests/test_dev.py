@@ -51,7 +51,7 @@ def test_dev_serves_ui_and_stops_everything(tmp_path: Path) -> None:
     ui, sandbox = _free_port(), _free_port()
     env = {**os.environ, "WAIFUGEN_HOME": str(home)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "waifugen_assets.cli", "dev", "--port", str(ui),
+        [sys.executable, "-m", "waifugen_assets.app.cli", "dev", "--port", str(ui),
          "--sandbox-port", str(sandbox)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         start_new_session=True)

@@ -22,7 +22,8 @@ import pytest
 import sqlalchemy as sa
 from dm_world import World, make_world
 
-from waifugen_assets import messaging, schema
+from waifugen_assets.core import schema
+from waifugen_assets.subscribers import cycle as messaging
 
 TRIALS = 100
 SEED = int(os.environ.get("CRASH_SEED", "20261125"))

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from waifugen_assets.config import project_root
-from waifugen_assets.dm_rules import (
+from waifugen_assets.core.config import project_root
+from waifugen_assets.subscribers.opt_out import is_opt_out
+from waifugen_assets.subscribers.rules import (
     DEFAULT_WINDOWS,
     Decision,
     Rules,
@@ -19,8 +20,7 @@ from waifugen_assets.dm_rules import (
     local_zone,
     quiet_until,
 )
-from waifugen_assets.opt_out import is_opt_out
-from waifugen_assets.sequences import Condition, Step, SubscriberFacts, Variant
+from waifugen_assets.subscribers.sequences import Condition, Step, SubscriberFacts, Variant
 
 # 2026-05-01 12:00 UTC: 14:00 in Madrid, 21:00 in Tokyo, 08:00 in New York.
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -322,7 +322,7 @@ def test_closed_instagram_window_never_sends(now: datetime, inbound_hours_ago: f
     assert decide(f, step(), now, now, RULES) == Decision("wait", "messaging_window", None)
 
 
-# --- opt-out keywords (waifugen_assets.opt_out) ------------------------------------------
+# --- opt-out keywords (waifugen_assets.subscribers.opt_out) ---------------------------
 
 
 @pytest.mark.parametrize("text", [

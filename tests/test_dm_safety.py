@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from waifugen_assets.dm_safety import (
+from waifugen_assets.subscribers.safety import (
     DISCLOSURE,
     SYSTEM_PROMPT,
     Personalized,
@@ -279,3 +279,10 @@ def test_the_template_is_trimmed_to_fit_with_the_disclosure() -> None:
     out = run(None, template=long_template, max_len=len(DISCLOSURE) + 60)
     assert len(out.text) <= len(DISCLOSURE) + 60
     assert out.text.startswith("Hi Sam, this is") and out.text.endswith(DISCLOSURE)
+
+
+
+def test_a_short_body_that_fits_exactly_is_kept() -> None:
+    # Found by hypothesis: a one-character body with room for exactly it was dropped.
+    assert with_disclosure("0", len(DISCLOSURE) + 3) == "0\n\n" + DISCLOSURE
+    assert with_disclosure("01", len(DISCLOSURE) + 3) == DISCLOSURE  # no room to cut

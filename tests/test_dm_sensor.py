@@ -11,12 +11,12 @@ import sqlalchemy as sa
 
 from resources.database import DatabaseResource
 from sensors.dms import characters_with_dm_work, dm_sensor
-from waifugen_assets import schema
-from waifugen_assets.characters import characters
-from waifugen_assets.config import get_settings
-from waifugen_assets.dms import load_configured_sequences, sequences_path
-from waifugen_assets.partitions import characters_partitions
-from waifugen_assets.sequences import load_sequences
+from waifugen_assets.core import schema
+from waifugen_assets.core.config import get_settings
+from waifugen_assets.pipeline.partitions import characters_partitions
+from waifugen_assets.roster.assets import characters
+from waifugen_assets.subscribers.assets import load_configured_sequences, sequences_path
+from waifugen_assets.subscribers.sequences import load_sequences
 
 CID = "mika-hoshizora"
 NOW = dt.datetime(2026, 11, 25, 3, 0, tzinfo=dt.UTC)
@@ -64,7 +64,7 @@ def test_work_is_what_asks_for_a_run(pipeline_resources: dict, engine: sa.Engine
     sub = _subscriber(engine, NOW - dt.timedelta(hours=1))
     assert _busy(engine) == [CID]
     sequences = load_configured_sequences(engine)
-    from waifugen_assets.messaging import plan_due
+    from waifugen_assets.subscribers.cycle import plan_due
 
     assert plan_due(engine, CID, NOW, sequences) == 1
     # Planned and due: still work; waiting for the morning: not until then.

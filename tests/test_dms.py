@@ -14,14 +14,14 @@ import pytest
 import sqlalchemy as sa
 from dm_world import World, make_world
 
-from waifugen_assets import schema
-from waifugen_assets.dm_channels import ManualChannel
-from waifugen_assets.dm_rules import Rules
-from waifugen_assets.dm_safety import DISCLOSURE
-from waifugen_assets.dms import load_configured_sequences
-from waifugen_assets.manual_queue import export_csv, mark_sent
-from waifugen_assets.messaging import character_info, dm_cycle
-from waifugen_assets.subscriber_import import import_csv
+from waifugen_assets.core import schema
+from waifugen_assets.subscribers.assets import load_configured_sequences
+from waifugen_assets.subscribers.channels import ManualChannel
+from waifugen_assets.subscribers.csv_import import import_csv
+from waifugen_assets.subscribers.cycle import character_info, dm_cycle
+from waifugen_assets.subscribers.manual_queue import export_csv, mark_sent
+from waifugen_assets.subscribers.rules import Rules
+from waifugen_assets.subscribers.safety import DISCLOSURE
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from waifugen_assets import engagement
-from waifugen_assets.config import project_root
-from waifugen_assets.engagement import (
+from waifugen_assets.core.config import project_root
+from waifugen_assets.subscribers import score as engagement
+from waifugen_assets.subscribers.score import (
     MONEY_FULL_CENTS,
     NEW_DAYS,
     SILENT_DAYS,

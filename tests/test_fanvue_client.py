@@ -309,7 +309,7 @@ def test_a_lost_refresh_answer_is_not_resent(sandbox: Any, base: str, account: s
 
 
 def test_resource_defaults_come_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    from waifugen_assets.config import get_settings
+    from waifugen_assets.core.config import get_settings
 
     monkeypatch.setenv("WAIFUGEN_SANDBOX_URL", "http://127.0.0.1:9")
     get_settings.cache_clear()

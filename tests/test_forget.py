@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from waifugen_assets import schema
-from waifugen_assets.forget import SubscriberNotFound, forget_subscriber
-from waifugen_assets.inbound import apply_pending, from_telegram, store_events
+from waifugen_assets.core import schema
+from waifugen_assets.subscribers.events import from_telegram
+from waifugen_assets.subscribers.forget import SubscriberNotFound, forget_subscriber
+from waifugen_assets.subscribers.inbound import apply_pending, store_events
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
@@ -154,7 +155,7 @@ def test_forget_one_character_only(world: sa.Engine) -> None:
 
 def _cli(*args: str, db_url: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": db_url, "WAIFUGEN_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "waifugen_assets.cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "waifugen_assets.app.cli", *args], env=env,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -9,10 +9,11 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from waifugen_assets import clock, schema
-from waifugen_assets.characters import characters
-from waifugen_assets.generation import reel_plans, reels
-from waifugen_assets.partitions import characters_partitions, partition_key
+from waifugen_assets.core import clock, schema
+from waifugen_assets.pipeline.partitions import characters_partitions, partition_key
+from waifugen_assets.planning.assets import reel_plans
+from waifugen_assets.rendering.assets import reels
+from waifugen_assets.roster.assets import characters
 
 DAY = dt.date(2026, 11, 24)
 CID = "nova-castellane"

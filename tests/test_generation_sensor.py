@@ -20,10 +20,10 @@ from sensors.generation import (
     generation_sensor,
     plan_runs,
 )
-from waifugen_assets import clock, schema
-from waifugen_assets.characters import sync_roster
-from waifugen_assets.config import project_root
-from waifugen_assets.roster import load_roster
+from waifugen_assets.core import clock, schema
+from waifugen_assets.core.config import project_root
+from waifugen_assets.roster.assets import sync_roster
+from waifugen_assets.roster.model import load_roster
 
 NOW = dt.datetime(2026, 12, 5, 6, 0, tzinfo=dt.UTC)
 STALE = dt.timedelta(hours=3)

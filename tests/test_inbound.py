@@ -10,19 +10,19 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from waifugen_assets import inbound, schema
-from waifugen_assets.inbound import (
+from waifugen_assets.core import schema
+from waifugen_assets.subscribers import inbound
+from waifugen_assets.subscribers.events import (
     BadEvent,
     NormalizedEvent,
     UnsupportedEvent,
-    apply_pending,
     events_from_fanvue_messages,
     events_from_fanvue_subscribers,
     events_from_telegram_updates,
     from_fanvue,
     from_telegram,
-    store_events,
 )
+from waifugen_assets.subscribers.inbound import apply_pending, store_events
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 11, 25, 10, 0, tzinfo=UTC)

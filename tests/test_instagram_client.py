@@ -38,7 +38,7 @@ from resources.instagram import (
     refresh_token,
 )
 from sandbox.systems.instagram import render_reel
-from waifugen_assets.config import get_settings
+from waifugen_assets.core.config import get_settings
 
 V = API_VERSION
 LABEL = "AI-generated virtual creator. #AIgenerated"

@@ -18,10 +18,10 @@ import pytest
 import sqlalchemy as sa
 
 from resources.database import DatabaseResource
-from waifugen_assets import clock, schema
-from waifugen_assets.characters import characters
-from waifugen_assets.partitions import characters_partitions
-from waifugen_assets.schedules import daily_plans_schedule
+from waifugen_assets.core import clock, schema
+from waifugen_assets.pipeline.partitions import characters_partitions
+from waifugen_assets.planning.schedules import daily_plans_schedule
+from waifugen_assets.roster.assets import characters
 
 NOW = dt.datetime(2026, 11, 26, 3, 0, tzinfo=dt.UTC)
 LA, TOKYO = "skye-halloran", "mika-hoshizora"
@@ -40,7 +40,7 @@ def test_waifugen_now_is_refused_in_production(tmp_path: Path) -> None:
     env = {**os.environ, "WAIFUGEN_MODE": "production", "WAIFUGEN_NOW": "2026-11-26T03:00:00Z",
            "DATABASE_URL": "postgresql://x@127.0.0.1/x", "OLLAMA_HOST": "http://127.0.0.1:1",
            "WAIFUGEN_SECRET_KEY": "k", "A2E_API_KEY": "sk_x", "DAGSTER_HOME": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "-c", "from waifugen_assets import clock; "
+    proc = subprocess.run([sys.executable, "-c", "from waifugen_assets.core import clock; "
                            "clock.now()"], env=env, capture_output=True, text=True)
     assert proc.returncode == 1 and "WAIFUGEN_NOW is for sandbox mode only" in proc.stderr
 
@@ -76,7 +76,7 @@ def test_cli_runs_and_reports_each_characters_local_day(db_url: str, engine: sa.
                                                         tmp_path: Path) -> None:
     env = {**os.environ, "WAIFUGEN_HOME": str(tmp_path / "home"), "DATABASE_URL": db_url,
            "WAIFUGEN_NOW": NOW.isoformat()}
-    cli = [sys.executable, "-m", "waifugen_assets.cli"]
+    cli = [sys.executable, "-m", "waifugen_assets.app.cli"]
     run = subprocess.run([*cli, "run", "--character", LA, "--character", TOKYO,
                           "--publish", "due", "--sandbox-port", "0"],
                          env=env, capture_output=True, text=True, timeout=600)
@@ -107,7 +107,7 @@ def test_cli_runs_and_reports_each_characters_local_day(db_url: str, engine: sa.
 @pytest.mark.parametrize("raw", ["yesterday", "2026-11-26T03:00:00"])
 def test_a_bad_waifugen_now_is_a_clear_error(raw: str, tmp_path: Path) -> None:
     env = {**os.environ, "WAIFUGEN_HOME": str(tmp_path), "WAIFUGEN_NOW": raw}
-    proc = subprocess.run([sys.executable, "-m", "waifugen_assets.cli", "status"], env=env,
+    proc = subprocess.run([sys.executable, "-m", "waifugen_assets.app.cli", "status"], env=env,
                           capture_output=True, text=True)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: WAIFUGEN_NOW: ")

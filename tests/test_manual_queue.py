@@ -14,8 +14,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from waifugen_assets import schema
-from waifugen_assets.manual_queue import EXPORT_COLUMNS, NotQueued, export_csv, mark_sent
+from waifugen_assets.core import schema
+from waifugen_assets.subscribers.manual_queue import (
+    EXPORT_COLUMNS,
+    NotQueued,
+    export_csv,
+    mark_sent,
+)
 
 UTC = dt.UTC
 T0 = dt.datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
@@ -119,7 +124,7 @@ def test_mark_sent_refuses_and_names_bad_ids(engine: sa.Engine, queue: dict[str,
 
 def _cli(*args: str, db_url: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": db_url, "WAIFUGEN_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "waifugen_assets.cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "waifugen_assets.app.cli", *args], env=env,
                           capture_output=True, text=True, timeout=120)
 
 

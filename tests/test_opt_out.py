@@ -1,6 +1,6 @@
 import pytest
 
-from waifugen_assets.opt_out import is_opt_out, normalize
+from waifugen_assets.subscribers.opt_out import is_opt_out, normalize
 
 
 @pytest.mark.parametrize(

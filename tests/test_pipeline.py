@@ -10,10 +10,10 @@ import pytest
 import sqlalchemy as sa
 
 from resources.ollama import OllamaResource
-from waifugen_assets import schema
-from waifugen_assets.characters import characters
-from waifugen_assets.generation import reel_plans
-from waifugen_assets.partitions import characters_partitions, partition_key
+from waifugen_assets.core import schema
+from waifugen_assets.pipeline.partitions import characters_partitions, partition_key
+from waifugen_assets.planning.assets import reel_plans
+from waifugen_assets.roster.assets import characters
 
 DAY = dt.date(2026, 11, 25)
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from waifugen_assets.planning import (
+from waifugen_assets.planning.plans import (
     AI_DISCLOSURE,
     INSTAGRAM_HASHTAGS_MAX,
     PlanRequest,

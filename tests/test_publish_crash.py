@@ -36,12 +36,14 @@ from resources.tiktok import tiktok_limits
 from resources.youtube import CHUNK_UNIT
 from sandbox.media import ffmpeg_exe
 from sandbox.systems.youtube import channel_id_for
-from waifugen_assets import publishing, schema
-from waifugen_assets.characters import characters
-from waifugen_assets.config import get_settings
-from waifugen_assets.publishing import PostJob, ensure_post, publish_post, seed_sandbox_tokens
-from waifugen_assets.social import PublishConfig, _platform_clients
-from waifugen_assets.tokens import TokenCipher, TokenVault
+from waifugen_assets.app.sandbox_seeding import seed_sandbox_tokens
+from waifugen_assets.core import schema
+from waifugen_assets.core.config import get_settings
+from waifugen_assets.core.tokens import TokenCipher, TokenVault
+from waifugen_assets.publishing import flows as publishing
+from waifugen_assets.publishing.assets import PublishConfig, _platform_clients
+from waifugen_assets.publishing.flows import PostJob, ensure_post, publish_post
+from waifugen_assets.roster.assets import characters
 
 CID = "lucia-marvento"
 PLATFORMS = ("tiktok", "instagram", "youtube")

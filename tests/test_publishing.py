@@ -11,15 +11,16 @@ import pytest
 import sqlalchemy as sa
 
 from sandbox.systems.youtube import channel_id_for
-from waifugen_assets import clock, schema
-from waifugen_assets.characters import characters
-from waifugen_assets.config import get_settings
-from waifugen_assets.generation import reel_plans, reels
-from waifugen_assets.partitions import characters_partitions, partition_key
-from waifugen_assets.publishing import seed_sandbox_tokens
-from waifugen_assets.social import social_posts
-from waifugen_assets.tokens import TokenCipher, TokenVault
-from waifugen_assets.videos import branded_videos, stored_videos
+from waifugen_assets.app.sandbox_seeding import seed_sandbox_tokens
+from waifugen_assets.core import clock, schema
+from waifugen_assets.core.config import get_settings
+from waifugen_assets.core.tokens import TokenCipher, TokenVault
+from waifugen_assets.pipeline.partitions import characters_partitions, partition_key
+from waifugen_assets.planning.assets import reel_plans
+from waifugen_assets.publishing.assets import social_posts
+from waifugen_assets.rendering.assets import reels
+from waifugen_assets.roster.assets import characters
+from waifugen_assets.videos.assets import branded_videos, stored_videos
 
 DAY = dt.date(2026, 11, 23)
 CID = "lucia-marvento"

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from resources.http import RateLimited, RateLimiter
 from resources.quota_store import PostgresRateLimitStore
-from waifugen_assets import schema
+from waifugen_assets.core import schema
 
 
 def test_limit_holds_across_engines_and_threads(db_url: str) -> None:

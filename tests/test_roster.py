@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from waifugen_assets.config import project_root
-from waifugen_assets.roster import (
+from waifugen_assets.core.config import project_root
+from waifugen_assets.roster.model import (
     MAX_SLOTS,
     PLATFORMS,
     PUBLISH_PLATFORMS,

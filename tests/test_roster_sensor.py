@@ -11,10 +11,10 @@ import sqlalchemy as sa
 from resources.database import DatabaseResource
 from resources.roster_file import RosterResource
 from sensors.roster import roster_sensor
-from waifugen_assets import schema
-from waifugen_assets.characters import sync_roster
-from waifugen_assets.partitions import characters_partitions
-from waifugen_assets.roster import load_roster
+from waifugen_assets.core import schema
+from waifugen_assets.pipeline.partitions import characters_partitions
+from waifugen_assets.roster.assets import sync_roster
+from waifugen_assets.roster.model import load_roster
 
 
 def _tick(instance: dg.DagsterInstance, db_url: str, roster: Path,

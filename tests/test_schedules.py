@@ -8,14 +8,14 @@ import dagster as dg
 import sqlalchemy as sa
 
 from resources.database import DatabaseResource
-from waifugen_assets import schema
-from waifugen_assets.characters import characters
+from waifugen_assets.core import schema
 from waifugen_assets.definitions import defs
-from waifugen_assets.generation import reel_plans
-from waifugen_assets.jobs import PREMIUM_CONFIG
-from waifugen_assets.partitions import characters_partitions, partition_key
-from waifugen_assets.premium import choose_elite
-from waifugen_assets.schedules import daily_plans_schedule, weekly_premium_schedule
+from waifugen_assets.pipeline.partitions import characters_partitions, partition_key
+from waifugen_assets.planning.assets import reel_plans
+from waifugen_assets.planning.jobs import PREMIUM_CONFIG
+from waifugen_assets.planning.premium import choose_elite
+from waifugen_assets.planning.schedules import daily_plans_schedule, weekly_premium_schedule
+from waifugen_assets.roster.assets import characters
 
 IDS = [f"c{i:02d}" for i in range(12)]
 
@@ -60,7 +60,7 @@ def test_daily_schedule_uses_each_local_day(pipeline_resources: dict, db_url: st
 
 
 def test_partitions_reach_the_local_day_east_of_utc() -> None:
-    from waifugen_assets.partitions import daily_partitions
+    from waifugen_assets.pipeline.partitions import daily_partitions
 
     today = dt.datetime.now(dt.UTC).date()
     keys = daily_partitions.get_partition_keys()

@@ -17,7 +17,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.exc import IntegrityError
 
-from waifugen_assets import migrate, schema
+from waifugen_assets.core import migrate, schema
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,7 @@ def test_migrations_round_trip(empty_db_url: str) -> None:
     assert migrate.current(empty_db_url) is None
 
     migrate.upgrade(empty_db_url)
-    assert migrate.current(empty_db_url) == migrate.head() == "0007_day_at_scale"
+    assert migrate.current(empty_db_url) == migrate.head() == "0008_alerts"
     assert _tables(empty_db_url) == {*schema.metadata.tables, "alembic_version"}
 
     migrate.downgrade(empty_db_url, "base")
@@ -101,6 +101,7 @@ def test_every_table_of_the_design_exists() -> None:
         "follower_snapshots", "comments", "comment_replies", "subscribers", "inbound_events",
         "dm_sequences",
         "dm_messages", "revenue_events", "credit_ledger", "budgets", "budget_alerts",
+        "alerts",
     }
 
 

@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from waifugen_assets.config import project_root
-from waifugen_assets.dm_safety import gate, personalize
-from waifugen_assets.sequences import (
+from waifugen_assets.core.config import project_root
+from waifugen_assets.subscribers.safety import gate, personalize
+from waifugen_assets.subscribers.sequences import (
     PLACEHOLDERS,
     Condition,
     Sequence,
@@ -230,7 +230,8 @@ def test_choose_variant_is_deterministic_and_depends_on_subscriber_and_sequence(
 
 def test_choose_variant_is_the_same_in_another_process_with_another_hash_seed() -> None:
     code = (
-        "from waifugen_assets.sequences import Condition, Step, Variant, choose_variant\n"
+        "from waifugen_assets.subscribers.sequences import (\n"
+        "    Condition, Step, Variant, choose_variant)\n"
         "s = Step(0, 0, 'w', Condition(), tuple(Variant(f'v{i}', i + 1, 't', None) "
         "for i in range(3)))\n"
         "print(','.join(choose_variant(s, n, 'mika/vip/x@1').name for n in range(100)))\n"

@@ -26,6 +26,15 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from resources.http import HttpError, PermanentError
+from resources.url_policy import (
+    UnsafeUrl,
+    UrlPolicy,
+    address_problem,
+    check_url,
+    content_key,
+    sha256_of_key,
+    validate_key,
+)
 from resources.video_store import (
     Downloaded,
     DownloadError,
@@ -37,16 +46,7 @@ from resources.video_store import (
     hash_file,
     make_download_client,
 )
-from waifugen_assets import config
-from waifugen_assets.storage import (
-    UnsafeUrl,
-    UrlPolicy,
-    address_problem,
-    check_url,
-    content_key,
-    sha256_of_key,
-    validate_key,
-)
+from waifugen_assets.core import config
 
 PUBLIC_IP = "93.184.216.34"
 _BLOCK = random.Random(7).randbytes(65536)

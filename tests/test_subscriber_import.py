@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from waifugen_assets import schema
-from waifugen_assets.subscriber_import import (
+from waifugen_assets.core import schema
+from waifugen_assets.subscribers.csv_import import (
     ImportFileError,
     RowError,
     import_csv,
@@ -211,7 +211,7 @@ def test_bad_money(raw: str) -> None:
 
 def _cli(*args: str, db_url: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": db_url, "WAIFUGEN_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "waifugen_assets.cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "waifugen_assets.app.cli", *args], env=env,
                           capture_output=True, text=True, timeout=120)
 
 

@@ -26,7 +26,6 @@ from resources.http import (
     RetryPolicy,
     UnknownOutcome,
 )
-from resources.oauth import TokenSet
 from resources.tiktok import (
     DEFAULT_CHUNK_SIZE,
     INIT_PATH,
@@ -49,7 +48,8 @@ from resources.tiktok import (
 )
 from sandbox.media import MediaCache, VideoSpec
 from sandbox.systems.tiktok import chunk_rule_violation
-from waifugen_assets.config import get_settings
+from waifugen_assets.core.config import get_settings
+from waifugen_assets.core.tokens import TokenSet
 
 PUBLIC = PrivacyLevel.PUBLIC_TO_EVERYONE
 UPLOAD_ROUTE = "/video/"

@@ -9,18 +9,18 @@ import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
 
-from resources.oauth import TokenSet
-from waifugen_assets import schema
-from waifugen_assets.characters import sync_roster
-from waifugen_assets.config import ConfigError, project_root
-from waifugen_assets.roster import load_roster
-from waifugen_assets.tokens import (
+from waifugen_assets.core import schema
+from waifugen_assets.core.config import ConfigError, project_root
+from waifugen_assets.core.tokens import (
     TokenCipher,
     TokenError,
+    TokenSet,
     TokenVault,
     UndecryptableToken,
     key_id,
 )
+from waifugen_assets.roster.assets import sync_roster
+from waifugen_assets.roster.model import load_roster
 
 CID, PLATFORM = "mika-hoshizora", "tiktok"
 NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
@@ -149,7 +149,7 @@ def test_cli_stores_tokens_from_stdin_and_never_prints_them(accounts: sa.Engine,
     import sys
 
     env = {**os.environ, "DATABASE_URL": db_url, "WAIFUGEN_HOME": str(tmp_path)}
-    cli = [sys.executable, "-m", "waifugen_assets.cli", "tokens"]
+    cli = [sys.executable, "-m", "waifugen_assets.app.cli", "tokens"]
     stored = subprocess.run([*cli, "set", "youtube", CID, "--access-token-file", "-",
                              "--expires-in", "3600"], input="ya29.very-secret-token\n",
                             env=env, capture_output=True, text=True)

@@ -14,9 +14,9 @@ import pytest
 from dagster_aws.s3 import S3Resource
 from moto.server import ThreadedMotoServer
 
+from resources.url_policy import content_key
 from resources.video_store import MiB, S3VideoStore, VideoStore, VideoStoreResource
-from waifugen_assets import config
-from waifugen_assets.storage import content_key
+from waifugen_assets.core import config
 
 REGION = "us-east-1"
 KEY_ID = "testing-key-id"

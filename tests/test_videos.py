@@ -11,11 +11,12 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from waifugen_assets import clock, schema
-from waifugen_assets.characters import characters
-from waifugen_assets.generation import reel_plans, reels
-from waifugen_assets.partitions import characters_partitions, partition_key
-from waifugen_assets.videos import branded_videos, stored_videos
+from waifugen_assets.core import clock, schema
+from waifugen_assets.pipeline.partitions import characters_partitions, partition_key
+from waifugen_assets.planning.assets import reel_plans
+from waifugen_assets.rendering.assets import reels
+from waifugen_assets.roster.assets import characters
+from waifugen_assets.videos.assets import branded_videos, stored_videos
 
 DAY = dt.date(2026, 11, 23)
 CID = "lucia-marvento"
@@ -98,7 +99,7 @@ def test_bad_video_fails_that_reel_only(pipeline_resources, instance, engine, sa
 
 
 def test_redirect_to_loopback_is_refused_in_production_policy() -> None:
-    from waifugen_assets.storage import UnsafeUrl, UrlPolicy
+    from resources.url_policy import UnsafeUrl, UrlPolicy
 
     policy = UrlPolicy.production()
     for url in ("http://127.0.0.1/x.mp4", "https://10.0.0.5/x.mp4", "file:///etc/passwd",

@@ -19,9 +19,9 @@ import sqlalchemy as sa
 import uvicorn
 
 from resources.webhook_signing import sign_fanvue
-from waifugen_assets import schema
-from waifugen_assets.inbound import apply_pending
-from waifugen_assets.webhooks import create_app
+from waifugen_assets.core import schema
+from waifugen_assets.subscribers.inbound import apply_pending
+from waifugen_assets.subscribers.webhooks import create_app
 
 FANVUE_SECRET = "whsec_test_fanvue"
 TG_SECRET = "tg-secret-token"
@@ -289,7 +289,7 @@ def test_cli_serves_on_the_configured_database(world: sa.Engine, db_url: str,
         port = probe.getsockname()[1]
     env = {**os.environ, "DATABASE_URL": db_url, "WAIFUGEN_HOME": str(tmp_path / "home"),
            "FANVUE_WEBHOOK_SECRET": "cli-secret", "WEBHOOKS_PORT": str(port)}
-    proc = subprocess.Popen([sys.executable, "-m", "waifugen_assets.cli", "webhooks", "serve"],
+    proc = subprocess.Popen([sys.executable, "-m", "waifugen_assets.app.cli", "webhooks", "serve"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stderr is not None

@@ -22,7 +22,6 @@ from resources.http import (
     RetryPolicy,
     UnknownOutcome,
 )
-from resources.oauth import TokenSet
 from resources.youtube import (
     CHUNK_UNIT,
     InvalidGrant,
@@ -40,7 +39,8 @@ from resources.youtube import (
     refresh_token,
 )
 from sandbox.systems.youtube import channel_id_for
-from waifugen_assets.config import get_settings
+from waifugen_assets.core.config import get_settings
+from waifugen_assets.core.tokens import TokenSet
 
 MiB = 1024 * 1024
 UPLOAD = "/upload/youtube/v3/videos"

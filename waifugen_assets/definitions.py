@@ -24,22 +24,19 @@ from sensors.dms import dm_sensor
 from sensors.generation import generation_sensor
 from sensors.posting import posting_sensor
 from sensors.roster import roster_sensor
-from waifugen_assets.characters import characters
-from waifugen_assets.config import get_settings
-from waifugen_assets.dms import dm_messages
-from waifugen_assets.generation import reel_plans, reels
-from waifugen_assets.jobs import (
-    daily_content_job,
-    plan_job,
-    publish_job,
-    render_job,
-    roster_job,
-    subscriber_dms_job,
-    weekly_premium_job,
-)
-from waifugen_assets.schedules import daily_plans_schedule, weekly_premium_schedule
-from waifugen_assets.social import social_posts
-from waifugen_assets.videos import branded_videos, stored_videos
+from waifugen_assets.core.config import get_settings
+from waifugen_assets.planning.assets import reel_plans
+from waifugen_assets.planning.jobs import plan_job, weekly_premium_job
+from waifugen_assets.planning.schedules import daily_plans_schedule, weekly_premium_schedule
+from waifugen_assets.publishing.assets import social_posts
+from waifugen_assets.publishing.jobs import daily_content_job, publish_job
+from waifugen_assets.rendering.assets import reels
+from waifugen_assets.rendering.jobs import render_job
+from waifugen_assets.roster.assets import characters
+from waifugen_assets.roster.jobs import roster_job
+from waifugen_assets.subscribers.assets import dm_messages
+from waifugen_assets.subscribers.jobs import subscriber_dms_job
+from waifugen_assets.videos.assets import branded_videos, stored_videos
 
 
 def build_defs() -> dg.Definitions:

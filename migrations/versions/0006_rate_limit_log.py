@@ -18,7 +18,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from waifugen_assets.schema import QUOTA_SERVICES
+from waifugen_assets.core.schema import QUOTA_SERVICES
 
 revision = "0006_rate_limit_log"
 down_revision = "0005_dm_scheduling"

@@ -19,7 +19,7 @@ from resources.http.transport import (
     as_timeout,
     error_for,
 )
-from waifugen_assets.redaction import SENSITIVE_KEYS, register_secret
+from waifugen_assets.core.redaction import SENSITIVE_KEYS, register_secret
 
 _SNIPPET = 60
 

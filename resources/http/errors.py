@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from waifugen_assets.redaction import redact
+from waifugen_assets.core.redaction import redact
 
 
 class HttpError(Exception):

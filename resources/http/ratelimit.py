@@ -24,7 +24,7 @@ from typing import Protocol, runtime_checkable
 import httpx
 
 from resources.http.errors import RateLimited
-from waifugen_assets import clock as _pipeline_clock
+from waifugen_assets.core import clock as _pipeline_clock
 
 log = logging.getLogger("waifugen.http")
 

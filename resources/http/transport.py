@@ -37,7 +37,7 @@ from resources.http.errors import (
 )
 from resources.http.policy import Failure, RetryPolicy, failure_of, rewind_body
 from resources.http.ratelimit import Limit, RateLimiter, Ticket
-from waifugen_assets.redaction import MASK, SENSITIVE_KEYS, mask_url, redact, register_secret
+from waifugen_assets.core.redaction import MASK, SENSITIVE_KEYS, mask_url, redact, register_secret
 
 log = logging.getLogger("waifugen.http")
 

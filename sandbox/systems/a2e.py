@@ -93,6 +93,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from sandbox.clock import iso
+from sandbox.control import BadControlBody, read_control_body
 from sandbox.media import (
     MP3,
     MP4,
@@ -103,7 +104,7 @@ from sandbox.media import (
     corrupt,
     file_response,
 )
-from sandbox.state import SystemState
+from sandbox.state import pop_first
 from sandbox.system import System, SystemContext
 
 API = "/api/v1"
@@ -205,51 +206,162 @@ def timed_state(outcome: str, fraction: float) -> tuple[str, int, float]:
     return status, 0, began
 
 
-def pop_first(state: SystemState, *keys: str) -> dict[str, Any] | None:
-    """Take the first entry of the first non-empty queue among `keys` (atomically each)."""
-    got: list[dict[str, Any]] = []
-
-    def change(queue: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if queue and not got:
-            got.append(queue[0])
-            return queue[1:]
-        return queue
-
-    for key in keys:
-        state.update(key, change, default=[])
-        if got:
-            return got[0]
-    return None
-
-
 def _error_body(code: int, message: str, trace: str) -> dict[str, Any]:
     return {"code": code, "msg": message, "trace_id": trace}
 
 
-def create(ctx: SystemContext) -> System:
-    state = ctx.state
-    media = MediaCache(ctx.state.store.state_dir / "media")
-    traces = itertools.count(1)
+def _control_error(message: str, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
 
-    def trace_id() -> str:
-        return f"{ctx.rng('trace', next(traces)).getrandbits(64):016x}"
 
-    def ok(data: Any) -> JSONResponse:
-        return JSONResponse({"code": 0, "data": data, "trace_id": trace_id()})
+def _control_failure(exc: A2EError) -> JSONResponse:
+    """A control route's answer to an A2EError (a request error, HTTP 200 in the API, is 400)."""
+    return _control_error(exc.msg, exc.http_status if exc.http_status != 200 else 400)
 
-    def fail(exc: A2EError) -> JSONResponse:
-        response = JSONResponse(_error_body(exc.code, exc.msg, trace_id()),
+
+def _text_field(body: dict[str, Any], name: str, *, required: bool = True,
+                max_len: int = 200) -> str | None:
+    value = body.get(name)
+    if value is None or (required and isinstance(value, str) and not value.strip()):
+        if required:
+            raise A2EError(400, f"{name} is required")
+        return None
+    if not isinstance(value, str):
+        raise A2EError(400, f"{name} must be a string")
+    if len(value) > max_len:
+        raise A2EError(400, f"{name} is too long (at most {max_len} characters)")
+    return value
+
+
+def _check_optional(body: dict[str, Any]) -> None:
+    for name in ("web_bg_width", "web_bg_height", "web_people_width",
+                 "web_people_height", "web_people_x", "web_people_y"):
+        value = body.get(name)
+        if value is not None and not (_is_number(value) and value >= 0):
+            raise A2EError(400, f"{name} must be a number >= 0")
+    for name in ("isSkipRs", "isCaptionEnabled", "isToPublicPool"):
+        value = body.get(name)
+        if value is not None and not isinstance(value, bool):
+            raise A2EError(400, f"{name} must be true or false")
+    for name in ("back_id", "custom_back_id", "anchor_background_color"):
+        _text_field(body, name, required=False)
+
+
+def _tts_voice(body: dict[str, Any]) -> str:
+    """send_tts's voice: exactly one of tts_id and user_voice_id, a non-empty string."""
+    voices = {n: body.get(n) for n in ("tts_id", "user_voice_id") if body.get(n) is not None}
+    if not voices:
+        raise A2EError(400, "tts_id or user_voice_id is required")
+    if len(voices) > 1:
+        raise A2EError(400, "give either tts_id or user_voice_id, not both")
+    [(voice_field, voice)] = voices.items()
+    if not isinstance(voice, str) or not voice.strip():
+        raise A2EError(400, f"{voice_field} must be a non-empty string")
+    return voice
+
+
+def _video_request(body: dict[str, Any]) -> dict[str, Any]:
+    """generate's fields, checked: title, anchor_id, audioSrc, anchor_type, resolution."""
+    fields = {
+        "title": _text_field(body, "title") or "",
+        "anchor_id": _text_field(body, "anchor_id", max_len=64) or "",
+        "audioSrc": _text_field(body, "audioSrc", max_len=2048) or "",
+    }
+    anchor_type = body.get("anchor_type", 0)
+    if anchor_type not in (0, 1) or isinstance(anchor_type, bool):
+        raise A2EError(400, "anchor_type must be 0 (system avatar) or 1 (custom avatar)")
+    resolution = body.get("resolution", 1080)
+    if not _is_int(resolution) or resolution not in COINS_PER_SECOND:
+        raise A2EError(400, f"resolution must be one of {sorted(COINS_PER_SECOND)}")
+    _check_optional(body)
+    return {**fields, "anchor_type": anchor_type, "resolution": resolution}
+
+
+def _current(task: dict[str, Any], now: float) -> dict[str, Any]:
+    """The task as a client sees it at `now`: stored (per-poll mode) or computed from the
+    clock (timed mode)."""
+    render = task.get("render_seconds")
+    if render is None:
+        return task
+    elapsed = now - task["created"]
+    fraction = elapsed / render if render > 0 else (math.inf if elapsed >= 0 else 0.0)
+    status, process, began = timed_state(task["outcome"], fraction)
+    return {**task, "status": status, "process": process,
+            "updatedAt": iso(task["created"] + render * began),
+            "finished": task["created"] + render if status in TERMINAL else None}
+
+
+def _config_problem(body: dict[str, Any], fp: str | None) -> str | None:
+    """What is wrong with a POST /_control/config body, or None."""
+    known = {*_CONFIG_RULES, "coins", "reset_rate_limit"}
+    unknown = sorted(set(body) - known)
+    if unknown:
+        return f"unknown config fields {unknown}; known: {sorted(known)}"
+    for name, value in body.items():
+        if name in _CONFIG_RULES:
+            check, description = _CONFIG_RULES[name]
+            if not check(value):
+                return f"{name} must be {description}"
+    coins = body.get("coins")
+    if coins is not None and (fp is None or not _is_int(coins) or coins < 0):
+        return "coins (an integer >= 0) needs an Authorization key header"
+    return None
+
+
+def _next_jobs_problem(body: dict[str, Any]) -> str | None:
+    """What is wrong with a POST /_control/next_jobs body, or None."""
+    outcome, count = body.get("outcome"), body.get("count", 1)
+    polls, message = body.get("polls"), body.get("message")
+    if outcome not in OUTCOMES:
+        return f"outcome must be one of {list(OUTCOMES)}"
+    if not _is_int(count) or count < 1:
+        return "count must be an integer >= 1"
+    if polls is not None and (not _is_int(polls) or polls < 1):
+        return "polls must be an integer >= 1"
+    if message is not None and not isinstance(message, str):
+        return "message must be a string"
+    return None
+
+
+ApiHandler = Callable[[Request, str, float], Awaitable[Any]]
+
+
+class A2ESystem:
+    """A2E's video API: per-key accounts (coins, rate limit, tasks), TTS, avatar video tasks
+    that render per poll or on the clock, and downloadable results."""
+
+    def __init__(self, ctx: SystemContext) -> None:
+        self.ctx = ctx
+        self.state = ctx.state
+        self.media = MediaCache(ctx.state.store.state_dir / "media")
+        self.traces = itertools.count(1)
+        self.index_tasks()
+
+    # --- helpers: envelope, ids ----------------------------------------------------------------
+
+    def trace_id(self) -> str:
+        return f"{self.ctx.rng('trace', next(self.traces)).getrandbits(64):016x}"
+
+    def ok(self, data: Any) -> JSONResponse:
+        return JSONResponse({"code": 0, "data": data, "trace_id": self.trace_id()})
+
+    def fail(self, exc: A2EError) -> JSONResponse:
+        response = JSONResponse(_error_body(exc.code, exc.msg, self.trace_id()),
                                 status_code=exc.http_status)
         if exc.retry_after is not None:
             response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
         return response
 
-    def new_id(kind: str) -> str:
-        number = state.next_id(kind)
-        return f"{ctx.rng(kind, number).getrandbits(96):024x}"
+    def error_response(self, status: int, message: str, retry_after: float | None) -> Response:
+        return JSONResponse(_error_body(status, message, self.trace_id()), status_code=status)
 
-    def index_tasks() -> None:
+    def new_id(self, kind: str) -> str:
+        number = self.state.next_id(kind)
+        return f"{self.ctx.rng(kind, number).getrandbits(96):024x}"
+
+    def index_tasks(self) -> None:
         """Give tasks stored before per-key id lists existed theirs (once per state dir)."""
+        state = self.state
         if state.get("tasks_indexed"):
             return
         by_key: dict[str, list[dict[str, Any]]] = {}
@@ -261,27 +373,26 @@ def create(ctx: SystemContext) -> System:
             state.put(f"tasks/{fp}", [t["_id"] for t in tasks])
         state.put("tasks_indexed", True)
 
-    index_tasks()
+    # --- helpers: accounts, config, rate limit -------------------------------------------------
 
-    # --- accounts, config, rate limit --------------------------------------------------------
-
-    def config(fp: str | None) -> dict[str, Any]:
-        merged = {**DEFAULTS, **state.get("config", {})}
+    def config(self, fp: str | None) -> dict[str, Any]:
+        merged = {**DEFAULTS, **self.state.get("config", {})}
         if fp is not None:
-            merged.update(state.get(f"account/{fp}", {}).get("config", {}))
+            merged.update(self.state.get(f"account/{fp}", {}).get("config", {}))
         return merged
 
-    def account(fp: str) -> dict[str, Any]:
-        existing = state.get(f"account/{fp}")
+    def account(self, fp: str) -> dict[str, Any]:
+        existing = self.state.get(f"account/{fp}")
         if existing is not None and "coins" in existing:
             return existing
-        start = config(fp)["start_coins"]
-        return state.update(f"account/{fp}",
-                            lambda a: a if "coins" in a else {**a, "coins": start}, default={})
+        start = self.config(fp)["start_coins"]
+        return self.state.update(f"account/{fp}",
+                                 lambda a: a if "coins" in a else {**a, "coins": start},
+                                 default={})
 
-    def adjust_coins(fp: str, delta: int, need: int = 0) -> int | None:
+    def adjust_coins(self, fp: str, delta: int, need: int = 0) -> int | None:
         """Add `delta` to the balance if it stays >= `need` after; the new balance or None."""
-        account(fp)
+        self.account(fp)
         result: dict[str, int] = {}
 
         def change(acc: dict[str, Any]) -> dict[str, Any]:
@@ -290,11 +401,11 @@ def create(ctx: SystemContext) -> System:
                 return acc
             return {**acc, "coins": acc["coins"] + delta}
 
-        updated = state.update(f"account/{fp}", change, default={})
+        updated = self.state.update(f"account/{fp}", change, default={})
         return None if "short" in result else updated["coins"]
 
-    def admit(fp: str, now: float) -> None:
-        cfg = config(fp)
+    def admit(self, fp: str, now: float) -> None:
+        cfg = self.config(fp)
         limit, window = cfg["rate_limit"], float(cfg["rate_window"])
         verdict: dict[str, float] = {}
 
@@ -306,11 +417,12 @@ def create(ctx: SystemContext) -> System:
                 return recent
             return [*recent, now]
 
-        state.update(f"ratelog/{fp}", change, default=[])
+        self.state.update(f"ratelog/{fp}", change, default=[])
         if "wait" in verdict:
             raise A2EError(429, f"Too many requests: at most {limit} requests per "
                                 f"{window:g} s per API key", 429, verdict["wait"])
 
+    @staticmethod
     def authenticate(request: Request) -> str:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
@@ -319,23 +431,21 @@ def create(ctx: SystemContext) -> System:
             raise A2EError(401, "Unauthorized: invalid API token", 401)
         return fingerprint(token.strip())
 
-    def api(handler: Callable[[Request, str, float], Awaitable[Any]]) -> Callable[
-            [Request], Awaitable[Response]]:
+    def api(self, handler: ApiHandler) -> Callable[[Request], Awaitable[Response]]:
         """An /api/v1 route: auth, one request off the key's budget, failed timed tasks
         refunded, then `handler(request, key fingerprint, now)` (one clock reading)."""
         async def endpoint(request: Request) -> Response:
             try:
-                fp = authenticate(request)
-                now = ctx.clock()
-                admit(fp, now)
-                settle(fp, now)
-                return ok(await handler(request, fp, now))
+                fp = self.authenticate(request)
+                now = self.ctx.clock()
+                self.admit(fp, now)
+                self.settle(fp, now)
+                return self.ok(await handler(request, fp, now))
             except A2EError as exc:
-                return fail(exc)
+                return self.fail(exc)
         return endpoint
 
-    # --- request bodies ----------------------------------------------------------------------
-
+    @staticmethod
     async def json_body(request: Request) -> dict[str, Any]:
         raw = await request.body()
         try:
@@ -346,105 +456,48 @@ def create(ctx: SystemContext) -> System:
             raise A2EError(400, "request body must be a JSON object")
         return body
 
-    def text_field(body: dict[str, Any], name: str, *, required: bool = True,
-                   max_len: int = 200) -> str | None:
-        value = body.get(name)
-        if value is None or (required and isinstance(value, str) and not value.strip()):
-            if required:
-                raise A2EError(400, f"{name} is required")
-            return None
-        if not isinstance(value, str):
-            raise A2EError(400, f"{name} must be a string")
-        if len(value) > max_len:
-            raise A2EError(400, f"{name} is too long (at most {max_len} characters)")
-        return value
+    # --- helpers: tasks ------------------------------------------------------------------------
 
-    def check_optional(body: dict[str, Any]) -> None:
-        for name in ("web_bg_width", "web_bg_height", "web_people_width",
-                     "web_people_height", "web_people_x", "web_people_y"):
-            value = body.get(name)
-            if value is not None and not (_is_number(value) and value >= 0):
-                raise A2EError(400, f"{name} must be a number >= 0")
-        for name in ("isSkipRs", "isCaptionEnabled", "isToPublicPool"):
-            value = body.get(name)
-            if value is not None and not isinstance(value, bool):
-                raise A2EError(400, f"{name} must be true or false")
-        for name in ("back_id", "custom_back_id", "anchor_background_color"):
-            text_field(body, name, required=False)
-
-    # --- API routes --------------------------------------------------------------------------
-
-    async def remaining_coins(request: Request, fp: str, now: float) -> Any:
-        return {"coins": account(fp)["coins"]}
-
-    async def send_tts(request: Request, fp: str, now: float) -> Any:
-        body = await json_body(request)
-        msg = text_field(body, "msg", max_len=MAX_TTS_CHARS) or ""
-        voices = {n: body.get(n) for n in ("tts_id", "user_voice_id") if body.get(n) is not None}
-        if not voices:
-            raise A2EError(400, "tts_id or user_voice_id is required")
-        if len(voices) > 1:
-            raise A2EError(400, "give either tts_id or user_voice_id, not both")
-        [(voice_field, voice)] = voices.items()
-        if not isinstance(voice, str) or not voice.strip():
-            raise A2EError(400, f"{voice_field} must be a non-empty string")
-        rate = body.get("speechRate", 1.0)
-        if not _is_number(rate) or not 0.5 <= rate <= 2.0:
-            raise A2EError(400, "speechRate must be a number between 0.5 and 2")
-        for name in ("country", "region"):
-            text_field(body, name, required=False)
-        tts_id = new_id("tts")
-        state.put(f"tts/{tts_id}", {"voice": voice, "seconds": speech_seconds(msg, rate),
-                                    "fp": fp, "createdAt": iso(now)})
-        return f"{request.base_url}files/tts/{tts_id}.mp3"
-
-    def audio_seconds(request: Request, url: str) -> float:
+    def audio_seconds(self, request: Request, url: str) -> float:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise A2EError(400, "audioSrc must be an http(s) URL")
         match = _TTS_PATH.fullmatch(parts.path)
         if match and parts.netloc == request.url.netloc:
-            tts = state.get(f"tts/{match.group(1)}")
+            tts = self.state.get(f"tts/{match.group(1)}")
             if tts is None:
                 raise A2EError(400, "audioSrc could not be downloaded: no such audio")
             return float(tts["seconds"])
         return external_audio_seconds(url)
 
-    def render_time(task_id: str, fp: str, outcome: str, slow_polls: int) -> float | None:
+    def render_time(self, task_id: str, fp: str, outcome: str,
+                    slow_polls: int) -> float | None:
         """The task's own render time in timed mode (fixed at creation), else None."""
-        base = config(fp)["render_seconds"]
+        base = self.config(fp)["render_seconds"]
         if base is None:
             return None
-        seconds = float(base) * ctx.rng("render", task_id).uniform(*RENDER_SPREAD)
+        seconds = float(base) * self.ctx.rng("render", task_id).uniform(*RENDER_SPREAD)
         return seconds * (1 + slow_polls) if outcome == "slow" else seconds
 
-    async def generate(request: Request, fp: str, now: float) -> Any:
-        body = await json_body(request)
-        title = text_field(body, "title") or ""
-        anchor_id = text_field(body, "anchor_id", max_len=64) or ""
-        audio_src = text_field(body, "audioSrc", max_len=2048) or ""
-        anchor_type = body.get("anchor_type", 0)
-        if anchor_type not in (0, 1) or isinstance(anchor_type, bool):
-            raise A2EError(400, "anchor_type must be 0 (system avatar) or 1 (custom avatar)")
-        resolution = body.get("resolution", 1080)
-        if not _is_int(resolution) or resolution not in COINS_PER_SECOND:
-            raise A2EError(400, f"resolution must be one of {sorted(COINS_PER_SECOND)}")
-        check_optional(body)
-        seconds = audio_seconds(request, audio_src)
-        cost = video_cost(seconds, resolution)
-        balance = adjust_coins(fp, -cost)
-        if balance is None:
-            have = account(fp)["coins"]
+    def charge(self, fp: str, cost: int) -> None:
+        """Take a video's cost from the balance, or code 402 (nothing taken)."""
+        if self.adjust_coins(fp, -cost) is None:
+            have = self.account(fp)["coins"]
             raise A2EError(402, f"Insufficient coins: this video needs {cost} coins, "
                                 f"the balance is {have}")
-        plan = pop_first(state, f"queue/{fp}", "queue/*") or {}
-        task_id = new_id("task")
+
+    def new_task(self, fp: str, video: dict[str, Any], seconds: float, cost: int,
+                 now: float) -> dict[str, Any]:
+        """Store a paid-for task (its fate from the control queue), listed under the key."""
+        plan = pop_first(self.state, f"queue/{fp}", "queue/*") or {}
+        task_id = self.new_id("task")
         outcome = plan.get("outcome", "ok")
-        slow_polls = plan.get("polls") or config(fp)["slow_polls"]
-        render = render_time(task_id, fp, outcome, slow_polls)
+        slow_polls = plan.get("polls") or self.config(fp)["slow_polls"]
+        render = self.render_time(task_id, fp, outcome, slow_polls)
         task = {
-            "_id": task_id, "fp": fp, "title": title, "anchor_id": anchor_id,
-            "anchor_type": anchor_type, "audioSrc": audio_src, "resolution": resolution,
+            "_id": task_id, "fp": fp, "title": video["title"], "anchor_id": video["anchor_id"],
+            "anchor_type": video["anchor_type"], "audioSrc": video["audioSrc"],
+            "resolution": video["resolution"],
             "seconds": seconds, "coins": cost, "refunded": False, "deleted": False,
             "outcome": outcome, "slow_polls": slow_polls, "render_seconds": render,
             "fail_msg": plan.get("message") or "Video generation failed: the avatar could "
@@ -452,15 +505,14 @@ def create(ctx: SystemContext) -> System:
             "steps": 0, "status": "init", "process": 0, "created": now,
             "createdAt": iso(now), "updatedAt": iso(now), "finished": None,
         }
-        state.put(f"task/{task_id}", task)
-        state.update(f"tasks/{fp}", lambda ids: [*ids, task_id], default=[])
+        self.state.put(f"task/{task_id}", task)
+        self.state.update(f"tasks/{fp}", lambda ids: [*ids, task_id], default=[])
         if render is not None and outcome == "fail":  # refunded when due, polled or not
-            state.update(f"settle/{fp}", lambda due: [*due, [now + render, task_id]],
-                         default=[])
-        return {"_id": task_id, "title": title, "anchor_id": anchor_id, "status": "init",
-                "createdAt": task["createdAt"]}
+            self.state.update(f"settle/{fp}", lambda due: [*due, [now + render, task_id]],
+                              default=[])
+        return task
 
-    def refund(task_id: str) -> None:
+    def refund(self, task_id: str) -> None:
         flipped: list[bool] = []
 
         def change(task: dict[str, Any]) -> dict[str, Any]:
@@ -469,13 +521,13 @@ def create(ctx: SystemContext) -> System:
             flipped.append(True)
             return {**task, "refunded": True}
 
-        task = state.update(f"task/{task_id}", change, default={})
+        task = self.state.update(f"task/{task_id}", change, default={})
         if flipped:
-            adjust_coins(task["fp"], task["coins"])
+            self.adjust_coins(task["fp"], task["coins"])
 
-    def settle(fp: str, now: float) -> None:
+    def settle(self, fp: str, now: float) -> None:
         """Refund the key's timed tasks that have failed by `now`, polled or not."""
-        pending = state.get(f"settle/{fp}", [])
+        pending = self.state.get(f"settle/{fp}", [])
         if not any(due <= now for due, _ in pending):
             return
         taken: list[str] = []
@@ -484,26 +536,13 @@ def create(ctx: SystemContext) -> System:
             taken.extend(task_id for due, task_id in entries if due <= now)
             return [[due, task_id] for due, task_id in entries if due > now]
 
-        state.update(f"settle/{fp}", change, default=[])
+        self.state.update(f"settle/{fp}", change, default=[])
         for task_id in taken:
-            refund(task_id)
+            self.refund(task_id)
 
-    def current(task: dict[str, Any], now: float) -> dict[str, Any]:
-        """The task as a client sees it at `now`: stored (per-poll mode) or computed from
-        the clock (timed mode)."""
-        render = task.get("render_seconds")
-        if render is None:
-            return task
-        elapsed = now - task["created"]
-        fraction = elapsed / render if render > 0 else (math.inf if elapsed >= 0 else 0.0)
-        status, process, began = timed_state(task["outcome"], fraction)
-        return {**task, "status": status, "process": process,
-                "updatedAt": iso(task["created"] + render * began),
-                "finished": task["created"] + render if status in TERMINAL else None}
-
-    def advance(task_id: str, fp: str, now: float) -> dict[str, Any]:
+    def advance(self, task_id: str, fp: str, now: float) -> dict[str, Any]:
         """Per-poll mode: `states_per_poll` more states (stored)."""
-        per_poll = config(fp)["states_per_poll"]
+        per_poll = self.config(fp)["states_per_poll"]
 
         def change(task: dict[str, Any]) -> dict[str, Any]:
             if task["status"] in TERMINAL:
@@ -514,13 +553,13 @@ def create(ctx: SystemContext) -> System:
             return {**task, "steps": steps, "status": status, "process": process,
                     "updatedAt": iso(now), "finished": now if status in TERMINAL else None}
 
-        task = state.update(f"task/{task_id}", change, default={})
+        task = self.state.update(f"task/{task_id}", change, default={})
         if task["status"] == "fail":
-            refund(task_id)
-            task = state.get(f"task/{task_id}")
+            self.refund(task_id)
+            task = self.state.get(f"task/{task_id}")
         return task
 
-    def item(request: Request, task: dict[str, Any]) -> dict[str, Any]:
+    def item(self, request: Request, task: dict[str, Any]) -> dict[str, Any]:
         success = task["status"] == "success"
         out = {
             "_id": task["_id"], "title": task["title"], "anchor_id": task["anchor_id"],
@@ -532,29 +571,57 @@ def create(ctx: SystemContext) -> System:
             "audioSrc": task["audioSrc"], "resolution": task["resolution"],
             "createdAt": task["createdAt"], "updatedAt": task["updatedAt"],
         }
-        if config(task["fp"])["report_coins"]:
+        if self.config(task["fp"])["report_coins"]:
             out["coins"] = 0 if task["refunded"] else task["coins"]
         return out
 
-    def own_task(task_id: Any, fp: str) -> dict[str, Any] | None:
+    def own_task(self, task_id: Any, fp: str) -> dict[str, Any] | None:
         if not isinstance(task_id, str) or not re.fullmatch(r"[0-9a-f]{24}", task_id):
             return None
-        task = state.get(f"task/{task_id}")
+        task = self.state.get(f"task/{task_id}")
         if task is None or task["fp"] != fp or task["deleted"]:
             return None
         return task
 
-    async def aws_result(request: Request, fp: str, now: float) -> Any:
-        body = await json_body(request)
-        task_id = text_field(body, "_id", max_len=64)
-        task = own_task(task_id, fp)
+    # --- API routes ----------------------------------------------------------------------------
+
+    async def remaining_coins(self, request: Request, fp: str, now: float) -> Any:
+        return {"coins": self.account(fp)["coins"]}
+
+    async def send_tts(self, request: Request, fp: str, now: float) -> Any:
+        body = await self.json_body(request)
+        msg = _text_field(body, "msg", max_len=MAX_TTS_CHARS) or ""
+        voice = _tts_voice(body)
+        rate = body.get("speechRate", 1.0)
+        if not _is_number(rate) or not 0.5 <= rate <= 2.0:
+            raise A2EError(400, "speechRate must be a number between 0.5 and 2")
+        for name in ("country", "region"):
+            _text_field(body, name, required=False)
+        tts_id = self.new_id("tts")
+        self.state.put(f"tts/{tts_id}", {"voice": voice, "seconds": speech_seconds(msg, rate),
+                                         "fp": fp, "createdAt": iso(now)})
+        return f"{request.base_url}files/tts/{tts_id}.mp3"
+
+    async def generate(self, request: Request, fp: str, now: float) -> Any:
+        video = _video_request(await self.json_body(request))
+        seconds = self.audio_seconds(request, video["audioSrc"])
+        cost = video_cost(seconds, video["resolution"])
+        self.charge(fp, cost)
+        task = self.new_task(fp, video, seconds, cost, now)
+        return {"_id": task["_id"], "title": task["title"], "anchor_id": task["anchor_id"],
+                "status": "init", "createdAt": task["createdAt"]}
+
+    async def aws_result(self, request: Request, fp: str, now: float) -> Any:
+        body = await self.json_body(request)
+        task_id = _text_field(body, "_id", max_len=64)
+        task = self.own_task(task_id, fp)
         if task is None:
             return []
         if task.get("render_seconds") is None:
-            return [item(request, advance(str(task_id), fp, now))]
-        return [item(request, current(task, now))]
+            return [self.item(request, self.advance(str(task_id), fp, now))]
+        return [self.item(request, _current(task, now))]
 
-    async def aws_list(request: Request, fp: str, now: float) -> Any:
+    async def aws_list(self, request: Request, fp: str, now: float) -> Any:
         """This key's tasks, newest first, paged: how a client finds a task whose submit
         answer it never received (the title is the client's idempotency key), and polls
         many at once. Reads only the page's tasks (the key's id list is kept in order)."""
@@ -563,167 +630,157 @@ def create(ctx: SystemContext) -> System:
             size = min(100, max(1, int(request.query_params.get("pageSize", "10"))))
         except ValueError:
             raise A2EError(400, "current and pageSize must be integers") from None
-        ids = state.get(f"tasks/{fp}", [])  # oldest first
+        ids = self.state.get(f"tasks/{fp}", [])  # oldest first
         stop = max(0, len(ids) - (page_no - 1) * size)  # just past the page's newest
-        tasks = [state.get(f"task/{task_id}") for task_id in ids[max(0, stop - size):stop]]
+        tasks = [self.state.get(f"task/{task_id}") for task_id in ids[max(0, stop - size):stop]]
         # Per-poll mode: a listing observes every task on the page, as a poll of each would.
-        tasks = [advance(t["_id"], fp, now) if t is not None and not t["deleted"]
+        tasks = [self.advance(t["_id"], fp, now) if t is not None and not t["deleted"]
                  and t.get("render_seconds") is None else t for t in tasks]
-        return {"list": [item(request, current(t, now)) for t in reversed(tasks)
+        return {"list": [self.item(request, _current(t, now)) for t in reversed(tasks)
                          if t is not None and not t["deleted"]],
                 "total": len(ids), "current": page_no, "pageSize": size}
 
-    async def delete_video(request: Request, fp: str, now: float) -> Any:
+    async def delete_video(self, request: Request, fp: str, now: float) -> Any:
         task_id = request.path_params["task_id"]
-        task = own_task(task_id, fp)
+        task = self.own_task(task_id, fp)
         if task is None:
             raise A2EError(404, f"video {task_id} not found")
-        state.update(f"task/{task_id}", lambda t: {**t, "deleted": True}, default={})
-        state.update(f"tasks/{fp}", lambda ids: [i for i in ids if i != task_id], default=[])
-        if current(task, now)["status"] != "success":
-            refund(task_id)
+        self.state.update(f"task/{task_id}", lambda t: {**t, "deleted": True}, default={})
+        self.state.update(f"tasks/{fp}", lambda ids: [i for i in ids if i != task_id],
+                          default=[])
+        if _current(task, now)["status"] != "success":
+            self.refund(task_id)
         return {"_id": task_id}
 
-    # --- downloads ---------------------------------------------------------------------------
+    # --- API routes: downloads -----------------------------------------------------------------
 
-    async def result_file(request: Request) -> Response:
+    async def result_file(self, request: Request) -> Response:
         task_id = request.path_params["task_id"]
-        task = state.get(f"task/{task_id}") if re.fullmatch(r"[0-9a-f]{24}", task_id) else None
-        now = ctx.clock()
+        task = self.state.get(f"task/{task_id}") if re.fullmatch(r"[0-9a-f]{24}", task_id) \
+            else None
+        now = self.ctx.clock()
         if task is not None:
-            task = current(task, now)
+            task = _current(task, now)
         if task is None or task["deleted"] or task["status"] != "success":
             return PlainTextResponse("Not Found", status_code=404)
-        ttl = float(config(task["fp"])["result_ttl"])
+        ttl = float(self.config(task["fp"])["result_ttl"])
         if task["finished"] is not None and now > task["finished"] + ttl:
             return PlainTextResponse("AccessDenied: Request has expired", status_code=403)
         spec = VideoSpec(task["anchor_id"], clamp_seconds(task["seconds"]))
-        data = await asyncio.to_thread(media.read, spec)
+        data = await asyncio.to_thread(self.media.read, spec)
         if task["outcome"] == "corrupt":
-            data = corrupt(data, ctx.rng("corrupt", task_id))
+            data = corrupt(data, self.ctx.rng("corrupt", task_id))
         return file_response(request, data, MP4, truncate=task["outcome"] == "truncated")
 
-    async def tts_file(request: Request) -> Response:
+    async def tts_file(self, request: Request) -> Response:
         tts_id = request.path_params["tts_id"]
-        tts = state.get(f"tts/{tts_id}") if re.fullmatch(r"[0-9a-f]{24}", tts_id) else None
+        tts = self.state.get(f"tts/{tts_id}") if re.fullmatch(r"[0-9a-f]{24}", tts_id) \
+            else None
         if tts is None:
             return PlainTextResponse("Not Found", status_code=404)
-        data = await asyncio.to_thread(media.read, AudioSpec(tts["voice"], tts["seconds"]))
+        data = await asyncio.to_thread(self.media.read, AudioSpec(tts["voice"], tts["seconds"]))
         return file_response(request, data, MP3)
 
-    # --- control -----------------------------------------------------------------------------
+    async def not_found(self, request: Request, exc: Exception) -> Response:
+        return self.fail(A2EError(404, f"Not Found: {request.method} {request.url.path}", 404))
 
-    def control_error(message: str, status: int = 400) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
+    async def not_allowed(self, request: Request, exc: Exception) -> Response:
+        return self.fail(A2EError(405, f"Method Not Allowed: {request.method}", 405))
 
-    def control_key(request: Request) -> str | None:
+    # --- control routes ------------------------------------------------------------------------
+
+    def control_key(self, request: Request) -> str | None:
         if "authorization" not in request.headers:
             return None
-        return authenticate(request)
+        return self.authenticate(request)
 
-    async def control_json(request: Request) -> dict[str, Any]:
-        try:
-            body = json.loads(await request.body() or b"{}")
-        except ValueError:
-            raise A2EError(400, "invalid JSON") from None
-        if not isinstance(body, dict):
-            raise A2EError(400, "body must be a JSON object")
-        return body
-
-    def snapshot(fp: str | None) -> dict[str, Any]:
-        out: dict[str, Any] = {"config": config(fp),
-                               "queue": state.get(f"queue/{fp or '*'}", [])}
+    def snapshot(self, fp: str | None) -> dict[str, Any]:
+        out: dict[str, Any] = {"config": self.config(fp),
+                               "queue": self.state.get(f"queue/{fp or '*'}", [])}
         if fp is not None:
-            cfg, now = config(fp), ctx.clock()
-            settle(fp, now)
-            recent = [t for t in state.get(f"ratelog/{fp}", [])
+            cfg, now = self.config(fp), self.ctx.clock()
+            self.settle(fp, now)
+            recent = [t for t in self.state.get(f"ratelog/{fp}", [])
                       if now - float(cfg["rate_window"]) < t <= now]
-            out.update(coins=account(fp)["coins"], recent_requests=len(recent))
+            out.update(coins=self.account(fp)["coins"], recent_requests=len(recent))
         return out
 
-    async def control_state(request: Request) -> Response:
+    async def control_state(self, request: Request) -> Response:
         try:
-            return JSONResponse(snapshot(control_key(request)))
+            return JSONResponse(self.snapshot(self.control_key(request)))
         except A2EError as exc:
-            return control_error(exc.msg, exc.http_status if exc.http_status != 200 else 400)
+            return _control_failure(exc)
 
-    async def control_config(request: Request) -> Response:
+    async def control_config(self, request: Request) -> Response:
         try:
-            fp = control_key(request)
-            body = await control_json(request)
+            fp = self.control_key(request)
+            body = await read_control_body(request)
+        except BadControlBody as exc:
+            return _control_error(str(exc))
         except A2EError as exc:
-            return control_error(exc.msg, exc.http_status if exc.http_status != 200 else 400)
-        known = {*_CONFIG_RULES, "coins", "reset_rate_limit"}
-        unknown = sorted(set(body) - known)
-        if unknown:
-            return control_error(f"unknown config fields {unknown}; known: {sorted(known)}")
+            return _control_failure(exc)
+        problem = _config_problem(body, fp)
+        if problem is not None:
+            return _control_error(problem)
+        self.apply_config(body, fp)
+        return JSONResponse(self.snapshot(fp))
+
+    def apply_config(self, body: dict[str, Any], fp: str | None) -> None:
+        """Set the defaults (no key) or the key's overrides, balance and rate-limit log."""
         settings = {k: v for k, v in body.items() if k in _CONFIG_RULES}
-        for name, value in settings.items():
-            check, description = _CONFIG_RULES[name]
-            if not check(value):
-                return control_error(f"{name} must be {description}")
         coins = body.get("coins")
-        if coins is not None and (fp is None or not _is_int(coins) or coins < 0):
-            return control_error("coins (an integer >= 0) needs an Authorization key header")
         if fp is None:
-            state.update("config", lambda c: {**c, **settings}, default={})
-        else:
-            account(fp)
-            state.update(f"account/{fp}", lambda a: {
-                **a, "config": {**a.get("config", {}), **settings},
-                **({"coins": coins} if coins is not None else {})}, default={})
-            if body.get("reset_rate_limit"):
-                state.put(f"ratelog/{fp}", [])
-        return JSONResponse(snapshot(fp))
+            self.state.update("config", lambda c: {**c, **settings}, default={})
+            return
+        self.account(fp)
+        self.state.update(f"account/{fp}", lambda a: {
+            **a, "config": {**a.get("config", {}), **settings},
+            **({"coins": coins} if coins is not None else {})}, default={})
+        if body.get("reset_rate_limit"):
+            self.state.put(f"ratelog/{fp}", [])
 
-    async def control_next_jobs(request: Request) -> Response:
+    async def control_next_jobs(self, request: Request) -> Response:
         try:
-            fp = control_key(request)
-            body = {} if request.method == "DELETE" else await control_json(request)
+            fp = self.control_key(request)
+            body = {} if request.method == "DELETE" else await read_control_body(request)
+        except BadControlBody as exc:
+            return _control_error(str(exc))
         except A2EError as exc:
-            return control_error(exc.msg, exc.http_status if exc.http_status != 200 else 400)
+            return _control_failure(exc)
         scope = f"queue/{fp or '*'}"
         if request.method == "DELETE":
-            state.put(scope, [])
+            self.state.put(scope, [])
             return JSONResponse({"queue": []})
-        outcome, count = body.get("outcome"), body.get("count", 1)
-        polls, message = body.get("polls"), body.get("message")
-        if outcome not in OUTCOMES:
-            return control_error(f"outcome must be one of {list(OUTCOMES)}")
-        if not _is_int(count) or count < 1:
-            return control_error("count must be an integer >= 1")
-        if polls is not None and (not _is_int(polls) or polls < 1):
-            return control_error("polls must be an integer >= 1")
-        if message is not None and not isinstance(message, str):
-            return control_error("message must be a string")
-        entry = {"outcome": outcome, "polls": polls, "message": message}
-        queue = state.update(scope, lambda q: [*q, *([entry] * count)], default=[])
+        problem = _next_jobs_problem(body)
+        if problem is not None:
+            return _control_error(problem)
+        entry = {"outcome": body["outcome"], "polls": body.get("polls"),
+                 "message": body.get("message")}
+        count = body.get("count", 1)
+        queue = self.state.update(scope, lambda q: [*q, *([entry] * count)], default=[])
         return JSONResponse({"queue": queue})
 
-    async def not_found(request: Request, exc: Exception) -> Response:
-        return fail(A2EError(404, f"Not Found: {request.method} {request.url.path}", 404))
+    def routes(self) -> list[Route]:
+        api = self.api
+        return [
+            Route(f"{API}/user/remainingCoins", api(self.remaining_coins), methods=["GET"]),
+            Route(f"{API}/video/send_tts", api(self.send_tts), methods=["POST"]),
+            Route(f"{API}/video/generate", api(self.generate), methods=["POST"]),
+            Route(f"{API}/video/awsResult", api(self.aws_result), methods=["POST"]),
+            Route(f"{API}/video/awsList", api(self.aws_list), methods=["GET"]),
+            Route(f"{API}/video/{{task_id}}", api(self.delete_video), methods=["DELETE"]),
+            Route("/files/tts/{tts_id}.mp3", self.tts_file, methods=["GET", "HEAD"]),
+            Route("/files/{task_id}.mp4", self.result_file, methods=["GET", "HEAD"]),
+            Route("/_control/state", self.control_state, methods=["GET"]),
+            Route("/_control/config", self.control_config, methods=["POST"]),
+            Route("/_control/next_jobs", self.control_next_jobs, methods=["POST", "DELETE"]),
+        ]
 
-    async def not_allowed(request: Request, exc: Exception) -> Response:
-        return fail(A2EError(405, f"Method Not Allowed: {request.method}", 405))
+    def system(self) -> System:
+        app = Starlette(routes=self.routes(),
+                        exception_handlers={404: self.not_found, 405: self.not_allowed})
+        return System(app=app, error_response=self.error_response)
 
-    app = Starlette(
-        routes=[
-            Route(f"{API}/user/remainingCoins", api(remaining_coins), methods=["GET"]),
-            Route(f"{API}/video/send_tts", api(send_tts), methods=["POST"]),
-            Route(f"{API}/video/generate", api(generate), methods=["POST"]),
-            Route(f"{API}/video/awsResult", api(aws_result), methods=["POST"]),
-            Route(f"{API}/video/awsList", api(aws_list), methods=["GET"]),
-            Route(f"{API}/video/{{task_id}}", api(delete_video), methods=["DELETE"]),
-            Route("/files/tts/{tts_id}.mp3", tts_file, methods=["GET", "HEAD"]),
-            Route("/files/{task_id}.mp4", result_file, methods=["GET", "HEAD"]),
-            Route("/_control/state", control_state, methods=["GET"]),
-            Route("/_control/config", control_config, methods=["POST"]),
-            Route("/_control/next_jobs", control_next_jobs, methods=["POST", "DELETE"]),
-        ],
-        exception_handlers={404: not_found, 405: not_allowed},
-    )
 
-    def error_response(status: int, message: str, retry_after: float | None) -> Response:
-        return JSONResponse(_error_body(status, message, trace_id()), status_code=status)
-
-    return System(app=app, error_response=error_response)
+def create(ctx: SystemContext) -> System:
+    return A2ESystem(ctx).system()

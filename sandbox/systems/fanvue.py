@@ -65,6 +65,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import hmac
 import json
 import math
 import re
@@ -81,7 +82,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from resources.webhook_signing import FANVUE_SIGNATURE_HEADER, sign_fanvue
+from sandbox.control import BadControlBody, read_control_body
 from sandbox.system import System, SystemContext
 
 CURRENT_VERSION = "2025-06-26"
@@ -179,51 +180,270 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def create(ctx: SystemContext) -> System:
-    state = ctx.state
-    rate_logs: dict[str, deque[float]] = {}
-    deliver_lock = asyncio.Lock()
+# --- webhook signatures ------------------------------------------------------------------------
+# Written here from the published scheme (docs/subscriber-channels.md: Stripe-style), never
+# imported from the client, so a bug in the client's signer cannot hide behind the fake:
+#     X-Fanvue-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + raw body)>
 
-    def rng_uuid(*parts: object) -> str:
-        return str(uuid.UUID(int=ctx.rng(*parts).getrandbits(128), version=4))
+SIGNATURE_HEADER = "X-Fanvue-Signature"
 
-    # --- creators, config, tokens --------------------------------------------------------------
 
-    def creator(account: str) -> dict[str, Any]:
-        existing = state.get(f"creator/{account}")
+def sign_webhook(secret: str, body: bytes, timestamp: int) -> str:
+    """The X-Fanvue-Signature value for the raw `body` sent at `timestamp` (unix seconds)."""
+    seconds = int(timestamp)
+    signed = str(seconds).encode("ascii") + b"." + body
+    mac = hmac.new(secret.encode("utf-8"), signed, hashlib.sha256).hexdigest()
+    return f"t={seconds},v1={mac}"
+
+
+# --- pure helpers ------------------------------------------------------------------------------
+
+def _bad(message: str, status: int = 400) -> JSONResponse:
+    return _json({"error": message}, status)
+
+
+def _unauthorized(detail: str) -> FanvueError:
+    return FanvueError(_json({"error": f"Unauthorized: {detail}"}, 401))
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def _account_of(raw: Any) -> str:
+    if not isinstance(raw, str) or not ACCOUNT.fullmatch(raw):
+        raise FanvueError(_bad("creator must match [A-Za-z0-9_-]{1,64}"))
+    return raw
+
+
+def _maybe_account(raw: Any) -> str | None:
+    return None if raw is None else _account_of(raw)
+
+
+def _optional_time(body: dict[str, Any], name: str) -> dt.datetime:
+    try:
+        return _now() if body.get(name) is None else _parse_time(body[name], name)
+    except FanvueError:
+        raise FanvueError(_bad(f"{name} must be an ISO 8601 time")) from None
+
+
+def _public_sub(sub: dict[str, Any]) -> dict[str, Any]:
+    out = {k: sub[k] for k in ("uuid", "handle", "displayName", "subscribedAt", "expiresAt")}
+    out.update({k: sub[k] for k in ("tier", "timezone") if sub.get(k)})
+    return out
+
+
+def _contactable(sub: dict[str, Any]) -> bool:
+    return sub["status"] == "active"
+
+
+def _paging(request: Request) -> tuple[int, int]:
+    values = []
+    for name, default, high in (("page", 1, None), ("size", DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)):
+        raw = request.query_params.get(name)
+        if raw is None:
+            values.append(default)
+            continue
+        if not raw.isdigit() or int(raw) < 1 or (high is not None and int(raw) > high):
+            bound = f"between 1 and {high}" if high else "an integer >= 1"
+            raise validation(name, f"must be {bound}")
+        values.append(int(raw))
+    return values[0], values[1]
+
+
+def _page_of(request: Request, items: list[dict[str, Any]]) -> JSONResponse:
+    page, size = _paging(request)
+    start = (page - 1) * size
+    return _json({"data": items[start:start + size],
+                  "pagination": {"page": page, "size": size,
+                                 "hasMore": start + size < len(items)}})
+
+
+def _smart_uuid(account: str, key: str) -> str:
+    return _uuid_of("fanvue-smart-list", account, key)
+
+
+def _unread(sub: dict[str, Any], newest_first: list[dict[str, Any]]) -> int:
+    """The fan's messages since the creator's last one."""
+    unread = 0
+    for message in newest_first:
+        if message["senderUuid"] != sub["uuid"]:
+            break
+        unread += 1
+    return unread
+
+
+async def _message_body(request: Request) -> tuple[str, list[str], int | None]:
+    """(text, mediaUuids, price) of a send, else 400 {"errors"}."""
+    try:
+        body = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        raise validation("body", "must be a JSON object") from None
+    if not isinstance(body, dict):
+        raise validation("body", "must be a JSON object")
+    text = body.get("text")
+    if not isinstance(text, str) or not 1 <= len(text) <= TEXT_MAX:
+        raise validation("text", f"must be a string of 1 to {TEXT_MAX} characters")
+    media = body.get("mediaUuids", [])
+    if not isinstance(media, list) or not all(isinstance(m, str) and m for m in media):
+        raise validation("mediaUuids", "must be a list of media uuids")
+    price = body.get("price")
+    if price is not None and (not _is_int(price) or price < MIN_PRICE):
+        raise validation("price", f"must be null or an integer >= {MIN_PRICE}")
+    return text, media, price
+
+
+def _oauth_error(error: str, description: str) -> JSONResponse:
+    return _json({"error": error, "error_description": description}, 400)
+
+
+async def _refresh_form(request: Request) -> tuple[dict[str, str], JSONResponse | None]:
+    """(form, None) of a refresh_token grant, else ({}, the OAuth error answer)."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/x-www-form-urlencoded":
+        return {}, _oauth_error("invalid_request",
+                                "Content-Type must be application/x-www-form-urlencoded")
+    try:
+        form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
+    except UnicodeDecodeError:
+        return {}, _oauth_error("invalid_request", "the body is not form data")
+    for name in ("grant_type", "client_id", "client_secret"):
+        if not form.get(name):
+            return {}, _oauth_error("invalid_request", f"{name} is required")
+    if form["grant_type"] != "refresh_token":
+        return {}, _oauth_error("unsupported_grant_type",
+                                f"grant_type {form['grant_type']} is not supported here")
+    return form, None
+
+
+def _strings(body: dict[str, Any], names: tuple[str, ...]) -> dict[str, str]:
+    """The given non-null `names` of `body`, each a non-empty string, else 400."""
+    fields: dict[str, str] = {}
+    for name in names:
+        if body.get(name) is not None:
+            if not isinstance(body[name], str) or not body[name]:
+                raise FanvueError(_bad(f"{name} must be a non-empty string"))
+            fields[name] = body[name]
+    return fields
+
+
+def _creator_changes(body: dict[str, Any],
+                     config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(profile changes, new config) of a POST /_control/creators body, else 400."""
+    changes: dict[str, Any] = {}
+    for name in ("handle", "displayName"):
+        if name in body:
+            if not isinstance(body[name], str) or not body[name]:
+                raise FanvueError(_bad(f"{name} must be a non-empty string"))
+            changes[name] = body[name]
+    cfg = dict(config)
+    if "api_version" in body:
+        if not isinstance(body["api_version"], str) or not DATE.fullmatch(body["api_version"]):
+            raise FanvueError(_bad("api_version must be YYYY-MM-DD"))
+        cfg["api_version"] = body["api_version"]
+    if "rate_limit" in body:
+        if not _is_int(body["rate_limit"]) or body["rate_limit"] < 1:
+            raise FanvueError(_bad("rate_limit must be an integer >= 1"))
+        cfg["rate_limit"] = body["rate_limit"]
+    if "rate_window" in body:
+        window = body["rate_window"]
+        if isinstance(window, bool) or not isinstance(window, int | float) or window <= 0:
+            raise FanvueError(_bad("rate_window must be a number of seconds > 0"))
+        cfg["rate_window"] = float(window)
+    return changes, cfg
+
+
+def _act_options(body: dict[str, Any]) -> dict[str, Any]:
+    """text, amount and currency of a POST /_control/act body, else 400."""
+    text, amount = body.get("text"), body.get("amount")
+    if text is not None and (not isinstance(text, str) or not 1 <= len(text) <= TEXT_MAX):
+        raise FanvueError(_bad(f"text must be a string of 1 to {TEXT_MAX} characters"))
+    if amount is not None and (not _is_int(amount) or amount < 1):
+        raise FanvueError(_bad("amount must be a positive integer (cents)"))
+    currency = body.get("currency", "USD")
+    if not isinstance(currency, str) or not re.fullmatch(r"[A-Z]{3}", currency):
+        raise FanvueError(_bad("currency must be a 3-letter ISO code"))
+    return {"text": text, "amount": amount, "currency": currency}
+
+
+def _simulated_day(body: dict[str, Any]) -> tuple[dt.date, int | None]:
+    """(day, signups) of a POST /_control/simulate body, else 400."""
+    day_raw, signups = body.get("day"), body.get("signups")
+    try:
+        day = dt.date.fromisoformat(day_raw) if isinstance(day_raw, str) and DATE.fullmatch(
+            day_raw) else None
+    except ValueError:
+        day = None
+    if day is None:
+        raise FanvueError(_bad("day must be a date YYYY-MM-DD"))
+    if signups is not None and (not _is_int(signups) or not 0 <= signups <= 500):
+        raise FanvueError(_bad("signups must be an integer 0..500"))
+    return day, signups
+
+
+def _delivery_target(body: dict[str, Any]) -> tuple[str, str, str | None]:
+    """(url, secret, creator or None) of a POST /_control/deliver body, else 400."""
+    url, secret = body.get("url"), body.get("secret")
+    account = _maybe_account(body.get("creator"))
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise FanvueError(_bad("url must be an http(s) URL"))
+    host = httpx.URL(url).host
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise FanvueError(_bad("the sandbox delivers to loopback URLs only"))
+    if not isinstance(secret, str) or not secret:
+        raise FanvueError(_bad("secret is required"))
+    return url, secret, account
+
+
+Plan = list[tuple[dt.datetime, int, str, Any]]
+Handler = Callable[[Request, str], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class FanvueSystem:
+    """Fanvue's creator API (subscribers, chats, sends, OAuth refresh) over a deterministic
+    simulated audience whose actions become signed webhook events."""
+
+    def __init__(self, ctx: SystemContext) -> None:
+        self.ctx = ctx
+        self.state = ctx.state
+        self.rate_logs: dict[str, deque[float]] = {}
+        self.deliver_lock = asyncio.Lock()
+
+    # --- helpers: creators, config, tokens ---------------------------------------------------
+
+    def rng_uuid(self, *parts: object) -> str:
+        return str(uuid.UUID(int=self.ctx.rng(*parts).getrandbits(128), version=4))
+
+    def creator(self, account: str) -> dict[str, Any]:
+        existing = self.state.get(f"creator/{account}")
         if existing is not None:
             return existing
-        return state.update(f"creator/{account}", lambda c: c or {
+        return self.state.update(f"creator/{account}", lambda c: c or {
             "account": account, "uuid": creator_uuid(account), "handle": account.lower(),
             "displayName": account, "config": {}, "refresh_gen": 0}, default=None)
 
-    def config(account: str) -> dict[str, Any]:
-        return {**DEFAULTS, **creator(account)["config"]}
+    def config(self, account: str) -> dict[str, Any]:
+        return {**DEFAULTS, **self.creator(account)["config"]}
 
-    def unauthorized(detail: str) -> FanvueError:
-        return FanvueError(_json({"error": f"Unauthorized: {detail}"}, 401))
-
-    def bearer(request: Request) -> str | None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-    def authenticate(request: Request) -> tuple[str, str]:
+    def authenticate(self, request: Request) -> tuple[str, str]:
         """(account, token fingerprint) of a valid access token, else 401."""
-        token = bearer(request)
+        token = _bearer(request)
         if token is None:
-            raise unauthorized("missing Authorization: Bearer header")
+            raise _unauthorized("missing Authorization: Bearer header")
         match = ACCESS_TOKEN.fullmatch(token)
         if match is None:
-            raise unauthorized("unknown access token")
+            raise _unauthorized("unknown access token")
         account, generation = match.group(1), int(match.group(2) or 0)
-        if generation > creator(account)["refresh_gen"]:
-            raise unauthorized("unknown access token")
+        if generation > self.creator(account)["refresh_gen"]:
+            raise _unauthorized("unknown access token")
         fp = _fingerprint(token)
-        if state.get(f"expired/{fp}"):
-            raise unauthorized("the access token has expired")
+        if self.state.get(f"expired/{fp}"):
+            raise _unauthorized("the access token has expired")
         return account, fp
 
-    def check_version(request: Request) -> None:
+    def check_version(self, request: Request) -> None:
         version = request.headers.get(VERSION_HEADER)
         if not version:
             raise validation("X-Fanvue-API-Version", "header is required")
@@ -231,9 +451,8 @@ def create(ctx: SystemContext) -> System:
             raise validation("X-Fanvue-API-Version", "must be a date (YYYY-MM-DD)")
         # Which version the API serves can be set per creator (to test a sunset), so look at
         # whose token this is without validating it yet.
-        token = bearer(request) or ""
-        match = ACCESS_TOKEN.fullmatch(token)
-        current = config(match.group(1))["api_version"] if match else CURRENT_VERSION
+        match = ACCESS_TOKEN.fullmatch(_bearer(request) or "")
+        current = self.config(match.group(1))["api_version"] if match else CURRENT_VERSION
         if version < current:
             raise FanvueError(_json({
                 "error": "gone", "message": f"API version {version} has been sunset",
@@ -241,11 +460,11 @@ def create(ctx: SystemContext) -> System:
         if version > current:
             raise validation("X-Fanvue-API-Version", f"unsupported version {version}")
 
-    def admit(account: str, fp: str) -> dict[str, str]:
+    def admit(self, account: str, fp: str) -> dict[str, str]:
         """Count one request against the token's window; the X-RateLimit-* headers, or 429."""
-        cfg = config(account)
+        cfg = self.config(account)
         limit, window, now = int(cfg["rate_limit"]), float(cfg["rate_window"]), time.monotonic()
-        log = rate_logs.setdefault(fp, deque())
+        log = self.rate_logs.setdefault(fp, deque())
         while log and log[0] <= now - window:
             log.popleft()
         refused = len(log) >= limit
@@ -261,14 +480,13 @@ def create(ctx: SystemContext) -> System:
                 {**headers, "Retry-After": str(reset)}))
         return headers
 
-    Handler = Callable[[Request, str], Awaitable[Response]]
-
-    def api(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    def api(self, handler: Handler) -> Endpoint:
+        """An API route: version header, auth and rate limit around `handler`."""
         async def endpoint(request: Request) -> Response:
             try:
-                check_version(request)
-                account, fp = authenticate(request)
-                headers = admit(account, fp)
+                self.check_version(request)
+                account, fp = self.authenticate(request)
+                headers = self.admit(account, fp)
             except FanvueError as exc:
                 return exc.response
             try:
@@ -279,41 +497,64 @@ def create(ctx: SystemContext) -> System:
             return response
         return endpoint
 
-    # --- subscribers, messages, events ---------------------------------------------------------
+    def control(self, handler: Endpoint) -> Endpoint:
+        """A control route: FanvueError and a bad JSON body become their answers."""
+        async def endpoint(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except BadControlBody as exc:
+                return _bad(str(exc))
+            except FanvueError as exc:
+                return exc.response
+        return endpoint
 
-    def subscriber(account: str, user_uuid: str) -> dict[str, Any]:
-        sub = state.get(f"sub/{account}/{user_uuid}")
+    # --- helpers: subscribers, messages, events ----------------------------------------------
+
+    def subscriber(self, account: str, user_uuid: str) -> dict[str, Any]:
+        sub = self.state.get(f"sub/{account}/{user_uuid}")
         if sub is None:
             raise FanvueError(_json({"message": f"User {user_uuid} not found"}, 404))
         return sub
 
-    def subscribers_of(account: str) -> list[dict[str, Any]]:
-        return sorted(state.list_prefix(f"sub/{account}/").values(), key=lambda s: s["seq"])
+    def subscribers_of(self, account: str) -> list[dict[str, Any]]:
+        return sorted(self.state.list_prefix(f"sub/{account}/").values(),
+                      key=lambda s: s["seq"])
 
-    def public_sub(sub: dict[str, Any]) -> dict[str, Any]:
-        out = {k: sub[k] for k in ("uuid", "handle", "displayName", "subscribedAt",
-                                   "expiresAt")}
-        out.update({k: sub[k] for k in ("tier", "timezone") if sub.get(k)})
-        return out
-
-    def emit(account: str, kind: str, data: dict[str, Any], at: dt.datetime,
+    def emit(self, account: str, kind: str, data: dict[str, Any], at: dt.datetime,
              event_id: str) -> dict[str, Any]:
         body = {"id": f"evt_{event_id}", "type": kind, "createdAt": _iso(at),
-                "creatorUuid": creator(account)["uuid"], "data": data}
-        seq = state.next_id("event")
-        state.put(f"event/{account}/{seq:010d}", {"seq": seq, "body": body, "delivered": False,
-                                                  "attempts": 0, "last_status": None})
+                "creatorUuid": self.creator(account)["uuid"], "data": data}
+        seq = self.state.next_id("event")
+        self.state.put(f"event/{account}/{seq:010d}", {
+            "seq": seq, "body": body, "delivered": False, "attempts": 0, "last_status": None})
         return body
 
-    def store_message(account: str, user_uuid: str, message: dict[str, Any]) -> None:
-        seq = state.next_id("message")
-        state.put(f"msg/{account}/{user_uuid}/{seq:010d}", {**message, "seq": seq})
+    def events_of(self, account: str | None) -> list[dict[str, Any]]:
+        found = self.state.list_prefix(f"event/{account}/" if account else "event/").values()
+        return sorted(found, key=lambda e: e["seq"])
 
-    def add_subscriber(account: str, fields: dict[str, Any], at: dt.datetime,
+    def store_message(self, account: str, user_uuid: str, message: dict[str, Any]) -> None:
+        seq = self.state.next_id("message")
+        self.state.put(f"msg/{account}/{user_uuid}/{seq:010d}", {**message, "seq": seq})
+
+    def messages_of(self, account: str, user_uuid: str) -> list[dict[str, Any]]:
+        found = self.state.list_prefix(f"msg/{account}/{user_uuid}/").values()
+        return sorted(found, key=lambda m: (_parse_time(m["sentAt"], "sentAt"), m["seq"]),
+                      reverse=True)
+
+    def smart_members(self, account: str, key: str) -> list[dict[str, Any]]:
+        subs = self.subscribers_of(account)
+        if key == "subscribers":
+            return [s for s in subs if _contactable(s)]
+        if key == "expired_subscribers":
+            return [s for s in subs if s["status"] == "cancelled"]
+        return [s for s in subs if s.get("tips", 0) > 0 and s["status"] != "blocked"]
+
+    def add_subscriber(self, account: str, fields: dict[str, Any], at: dt.datetime,
                        ids: tuple[object, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
-        rng = ctx.rng("subscriber", account, *ids)
+        rng = self.ctx.rng("subscriber", account, *ids)
         adjective, noun = rng.choice(_ADJECTIVES), rng.choice(_NOUNS)
-        user_uuid = rng_uuid("subscriber-uuid", account, *ids)
+        user_uuid = self.rng_uuid("subscriber-uuid", account, *ids)
         handle = fields.get("handle") or f"{adjective}{noun}{rng.randrange(10, 1000)}"
         tier = fields.get("tier") or rng.choice(("basic", "basic", "vip"))
         timezone = fields.get("timezone") if "timezone" in fields else rng.choice(TIMEZONES)
@@ -323,194 +564,225 @@ def create(ctx: SystemContext) -> System:
                "subscribedAt": _iso(at),
                "expiresAt": _iso(at + dt.timedelta(days=SUBSCRIPTION_DAYS)),
                "tier": tier, "timezone": timezone, "status": "active",
-               "seq": state.next_id(f"sub/{account}"), "tips": 0}
-        state.put(f"sub/{account}/{user_uuid}", sub)
+               "seq": self.state.next_id(f"sub/{account}"), "tips": 0}
+        self.state.put(f"sub/{account}/{user_uuid}", sub)
         data = {"userUuid": user_uuid, "handle": sub["handle"],
                 "displayName": sub["displayName"], "subscribedAt": sub["subscribedAt"]}
         data.update({k: sub[k] for k in ("tier", "timezone") if sub.get(k)})
-        return sub, emit(account, "subscriber.created", data, at,
-                         rng_uuid("event", account, *ids))
+        return sub, self.emit(account, "subscriber.created", data, at,
+                              self.rng_uuid("event", account, *ids))
 
-    def act(account: str, sub: dict[str, Any], action: str, at: dt.datetime,
+    # --- helpers: fan actions ----------------------------------------------------------------
+
+    def act(self, account: str, sub: dict[str, Any], action: str, at: dt.datetime,
             ids: tuple[object, ...], text: str | None = None, amount: int | None = None,
             currency: str = "USD") -> dict[str, Any] | None:
         """One fan action: the state change and the webhook event (None for block)."""
-        user_uuid, key = sub["uuid"], f"sub/{account}/{sub['uuid']}"
-        event_id = rng_uuid("event", account, *ids)
+        event_id = self.rng_uuid("event", account, *ids)
         if action in ("reply", "stop"):
-            words = "STOP" if action == "stop" else text
-            if words is None:
-                words = ctx.rng("reply-text", account, *ids).choice(_REPLIES)
-            message_uuid = rng_uuid("message", account, *ids)
-            store_message(account, user_uuid, {"uuid": message_uuid, "text": words,
-                                               "sentAt": _iso(at), "senderUuid": user_uuid})
-            return emit(account, "message.received", {
-                "userUuid": user_uuid, "messageUuid": message_uuid, "text": words,
-                "sentAt": _iso(at)}, at, event_id)
+            return self.fan_message(account, sub, "STOP" if action == "stop" else text, at,
+                                    ids, event_id)
         if action in ("cancel", "block"):
-            status = "cancelled" if action == "cancel" else "blocked"
-            state.update(key, lambda s: {**s, "status": status if s["status"] != "blocked"
-                                         else "blocked"})
-            if action == "block":
-                return None
-            return emit(account, "subscriber.cancelled", {"userUuid": user_uuid}, at, event_id)
+            return self.fan_leaves(account, sub, action, at, event_id)
         if action == "renew":
-            price = amount if amount is not None else TIER_PRICES.get(sub.get("tier") or "",
-                                                                      TIER_PRICES["basic"])
-
-            def renew(s: dict[str, Any]) -> dict[str, Any]:
-                expires = max(_parse_time(s["expiresAt"], "expiresAt"), at)
-                return {**s, "status": "blocked" if s["status"] == "blocked" else "active",
-                        "expiresAt": _iso(expires + dt.timedelta(days=SUBSCRIPTION_DAYS))}
-
-            state.update(key, renew)
-            return emit(account, "subscriber.renewed", {
-                "userUuid": user_uuid, "amount": price, "currency": currency}, at, event_id)
+            return self.fan_renews(account, sub, at, event_id, amount, currency)
+        user_uuid, key = sub["uuid"], f"sub/{account}/{sub['uuid']}"
         if action == "tip":
             value = amount if amount is not None else 500
-            state.update(key, lambda s: {**s, "tips": s.get("tips", 0) + value})
-            return emit(account, "tip.received", {
+            self.state.update(key, lambda s: {**s, "tips": s.get("tips", 0) + value})
+            return self.emit(account, "tip.received", {
                 "userUuid": user_uuid, "amount": value, "currency": currency}, at, event_id)
         value = amount if amount is not None else 1500  # purchase
-        return emit(account, "purchase.completed", {
-            "userUuid": user_uuid, "purchaseUuid": rng_uuid("purchase", account, *ids),
+        return self.emit(account, "purchase.completed", {
+            "userUuid": user_uuid, "purchaseUuid": self.rng_uuid("purchase", account, *ids),
             "amount": value, "currency": currency}, at, event_id)
 
-    def contactable(sub: dict[str, Any]) -> bool:
-        return sub["status"] == "active"
+    def fan_message(self, account: str, sub: dict[str, Any], words: str | None,
+                    at: dt.datetime, ids: tuple[object, ...], event_id: str) -> dict[str, Any]:
+        user_uuid = sub["uuid"]
+        if words is None:
+            words = self.ctx.rng("reply-text", account, *ids).choice(_REPLIES)
+        message_uuid = self.rng_uuid("message", account, *ids)
+        self.store_message(account, user_uuid, {"uuid": message_uuid, "text": words,
+                                                "sentAt": _iso(at), "senderUuid": user_uuid})
+        return self.emit(account, "message.received", {
+            "userUuid": user_uuid, "messageUuid": message_uuid, "text": words,
+            "sentAt": _iso(at)}, at, event_id)
 
-    # --- API routes ----------------------------------------------------------------------------
+    def fan_leaves(self, account: str, sub: dict[str, Any], action: str, at: dt.datetime,
+                   event_id: str) -> dict[str, Any] | None:
+        status = "cancelled" if action == "cancel" else "blocked"
+        self.state.update(f"sub/{account}/{sub['uuid']}", lambda s: {
+            **s, "status": status if s["status"] != "blocked" else "blocked"})
+        if action == "block":
+            return None
+        return self.emit(account, "subscriber.cancelled", {"userUuid": sub["uuid"]}, at,
+                         event_id)
 
-    def paging(request: Request) -> tuple[int, int]:
-        values = []
-        for name, default, high in (("page", 1, None), ("size", DEFAULT_PAGE_SIZE,
-                                                         MAX_PAGE_SIZE)):
-            raw = request.query_params.get(name)
-            if raw is None:
-                values.append(default)
+    def fan_renews(self, account: str, sub: dict[str, Any], at: dt.datetime, event_id: str,
+                   amount: int | None, currency: str) -> dict[str, Any]:
+        price = amount if amount is not None else TIER_PRICES.get(sub.get("tier") or "",
+                                                                  TIER_PRICES["basic"])
+
+        def renew(s: dict[str, Any]) -> dict[str, Any]:
+            expires = max(_parse_time(s["expiresAt"], "expiresAt"), at)
+            return {**s, "status": "blocked" if s["status"] == "blocked" else "active",
+                    "expiresAt": _iso(expires + dt.timedelta(days=SUBSCRIPTION_DAYS))}
+
+        self.state.update(f"sub/{account}/{sub['uuid']}", renew)
+        return self.emit(account, "subscriber.renewed", {
+            "userUuid": sub["uuid"], "amount": price, "currency": currency}, at, event_id)
+
+    # --- helpers: the simulated day ----------------------------------------------------------
+
+    def day_plan(self, account: str, day: dt.date, signups: int | None) -> Plan:
+        """(time, order, action, who) of everything that happens that day, in order; who is a
+        sign-up's index or a user uuid. A sign-up's hello comes strictly later than the
+        sign-up, so sorting keeps them apart."""
+        start = dt.datetime.combine(day, dt.time(), dt.UTC)
+        rng = self.ctx.rng("simulate", account, day.isoformat())
+        count = signups if signups is not None else rng.randint(1, 4)
+
+        def at(r: Any) -> dt.datetime:
+            return start + dt.timedelta(seconds=r.randrange(86400))
+
+        end_of_day = start + dt.timedelta(seconds=86399)
+        plan: Plan = []
+        for i in range(count):
+            joined = at(rng)
+            plan.append((joined, len(plan), "signup", i))
+            r = self.ctx.rng("simulate-new", account, day.isoformat(), i)
+            if r.random() < 0.5 and joined < end_of_day:
+                left = int((end_of_day - joined).total_seconds())
+                plan.append((joined + dt.timedelta(seconds=r.randint(1, left)), len(plan),
+                             "hello", i))
+        for sub in self.subscribers_of(account):
+            subscribed = _parse_time(sub["subscribedAt"], "subscribedAt")
+            if subscribed >= start or sub["status"] != "active":
                 continue
-            if not raw.isdigit() or int(raw) < 1 or (high is not None and int(raw) > high):
-                bound = f"between 1 and {high}" if high else "an integer >= 1"
-                raise validation(name, f"must be {bound}")
-            values.append(int(raw))
-        return values[0], values[1]
+            r = self.ctx.rng("simulate-fan", account, day.isoformat(), sub["uuid"])
+            expires = _parse_time(sub["expiresAt"], "expiresAt")
+            if expires.date() == day:  # the 30-day period ends today: it renews
+                plan.append((expires, len(plan), "renew", sub["uuid"]))
+            for action, chance in (("reply", 0.35), ("reply", 0.1), ("tip", 0.08),
+                                   ("purchase", 0.05), ("stop", 0.03), ("cancel", 0.03)):
+                if r.random() < chance:
+                    plan.append((at(r), len(plan), action, sub["uuid"]))
+        plan.sort(key=lambda p: (p[0], p[1]))
+        return plan
 
-    def page_of(request: Request, items: list[dict[str, Any]]) -> JSONResponse:
-        page, size = paging(request)
-        start = (page - 1) * size
-        return _json({"data": items[start:start + size],
-                      "pagination": {"page": page, "size": size,
-                                     "hasMore": start + size < len(items)}})
+    def run_plan(self, account: str, day: dt.date, plan: Plan) -> list[dict[str, Any]]:
+        """Carry out a day's plan; the events it created."""
+        created: list[dict[str, Any]] = []
+        joined_uuids: dict[int, str] = {}
+        for step, (moment, _, action, who) in enumerate(plan):
+            ids = ("simulate", day.isoformat(), step)
+            if action == "signup":
+                sub, event = self.add_subscriber(account, {}, moment, ids)
+                joined_uuids[who] = sub["uuid"]
+                created.append(event)
+                continue
+            user_uuid = joined_uuids[who] if action == "hello" else who
+            sub = self.state.get(f"sub/{account}/{user_uuid}")
+            event = self.act(account, sub, "reply" if action == "hello" else action, moment,
+                             ids)
+            if event is not None:
+                created.append(event)
+        return created
 
-    async def users_me(request: Request, account: str) -> Response:
-        c = creator(account)
+    def simulate(self, account: str, day: dt.date, signups: int | None) -> dict[str, Any]:
+        done_key = f"simulated/{account}/{day.isoformat()}"
+        done = self.state.get(done_key)
+        if done is not None:
+            wanted = set(done)
+            return {"day": day.isoformat(), "new": False,
+                    "events": [e["body"] for e in self.events_of(account)
+                               if e["body"]["id"] in wanted]}
+        self.creator(account)
+        self.state.put(done_key, [])  # claimed first: a concurrent or repeated call adds nothing
+        created = self.run_plan(account, day, self.day_plan(account, day, signups))
+        self.state.put(done_key, [e["id"] for e in created])
+        return {"day": day.isoformat(), "new": True, "events": created}
+
+    # --- helpers: delivery -------------------------------------------------------------------
+
+    async def deliver_one(self, client: httpx.AsyncClient, url: str, secret: str, key: str,
+                          record: dict[str, Any]) -> bool:
+        """POST one event, signed; record the attempt; whether it was accepted (2xx)."""
+        raw = json.dumps(record["body"], separators=(",", ":")).encode()
+        signature = sign_webhook(secret, raw, int(time.time()))
+        try:
+            answer = await client.post(url, content=raw, headers={
+                "Content-Type": "application/json", SIGNATURE_HEADER: signature})
+            status: int | None = answer.status_code
+        except httpx.HTTPError:
+            status = None
+        ok = status is not None and 200 <= status < 300
+        self.state.update(key, lambda r: {
+            **r, "delivered": ok, "attempts": r["attempts"] + 1, "last_status": status})
+        return ok
+
+    # --- API routes --------------------------------------------------------------------------
+
+    async def users_me(self, request: Request, account: str) -> Response:
+        c = self.creator(account)
         return _json({"uuid": c["uuid"], "handle": c["handle"], "displayName": c["displayName"]})
 
-    async def list_subscribers(request: Request, account: str) -> Response:
-        return page_of(request, [public_sub(s) for s in subscribers_of(account)
-                                 if contactable(s)])
+    async def list_subscribers(self, request: Request, account: str) -> Response:
+        return _page_of(request, [_public_sub(s) for s in self.subscribers_of(account)
+                                  if _contactable(s)])
 
-    def smart_members(account: str, key: str) -> list[dict[str, Any]]:
-        subs = subscribers_of(account)
-        if key == "subscribers":
-            return [s for s in subs if contactable(s)]
-        if key == "expired_subscribers":
-            return [s for s in subs if s["status"] == "cancelled"]
-        return [s for s in subs if s.get("tips", 0) > 0 and s["status"] != "blocked"]
-
-    def smart_uuid(account: str, key: str) -> str:
-        return _uuid_of("fanvue-smart-list", account, key)
-
-    async def smart_lists(request: Request, account: str) -> Response:
-        return _json({"data": [{"uuid": smart_uuid(account, key), "name": name,
-                                "count": len(smart_members(account, key))}
+    async def smart_lists(self, request: Request, account: str) -> Response:
+        return _json({"data": [{"uuid": _smart_uuid(account, key), "name": name,
+                                "count": len(self.smart_members(account, key))}
                                for key, name in SMART_LISTS]})
 
-    async def smart_list(request: Request, account: str) -> Response:
+    async def smart_list(self, request: Request, account: str) -> Response:
         wanted = request.path_params["uuid"]
         for key, _ in SMART_LISTS:
-            if smart_uuid(account, key) == wanted:
-                return page_of(request, [public_sub(s) for s in smart_members(account, key)])
+            if _smart_uuid(account, key) == wanted:
+                return _page_of(request, [_public_sub(s)
+                                          for s in self.smart_members(account, key)])
         raise FanvueError(_json({"message": f"Smart list {wanted} not found"}, 404))
 
-    def messages_of(account: str, user_uuid: str) -> list[dict[str, Any]]:
-        found = state.list_prefix(f"msg/{account}/{user_uuid}/").values()
-        return sorted(found, key=lambda m: (_parse_time(m["sentAt"], "sentAt"), m["seq"]),
-                      reverse=True)
-
-    async def list_chats(request: Request, account: str) -> Response:
+    async def list_chats(self, request: Request, account: str) -> Response:
         chats = []
-        for sub in subscribers_of(account):
-            found = messages_of(account, sub["uuid"])
+        for sub in self.subscribers_of(account):
+            found = self.messages_of(account, sub["uuid"])
             if found:
-                unread = 0
-                for message in found:  # fan messages since the creator's last one
-                    if message["senderUuid"] != sub["uuid"]:
-                        break
-                    unread += 1
                 chats.append({"user": {"uuid": sub["uuid"], "handle": sub["handle"],
                                        "displayName": sub["displayName"]},
                               "lastMessageAt": found[0]["sentAt"],
-                              "unreadMessagesCount": unread})
+                              "unreadMessagesCount": _unread(sub, found)})
         chats.sort(key=lambda c: _parse_time(c["lastMessageAt"], "lastMessageAt"),
                    reverse=True)
-        return page_of(request, chats)
+        return _page_of(request, chats)
 
-    async def list_messages(request: Request, account: str) -> Response:
+    async def list_messages(self, request: Request, account: str) -> Response:
         user_uuid = request.path_params["user"]
-        subscriber(account, user_uuid)
-        return page_of(request, [{k: m[k] for k in ("uuid", "text", "sentAt", "senderUuid")}
-                                 for m in messages_of(account, user_uuid)])
+        self.subscriber(account, user_uuid)
+        return _page_of(request, [{k: m[k] for k in ("uuid", "text", "sentAt", "senderUuid")}
+                                  for m in self.messages_of(account, user_uuid)])
 
-    async def send_message(request: Request, account: str) -> Response:
-        try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            raise validation("body", "must be a JSON object") from None
-        if not isinstance(body, dict):
-            raise validation("body", "must be a JSON object")
-        text = body.get("text")
-        if not isinstance(text, str) or not 1 <= len(text) <= TEXT_MAX:
-            raise validation("text", f"must be a string of 1 to {TEXT_MAX} characters")
-        media = body.get("mediaUuids", [])
-        if not isinstance(media, list) or not all(isinstance(m, str) and m for m in media):
-            raise validation("mediaUuids", "must be a list of media uuids")
-        price = body.get("price")
-        if price is not None and (not _is_int(price) or price < MIN_PRICE):
-            raise validation("price", f"must be null or an integer >= {MIN_PRICE}")
-        sub = subscriber(account, request.path_params["user"])
-        if not contactable(sub):
+    async def send_message(self, request: Request, account: str) -> Response:
+        text, _media, _price = await _message_body(request)
+        sub = self.subscriber(account, request.path_params["user"])
+        if not _contactable(sub):
             raise FanvueError(_json({"error": "not_contactable",
                                      "message": "User is not contactable"}, 403))
-        message_uuid = rng_uuid("sent", account, state.next_id("sent"))
-        store_message(account, sub["uuid"], {"uuid": message_uuid, "text": text,
-                                             "sentAt": _iso(_now()),
-                                             "senderUuid": creator(account)["uuid"]})
+        message_uuid = self.rng_uuid("sent", account, self.state.next_id("sent"))
+        self.store_message(account, sub["uuid"], {"uuid": message_uuid, "text": text,
+                                                  "sentAt": _iso(_now()),
+                                                  "senderUuid": self.creator(account)["uuid"]})
         return _json({"messageUuid": message_uuid})
 
-    # --- OAuth ---------------------------------------------------------------------------------
-
-    def oauth_error(error: str, description: str) -> JSONResponse:
-        return _json({"error": error, "error_description": description}, 400)
-
-    async def oauth_token(request: Request) -> Response:
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media != "application/x-www-form-urlencoded":
-            return oauth_error("invalid_request",
-                               "Content-Type must be application/x-www-form-urlencoded")
-        try:
-            form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
-        except UnicodeDecodeError:
-            return oauth_error("invalid_request", "the body is not form data")
-        for name in ("grant_type", "client_id", "client_secret"):
-            if not form.get(name):
-                return oauth_error("invalid_request", f"{name} is required")
-        if form["grant_type"] != "refresh_token":
-            return oauth_error("unsupported_grant_type",
-                               f"grant_type {form['grant_type']} is not supported here")
+    async def oauth_token(self, request: Request) -> Response:
+        form, error = await _refresh_form(request)
+        if error is not None:
+            return error
         match = REFRESH_TOKEN.fullmatch(form.get("refresh_token", ""))
         if match is None:
-            return oauth_error("invalid_grant", "unknown refresh token")
+            return _oauth_error("invalid_grant", "unknown refresh token")
         account, generation = match.group(1), int(match.group(2) or 0)
         rotated: list[int] = []
 
@@ -520,297 +792,147 @@ def create(ctx: SystemContext) -> System:
             rotated.append(generation + 1)
             return {**c, "refresh_gen": generation + 1}
 
-        creator(account)
-        state.update(f"creator/{account}", rotate)
+        self.creator(account)
+        self.state.update(f"creator/{account}", rotate)
         if not rotated:
-            return oauth_error("invalid_grant", "the refresh token has been used or revoked")
+            return _oauth_error("invalid_grant", "the refresh token has been used or revoked")
         n = rotated[0]
         return _json({"access_token": f"fv_at.sandbox.{account}.{n}",
                       "refresh_token": f"fv_rt.sandbox.{account}.{n}",
                       "expires_in": ACCESS_TTL, "token_type": "Bearer", "scope": SCOPE})
 
-    # --- control -------------------------------------------------------------------------------
+    # --- control routes ----------------------------------------------------------------------
 
-    def bad(message: str, status: int = 400) -> JSONResponse:
-        return _json({"error": message}, status)
-
-    async def control_body(request: Request) -> dict[str, Any]:
-        try:
-            body = json.loads(await request.body() or b"{}")
-        except (ValueError, UnicodeDecodeError):
-            raise FanvueError(bad("body must be JSON")) from None
-        if not isinstance(body, dict):
-            raise FanvueError(bad("body must be a JSON object"))
-        return body
-
-    def account_of(raw: Any) -> str:
-        if not isinstance(raw, str) or not ACCOUNT.fullmatch(raw):
-            raise FanvueError(bad("creator must match [A-Za-z0-9_-]{1,64}"))
-        return raw
-
-    def maybe_account(raw: Any) -> str | None:
-        return None if raw is None else account_of(raw)
-
-    def control(handler: Callable[[Request], Awaitable[Response]]) -> Callable[
-            [Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except FanvueError as exc:
-                return exc.response
-        return endpoint
-
-    def optional_time(body: dict[str, Any], name: str) -> dt.datetime:
-        try:
-            return _now() if body.get(name) is None else _parse_time(body[name], name)
-        except FanvueError:
-            raise FanvueError(bad(f"{name} must be an ISO 8601 time")) from None
-
-    async def control_creators(request: Request) -> Response:
-        body = await control_body(request)
-        account = account_of(body.get("creator"))
-        c = creator(account)
-        changes: dict[str, Any] = {}
-        for name in ("handle", "displayName"):
-            if name in body:
-                if not isinstance(body[name], str) or not body[name]:
-                    return bad(f"{name} must be a non-empty string")
-                changes[name] = body[name]
-        cfg = dict(c["config"])
-        if "api_version" in body:
-            if not isinstance(body["api_version"], str) or not DATE.fullmatch(
-                    body["api_version"]):
-                return bad("api_version must be YYYY-MM-DD")
-            cfg["api_version"] = body["api_version"]
-        if "rate_limit" in body:
-            if not _is_int(body["rate_limit"]) or body["rate_limit"] < 1:
-                return bad("rate_limit must be an integer >= 1")
-            cfg["rate_limit"] = body["rate_limit"]
-        if "rate_window" in body:
-            window = body["rate_window"]
-            if isinstance(window, bool) or not isinstance(window, int | float) or window <= 0:
-                return bad("rate_window must be a number of seconds > 0")
-            cfg["rate_window"] = float(window)
-        c = state.update(f"creator/{account}", lambda d: {**d, **changes, "config": cfg})
+    async def control_creators(self, request: Request) -> Response:
+        body = await read_control_body(request)
+        account = _account_of(body.get("creator"))
+        changes, cfg = _creator_changes(body, self.creator(account)["config"])
+        c = self.state.update(f"creator/{account}", lambda d: {**d, **changes, "config": cfg})
+        suffix = f".{c['refresh_gen']}" if c["refresh_gen"] else ""
         return _json({"creator": account, "uuid": c["uuid"], "handle": c["handle"],
                       "displayName": c["displayName"], "config": {**DEFAULTS, **cfg},
-                      "access_token": f"fv_at.sandbox.{account}"
-                      + (f".{c['refresh_gen']}" if c["refresh_gen"] else ""),
-                      "refresh_token": f"fv_rt.sandbox.{account}"
-                      + (f".{c['refresh_gen']}" if c["refresh_gen"] else "")})
+                      "access_token": f"fv_at.sandbox.{account}{suffix}",
+                      "refresh_token": f"fv_rt.sandbox.{account}{suffix}"})
 
-    async def control_subscribers(request: Request) -> Response:
+    async def control_subscribers(self, request: Request) -> Response:
         if request.method == "GET":
-            account = account_of(request.query_params.get("creator"))
-            return _json([{**public_sub(s), "status": s["status"], "tips": s["tips"]}
-                          for s in subscribers_of(account)])
-        body = await control_body(request)
-        account = account_of(body.get("creator"))
-        fields: dict[str, Any] = {}
-        for name in ("handle", "displayName", "timezone", "tier"):
-            if body.get(name) is not None:
-                if not isinstance(body[name], str) or not body[name]:
-                    return bad(f"{name} must be a non-empty string")
-                fields[name] = body[name]
-        at = optional_time(body, "subscribedAt")
-        creator(account)
-        sub, event = add_subscriber(account, fields, at,
-                                    ("control", state.next_id(f"control/{account}")))
-        return _json({**public_sub(sub), "status": sub["status"], "event": event})
+            account = _account_of(request.query_params.get("creator"))
+            return _json([{**_public_sub(s), "status": s["status"], "tips": s["tips"]}
+                          for s in self.subscribers_of(account)])
+        body = await read_control_body(request)
+        account = _account_of(body.get("creator"))
+        fields = _strings(body, ("handle", "displayName", "timezone", "tier"))
+        at = _optional_time(body, "subscribedAt")
+        self.creator(account)
+        sub, event = self.add_subscriber(account, fields, at,
+                                         ("control", self.state.next_id(f"control/{account}")))
+        return _json({**_public_sub(sub), "status": sub["status"], "event": event})
 
-    async def control_act(request: Request) -> Response:
-        body = await control_body(request)
-        account = account_of(body.get("creator"))
+    async def control_act(self, request: Request) -> Response:
+        body = await read_control_body(request)
+        account = _account_of(body.get("creator"))
         action = body.get("action")
         if action not in ACTIONS:
-            return bad(f"action must be one of {list(ACTIONS)}")
+            return _bad(f"action must be one of {list(ACTIONS)}")
         user_uuid = body.get("userUuid")
         if not isinstance(user_uuid, str):
-            return bad("userUuid is required")
-        sub = state.get(f"sub/{account}/{user_uuid}")
+            return _bad("userUuid is required")
+        sub = self.state.get(f"sub/{account}/{user_uuid}")
         if sub is None:
-            return bad(f"creator {account} has no subscriber {user_uuid}", 404)
-        text, amount = body.get("text"), body.get("amount")
-        if text is not None and (not isinstance(text, str) or not 1 <= len(text) <= TEXT_MAX):
-            return bad(f"text must be a string of 1 to {TEXT_MAX} characters")
-        if amount is not None and (not _is_int(amount) or amount < 1):
-            return bad("amount must be a positive integer (cents)")
-        currency = body.get("currency", "USD")
-        if not isinstance(currency, str) or not re.fullmatch(r"[A-Z]{3}", currency):
-            return bad("currency must be a 3-letter ISO code")
-        at = optional_time(body, "at")
-        event = act(account, sub, action, at, ("control", state.next_id(f"control/{account}")),
-                    text=text, amount=amount, currency=currency)
-        return _json({"event": event, "subscriber": {
-            **public_sub(state.get(f"sub/{account}/{user_uuid}")),
-            "status": state.get(f"sub/{account}/{user_uuid}")["status"]}})
+            return _bad(f"creator {account} has no subscriber {user_uuid}", 404)
+        options = _act_options(body)
+        at = _optional_time(body, "at")
+        event = self.act(account, sub, action, at,
+                         ("control", self.state.next_id(f"control/{account}")), **options)
+        after = self.state.get(f"sub/{account}/{user_uuid}")
+        return _json({"event": event, "subscriber": {**_public_sub(after),
+                                                     "status": after["status"]}})
 
-    async def control_simulate(request: Request) -> Response:
-        body = await control_body(request)
-        account = account_of(body.get("creator"))
-        day_raw, signups = body.get("day"), body.get("signups")
-        try:
-            day = dt.date.fromisoformat(day_raw) if isinstance(day_raw, str) and DATE.fullmatch(
-                day_raw) else None
-        except ValueError:
-            day = None
-        if day is None:
-            return bad("day must be a date YYYY-MM-DD")
-        if signups is not None and (not _is_int(signups) or not 0 <= signups <= 500):
-            return bad("signups must be an integer 0..500")
-        return _json(simulate(account, day, signups))
+    async def control_simulate(self, request: Request) -> Response:
+        body = await read_control_body(request)
+        account = _account_of(body.get("creator"))
+        day, signups = _simulated_day(body)
+        return _json(self.simulate(account, day, signups))
 
-    def simulate(account: str, day: dt.date, signups: int | None) -> dict[str, Any]:
-        done_key = f"simulated/{account}/{day.isoformat()}"
-        done = state.get(done_key)
-        if done is not None:
-            wanted = set(done)
-            return {"day": day.isoformat(), "new": False,
-                    "events": [e["body"] for e in events_of(account) if e["body"]["id"] in wanted]}
-        creator(account)
-        state.put(done_key, [])  # claimed first: a concurrent or repeated call adds nothing
-        start = dt.datetime.combine(day, dt.time(), dt.UTC)
-        rng = ctx.rng("simulate", account, day.isoformat())
-        count = signups if signups is not None else rng.randint(1, 4)
-
-        def at(r: Any) -> dt.datetime:
-            return start + dt.timedelta(seconds=r.randrange(86400))
-
-        # The plan: (time, order, action, who); who is a sign-up's index or a user uuid. A
-        # sign-up's hello comes strictly later than the sign-up, so sorting keeps them apart.
-        end_of_day = start + dt.timedelta(seconds=86399)
-        plan: list[tuple[dt.datetime, int, str, Any]] = []
-        for i in range(count):
-            joined = at(rng)
-            plan.append((joined, len(plan), "signup", i))
-            r = ctx.rng("simulate-new", account, day.isoformat(), i)
-            if r.random() < 0.5 and joined < end_of_day:
-                left = int((end_of_day - joined).total_seconds())
-                plan.append((joined + dt.timedelta(seconds=r.randint(1, left)), len(plan),
-                             "hello", i))
-        for sub in subscribers_of(account):
-            subscribed = _parse_time(sub["subscribedAt"], "subscribedAt")
-            if subscribed >= start or sub["status"] != "active":
-                continue
-            r = ctx.rng("simulate-fan", account, day.isoformat(), sub["uuid"])
-            expires = _parse_time(sub["expiresAt"], "expiresAt")
-            if expires.date() == day:  # the 30-day period ends today: it renews
-                plan.append((expires, len(plan), "renew", sub["uuid"]))
-            for action, chance in (("reply", 0.35), ("reply", 0.1), ("tip", 0.08),
-                                   ("purchase", 0.05), ("stop", 0.03), ("cancel", 0.03)):
-                if r.random() < chance:
-                    plan.append((at(r), len(plan), action, sub["uuid"]))
-        plan.sort(key=lambda p: (p[0], p[1]))
-        created: list[dict[str, Any]] = []
-        joined_uuids: dict[int, str] = {}
-        for step, (moment, _, action, who) in enumerate(plan):
-            ids = ("simulate", day.isoformat(), step)
-            if action == "signup":
-                sub, event = add_subscriber(account, {}, moment, ids)
-                joined_uuids[who] = sub["uuid"]
-                created.append(event)
-                continue
-            user_uuid = joined_uuids[who] if action == "hello" else who
-            sub = state.get(f"sub/{account}/{user_uuid}")
-            event = act(account, sub, "reply" if action == "hello" else action, moment, ids)
-            if event is not None:
-                created.append(event)
-        state.put(done_key, [e["id"] for e in created])
-        return {"day": day.isoformat(), "new": True, "events": created}
-
-    def events_of(account: str | None) -> list[dict[str, Any]]:
-        found = state.list_prefix(f"event/{account}/" if account else "event/").values()
-        return sorted(found, key=lambda e: e["seq"])
-
-    async def control_events(request: Request) -> Response:
-        account = maybe_account(request.query_params.get("creator"))
-        events = events_of(account)
+    async def control_events(self, request: Request) -> Response:
+        account = _maybe_account(request.query_params.get("creator"))
+        events = self.events_of(account)
         after = request.query_params.get("after")
         if after:
             ids = [e["body"]["id"] for e in events]
             if after not in ids:
-                return bad(f"unknown event id {after}", 404)
+                return _bad(f"unknown event id {after}", 404)
             events = events[ids.index(after) + 1:]
         return _json([e["body"] for e in events])
 
-    async def control_deliver(request: Request) -> Response:
-        body = await control_body(request)
-        url, secret = body.get("url"), body.get("secret")
-        account = maybe_account(body.get("creator"))
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            return bad("url must be an http(s) URL")
-        host = httpx.URL(url).host
-        if host not in ("127.0.0.1", "localhost", "::1"):
-            return bad("the sandbox delivers to loopback URLs only")
-        if not isinstance(secret, str) or not secret:
-            return bad("secret is required")
+    async def control_deliver(self, request: Request) -> Response:
+        body = await read_control_body(request)
+        url, secret, account = _delivery_target(body)
         delivered = failed = 0
-        async with deliver_lock, httpx.AsyncClient(timeout=10.0) as client:
-            pending = sorted(state.list_prefix(
+        async with self.deliver_lock, httpx.AsyncClient(timeout=10.0) as client:
+            pending = sorted(self.state.list_prefix(
                 f"event/{account}/" if account else "event/").items(),
                 key=lambda item: item[1]["seq"])
             for key, record in pending:
                 if record["delivered"]:
                     continue
-                raw = json.dumps(record["body"], separators=(",", ":")).encode()
-                signature = sign_fanvue(secret, raw, int(time.time()))
-                try:
-                    answer = await client.post(url, content=raw, headers={
-                        "Content-Type": "application/json",
-                        FANVUE_SIGNATURE_HEADER: signature})
-                    status: int | None = answer.status_code
-                except httpx.HTTPError:
-                    status = None
-                ok = status is not None and 200 <= status < 300
+                ok = await self.deliver_one(client, url, secret, key, record)
                 delivered, failed = delivered + ok, failed + (not ok)
-                state.update(key, lambda r, s=status, o=ok: {
-                    **r, "delivered": o, "attempts": r["attempts"] + 1, "last_status": s})
         return _json({"delivered": delivered, "failed": failed})
 
-    async def control_sent(request: Request) -> Response:
-        account = account_of(request.query_params.get("creator"))
-        me = creator(account)["uuid"]
-        sent = [m for m in state.list_prefix(f"msg/{account}/").items()
+    async def control_sent(self, request: Request) -> Response:
+        account = _account_of(request.query_params.get("creator"))
+        me = self.creator(account)["uuid"]
+        sent = [m for m in self.state.list_prefix(f"msg/{account}/").items()
                 if m[1]["senderUuid"] == me]
         sent.sort(key=lambda item: item[1]["seq"])
         return _json([{"userUuid": key.split("/")[2], "text": m["text"], "uuid": m["uuid"],
                        "sentAt": m["sentAt"]} for key, m in sent])
 
-    async def control_expire(request: Request) -> Response:
-        body = await control_body(request)
+    async def control_expire(self, request: Request) -> Response:
+        body = await read_control_body(request)
         token = body.get("access_token")
         if not isinstance(token, str) or ACCESS_TOKEN.fullmatch(token) is None:
-            return bad("access_token must be a sandbox access token (fv_at.sandbox.<account>)",
-                       404)
-        state.put(f"expired/{_fingerprint(token)}", True)
+            return _bad("access_token must be a sandbox access token (fv_at.sandbox.<account>)",
+                        404)
+        self.state.put(f"expired/{_fingerprint(token)}", True)
         return _json({"expired": True})
 
+    @staticmethod
     async def not_found(request: Request, exc: Exception) -> Response:
         return _json({"message": f"Not found: {request.url.path}"}, 404)
 
+    @staticmethod
     async def not_allowed(request: Request, exc: Exception) -> Response:
         return _json({"error": f"Method not allowed: {request.method}"}, 405)
 
-    app = Starlette(
-        routes=[
-            Route("/users/me", api(users_me), methods=["GET"]),
-            Route("/subscribers", api(list_subscribers), methods=["GET"]),
-            Route("/chats/lists/smart", api(smart_lists), methods=["GET"]),
-            Route("/chats/lists/smart/{uuid}", api(smart_list), methods=["GET"]),
-            Route("/chats", api(list_chats), methods=["GET"]),
-            Route("/chats/{user}/messages", api(list_messages), methods=["GET"]),
-            Route("/chats/{user}/message", api(send_message), methods=["POST"]),
-            Route("/oauth/token", oauth_token, methods=["POST"]),
-            Route("/_control/creators", control(control_creators), methods=["POST"]),
-            Route("/_control/subscribers", control(control_subscribers),
+    def routes(self) -> list[Route]:
+        api, control = self.api, self.control
+        return [
+            Route("/users/me", api(self.users_me), methods=["GET"]),
+            Route("/subscribers", api(self.list_subscribers), methods=["GET"]),
+            Route("/chats/lists/smart", api(self.smart_lists), methods=["GET"]),
+            Route("/chats/lists/smart/{uuid}", api(self.smart_list), methods=["GET"]),
+            Route("/chats", api(self.list_chats), methods=["GET"]),
+            Route("/chats/{user}/messages", api(self.list_messages), methods=["GET"]),
+            Route("/chats/{user}/message", api(self.send_message), methods=["POST"]),
+            Route("/oauth/token", self.oauth_token, methods=["POST"]),
+            Route("/_control/creators", control(self.control_creators), methods=["POST"]),
+            Route("/_control/subscribers", control(self.control_subscribers),
                   methods=["GET", "POST"]),
-            Route("/_control/act", control(control_act), methods=["POST"]),
-            Route("/_control/simulate", control(control_simulate), methods=["POST"]),
-            Route("/_control/events", control(control_events), methods=["GET"]),
-            Route("/_control/deliver", control(control_deliver), methods=["POST"]),
-            Route("/_control/sent", control(control_sent), methods=["GET"]),
-            Route("/_control/expire_token", control(control_expire), methods=["POST"]),
-        ],
-        exception_handlers={404: not_found, 405: not_allowed},
-    )
-    return System(app=app, error_response=error_response)
+            Route("/_control/act", control(self.control_act), methods=["POST"]),
+            Route("/_control/simulate", control(self.control_simulate), methods=["POST"]),
+            Route("/_control/events", control(self.control_events), methods=["GET"]),
+            Route("/_control/deliver", control(self.control_deliver), methods=["POST"]),
+            Route("/_control/sent", control(self.control_sent), methods=["GET"]),
+            Route("/_control/expire_token", control(self.control_expire), methods=["POST"]),
+        ]
+
+    def system(self) -> System:
+        app = Starlette(routes=self.routes(),
+                        exception_handlers={404: self.not_found, 405: self.not_allowed})
+        return System(app=app, error_response=error_response)
+
+
+def create(ctx: SystemContext) -> System:
+    return FanvueSystem(ctx).system()

@@ -130,10 +130,10 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from sandbox.connection import cut_connection
+from sandbox.control import BadControlBody, read_control_body
 from sandbox.media import ffmpeg_exe
-from sandbox.state import SystemState
+from sandbox.state import SystemState, pop_first
 from sandbox.system import System, SystemContext
-from sandbox.systems.a2e import pop_first
 
 TOKEN = re.compile(r"IGAAsandbox[A-Za-z0-9_-]*")
 VERSION = re.compile(r"v\d{1,2}\.\d")
@@ -350,21 +350,85 @@ def _loopback(host: str) -> bool:
         return False
 
 
+async def _save_stream(response: httpx.Response, path: Path,
+                       max_bytes: int) -> tuple[int, str] | None:
+    """Write a download to `path`; (BAD_FORMAT, why) once it runs past `max_bytes`."""
+    written = 0
+    with path.open("wb") as out:
+        async for chunk in response.aiter_raw():
+            written += len(chunk)
+            if written > max_bytes:
+                return BAD_FORMAT, f"the video is larger than {max_bytes} bytes"
+            out.write(chunk)
+    return None
+
+
+async def _write_body(request: Request, path: Path, offset: int, file_size: int,
+                      cut_after: int | None) -> int | None:
+    """Write the body at `offset`; the end offset, or None after a planned cut."""
+    with path.open("r+b" if path.exists() else "wb") as out:
+        out.truncate(offset)
+        out.seek(offset)
+        position = offset
+        try:
+            async for chunk in request.stream():
+                if cut_after is not None and position - offset + len(chunk) >= cut_after:
+                    out.write(chunk[: cut_after - (position - offset)])
+                    out.flush()
+                    await cut_connection(request.scope, request.receive, flush=False)
+                    return None
+                if position + len(chunk) > file_size:
+                    out.truncate(offset)
+                    raise UploadError(400, "BadRequest", f"the body runs past file_size "
+                                                         f"{file_size}")
+                out.write(chunk)
+                position += len(chunk)
+        except ClientDisconnect:
+            out.flush()  # bytes that arrived stay: the client resumes after them
+            raise
+    return position
+
+
 # --- the system --------------------------------------------------------------------------------
 
+# A Graph handler gets the request, its parameters and (for authenticated routes) the account;
+# a control handler gets the request and its JSON body. Both return what is sent as JSON.
+GraphHandler = Callable[..., Awaitable[Any]]
+ControlHandler = Callable[[Request, dict[str, Any]], Any]
+_ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
 
-def create(ctx: SystemContext) -> System:
-    state: SystemState = ctx.state
-    files = ctx.state.store.state_dir / "instagram"
-    traces = itertools.count(1)
-    upload_locks: dict[str, asyncio.Lock] = {}
 
-    def trace_id() -> str:
-        rng = ctx.rng("trace", next(traces))
-        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
-        return "A" + "".join(rng.choice(alphabet) for _ in range(22))
+def _cursor(media: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(media["id"].encode()).decode()
 
-    def graph_response(exc: GraphError) -> JSONResponse:
+
+def _positive_count(body: dict[str, Any]) -> int:
+    count = body.get("count", 1)
+    if not _is_int(count) or count < 1:
+        raise ValueError("count must be an integer >= 1")
+    return count
+
+
+class InstagramSystem:
+    """Instagram Graph API Reels publishing plus its rupload host: accounts per sandbox token,
+    containers that download or receive their video and are checked as Reels, publishing
+    with Meta's quota, and control routes that steer all of it."""
+
+    def __init__(self, ctx: SystemContext) -> None:
+        self.ctx = ctx
+        self.state: SystemState = ctx.state
+        self.files = ctx.state.store.state_dir / "instagram"
+        self.traces = itertools.count(1)
+        # One lock per container: concurrent rupload POSTs of it run one after the other.
+        self.upload_locks: dict[str, asyncio.Lock] = {}
+
+    # --- answers -------------------------------------------------------------------------------
+
+    def trace_id(self) -> str:
+        rng = self.ctx.rng("trace", next(self.traces))
+        return "A" + "".join(rng.choice(_ID_ALPHABET) for _ in range(22))
+
+    def graph_response(self, exc: GraphError) -> JSONResponse:
         error: dict[str, Any] = {"message": exc.message, "type": exc.kind, "code": exc.code}
         if exc.subcode is not None:
             error["error_subcode"] = exc.subcode
@@ -373,62 +437,65 @@ def create(ctx: SystemContext) -> System:
             error["error_user_title"] = exc.user_title
         if exc.user_msg:
             error["error_user_msg"] = exc.user_msg
-        error["fbtrace_id"] = trace_id()
+        error["fbtrace_id"] = self.trace_id()
         return JSONResponse({"error": error}, status_code=exc.status, headers=exc.headers)
 
+    @staticmethod
     def upload_response(exc: UploadError) -> JSONResponse:
         return JSONResponse({"debug_info": {"retriable": exc.retriable, "type": exc.kind,
                                             "message": exc.message}}, status_code=exc.status)
 
     # --- clock and config ----------------------------------------------------------------------
 
-    def now() -> float:
+    def now(self) -> float:
         """The sandbox clock plus this system's own `/_control/clock` offset."""
-        return ctx.clock() + float(state.get("clock", 0.0))
+        return self.ctx.clock() + float(self.state.get("clock", 0.0))
 
-    def config() -> dict[str, Any]:
-        return {**DEFAULTS, **state.get("config", {})}
+    def config(self) -> dict[str, Any]:
+        return {**DEFAULTS, **self.state.get("config", {})}
 
     # --- accounts and tokens -------------------------------------------------------------------
 
-    def provision(token: str) -> dict[str, Any] | None:
+    def provision(self, token: str) -> dict[str, Any] | None:
         """The token's record, creating a sandbox account for a new IGAAsandbox token."""
         fp = fingerprint(token)
-        record = state.get(f"token/{fp}")
+        record = self.state.get(f"token/{fp}")
         if record is not None or not TOKEN.fullmatch(token):
             return record
         uid = f"17841{int(fp, 16) % 10**12:012d}"
         suffix = re.sub(r"[^a-z0-9._]", "", token[len("IGAAsandbox"):].lower()).strip("._")
         username = suffix or "sandbox"
-        created = now()
+        created = self.now()
 
         def make_account(acc: dict[str, Any]) -> dict[str, Any]:
             return acc or {"ig_user_id": uid, "username": username[:30], "created": created,
                            "publishes": [], "containers": [], "quota_total": None}
 
-        state.update(f"account/{uid}", make_account, default={})
-        ttl = config()["token_ttl"]
-        return state.update(f"token/{fp}", lambda r: r or {
+        self.state.update(f"account/{uid}", make_account, default={})
+        ttl = self.config()["token_ttl"]
+        return self.state.update(f"token/{fp}", lambda r: r or {
             "ig_user_id": uid, "issued": created, "expires": created + ttl,
             "refreshable": True}, default={})
 
+    @staticmethod
     def token_of(request: Request, params: dict[str, str]) -> str:
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() in ("bearer", "oauth") and value.strip():
             return value.strip()
         return params.get("access_token", "").strip()
 
-    def check_token(token: str) -> dict[str, Any]:
+    def check_token(self, token: str) -> dict[str, Any]:
         """The account of a valid token, else GraphError 190."""
-        record = provision(token) if token else None
+        record = self.provision(token) if token else None
         if record is None:
             raise GraphError(190, "Invalid OAuth access token - Cannot parse access token")
-        if now() >= record["expires"]:
+        if self.now() >= record["expires"]:
             raise GraphError(190, f"Error validating access token: Session has expired on "
                                   f"{graph_time(record['expires'])}. The current time is "
-                                  f"{graph_time(now())}.", subcode=463)
-        return state.get(f"account/{record['ig_user_id']}")
+                                  f"{graph_time(self.now())}.", subcode=463)
+        return self.state.get(f"account/{record['ig_user_id']}")
 
+    @staticmethod
     def account_of(uid: str, acct: dict[str, Any]) -> dict[str, Any]:
         if uid not in ("me", acct["ig_user_id"]):
             raise _no_such_object(uid)
@@ -436,6 +503,7 @@ def create(ctx: SystemContext) -> System:
 
     # --- request parsing -----------------------------------------------------------------------
 
+    @staticmethod
     async def params_of(request: Request) -> dict[str, str]:
         params = dict(request.query_params)
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -455,6 +523,7 @@ def create(ctx: SystemContext) -> System:
                                else value if isinstance(value, str) else json.dumps(value))
         return params
 
+    @staticmethod
     def fields_of(params: dict[str, str], allowed: tuple[str, ...], node: str,
                   default: tuple[str, ...] = ("id",)) -> list[str]:
         raw = params.get("fields")
@@ -467,13 +536,15 @@ def create(ctx: SystemContext) -> System:
                                  f"({node})")
         return fields
 
+    @staticmethod
     def check_version(version: str) -> None:
         if not VERSION.fullmatch(version):
             raise GraphError(2500, f"Unknown path components: /{version}", kind="OAuthException")
 
     # --- injected Graph errors -----------------------------------------------------------------
 
-    def injected_error(request: Request, uid: str) -> GraphError | None:
+    def take_injected(self, request: Request, uid: str) -> dict[str, Any] | None:
+        """Take the first queued error matching the request (the account's queue first)."""
         path = request.url.path[len(request.scope.get("root_path", "")):]
         taken: list[dict[str, Any]] = []
 
@@ -486,13 +557,16 @@ def create(ctx: SystemContext) -> System:
             return queue
 
         for key in (f"errors/{uid}", "errors/*"):
-            if state.get(key):
-                state.update(key, take, default=[])
+            if self.state.get(key):
+                self.state.update(key, take, default=[])
                 if taken:
                     break
-        if not taken:
+        return taken[0] if taken else None
+
+    def injected_error(self, request: Request, uid: str) -> GraphError | None:
+        entry = self.take_injected(request, uid)
+        if entry is None:
             return None
-        entry = taken[0]
         headers = {}
         if entry.get("regain_minutes") is not None:
             headers["X-Business-Use-Case-Usage"] = json.dumps({uid: [{
@@ -503,31 +577,29 @@ def create(ctx: SystemContext) -> System:
                           subcode=entry.get("subcode"), status=entry.get("http_status", 400),
                           transient=code in (1, 2, 4, 17, 32, 613), headers=headers)
 
-    def graph(handler: Callable[..., Awaitable[Any]], *, auth: bool = True) -> Callable[
-            [Request], Awaitable[Response]]:
+    async def answer_graph(self, request: Request, handler: GraphHandler, *,
+                           auth: bool = True) -> Response:
         """A Graph route: version, token, injected errors, then the handler's JSON."""
-        async def endpoint(request: Request) -> Response:
-            try:
-                check_version(request.path_params.get("v", "v25.0"))
-                params = await params_of(request)
-                if not auth:
-                    return JSONResponse(await handler(request, params))
-                acct = check_token(token_of(request, params))
-                injected = injected_error(request, acct["ig_user_id"])
-                if injected is not None:
-                    raise injected
-                return JSONResponse(await handler(request, params, acct))
-            except GraphError as exc:
-                return graph_response(exc)
-        return endpoint
+        try:
+            self.check_version(request.path_params.get("v", "v25.0"))
+            params = await self.params_of(request)
+            if not auth:
+                return JSONResponse(await handler(request, params))
+            acct = self.check_token(self.token_of(request, params))
+            injected = self.injected_error(request, acct["ig_user_id"])
+            if injected is not None:
+                raise injected
+            return JSONResponse(await handler(request, params, acct))
+        except GraphError as exc:
+            return self.graph_response(exc)
 
     # --- containers ----------------------------------------------------------------------------
 
-    def new_id(kind: str, digit: str) -> str:
-        number = state.next_id(kind)
-        return f"17{digit}{ctx.rng(kind, number).randrange(10**8):08d}{number % 10**6:06d}"
+    def new_id(self, kind: str, digit: str) -> str:
+        number = self.state.next_id(kind)
+        return f"17{digit}{self.ctx.rng(kind, number).randrange(10**8):08d}{number % 10**6:06d}"
 
-    def container_view(c: dict[str, Any]) -> tuple[str, str, int | None]:
+    def container_view(self, c: dict[str, Any]) -> tuple[str, str, int | None]:
         """(status_code, status, subcode) as of now, without counting a poll."""
         if c.get("media_id"):
             return "PUBLISHED", STATUS_TEXT["PUBLISHED"], None
@@ -535,7 +607,7 @@ def create(ctx: SystemContext) -> System:
         if error_due:
             subcode, message = c["verdict"]["subcode"], c["verdict"]["message"]
             return "ERROR", f"Error: {message} (subcode {subcode})", subcode
-        if now() - c["created"] >= config()["container_ttl"]:
+        if self.now() - c["created"] >= self.config()["container_ttl"]:
             return "EXPIRED", STATUS_TEXT["EXPIRED"], EXPIRED_SUBCODE
         if not c["ready"]:
             return "IN_PROGRESS", STATUS_TEXT["WAITING"], None
@@ -543,23 +615,24 @@ def create(ctx: SystemContext) -> System:
             return "IN_PROGRESS", STATUS_TEXT["IN_PROGRESS"], None
         return "FINISHED", STATUS_TEXT["FINISHED"], None
 
-    def poll(cid: str) -> dict[str, Any]:
+    def poll(self, cid: str) -> dict[str, Any]:
         def change(c: dict[str, Any]) -> dict[str, Any]:
-            code = container_view(c)[0]
+            code = self.container_view(c)[0]
             if c["ready"] and code == "IN_PROGRESS":
                 return {**c, "polls": c["polls"] + 1}
             return c
-        return state.update(f"container/{cid}", change, default={})
+        return self.state.update(f"container/{cid}", change, default={})
 
-    def own_container(cid: str, acct: dict[str, Any]) -> dict[str, Any]:
-        c = state.get(f"container/{cid}") if cid.isdigit() else None
+    def own_container(self, cid: str, acct: dict[str, Any]) -> dict[str, Any]:
+        c = self.state.get(f"container/{cid}") if cid.isdigit() else None
         if c is None or c["ig_user_id"] != acct["ig_user_id"]:
             raise _no_such_object(cid)
         return c
 
-    def pop_plan(uid: str) -> dict[str, Any]:
-        return pop_first(state, f"queue/{uid}", "queue/*") or {}
+    def pop_plan(self, uid: str) -> dict[str, Any]:
+        return pop_first(self.state, f"queue/{uid}", "queue/*") or {}
 
+    @staticmethod
     def validate_caption(caption: str) -> None:
         if len(caption) > MAX_CAPTION:
             raise _bad_param(f"The caption is {len(caption)} characters long (at most "
@@ -569,7 +642,7 @@ def create(ctx: SystemContext) -> System:
         if len(MENTION.findall(caption)) > MAX_MENTIONS:
             raise _bad_param(f"The caption has more than {MAX_MENTIONS} @mentions")
 
-    def reel_params(params: dict[str, str]) -> dict[str, Any]:
+    def reel_params(self, params: dict[str, str]) -> dict[str, Any]:
         media_type = params.get("media_type")
         if media_type is None:
             raise _bad_param("The parameter image_url is required.")
@@ -590,13 +663,13 @@ def create(ctx: SystemContext) -> System:
         if thumb is not None and not thumb.isdigit():
             raise _bad_param("thumb_offset must be a whole number of milliseconds >= 0")
         caption = params.get("caption", "")
-        validate_caption(caption)
+        self.validate_caption(caption)
         return {"video_url": video_url or None, "resumable": upload_type == "resumable",
                 "caption": caption, "share_to_feed": share == "true",
                 "thumb_offset": int(thumb) if thumb is not None else None}
 
-    def admit_container(uid: str) -> None:
-        cfg, t = config(), now()
+    def admit_container(self, uid: str) -> None:
+        cfg, t = self.config(), self.now()
         refused: list[int] = []
 
         def change(acc: dict[str, Any]) -> dict[str, Any]:
@@ -606,57 +679,63 @@ def create(ctx: SystemContext) -> System:
                 return {**acc, "containers": recent}
             return {**acc, "containers": [*recent, t]}
 
-        state.update(f"account/{uid}", change, default={})
+        self.state.update(f"account/{uid}", change, default={})
         if refused:
             raise GraphError(9, f"(#9) The account created {refused[0]} media containers in "
                                 f"the last 24 hours (at most {cfg['container_limit']})",
                              subcode=QUOTA_SUBCODE, user_title="Container limit reached")
 
-    async def create_container(request: Request, params: dict[str, str],
-                               acct: dict[str, Any]) -> Any:
-        uid = account_of(request.path_params["uid"], acct)["ig_user_id"]
-        reel = reel_params(params)
-        admit_container(uid)
-        plan = pop_plan(uid)
-        cid = new_id("container", "8")
+    def new_container(self, uid: str, reel: dict[str, Any],
+                      plan: dict[str, Any]) -> dict[str, Any]:
+        """A fresh container record, shaped by a `/_control/next_containers` plan if any."""
+        cid = self.new_id("container", "8")
         needed = plan.get("polls") if plan.get("outcome") == "slow" else None
         verdict = None
         if plan.get("outcome") == "error":
             subcode = plan.get("subcode") or 2207082
             verdict = {"subcode": subcode, "message": plan.get("message") or SUBCODE_TEXT.get(
                 subcode, "Media processing failed (sandbox injected error).")}
-        container = {
-            "id": cid, "ig_user_id": uid, "created": now(), "caption": reel["caption"],
+        return {
+            "id": cid, "ig_user_id": uid, "created": self.now(), "caption": reel["caption"],
             "has_ai_label": has_ai_label(reel["caption"]),
             "share_to_feed": reel["share_to_feed"], "thumb_offset": reel["thumb_offset"],
             "source": "resumable" if reel["resumable"] else "url",
             "video_url": reel["video_url"], "ready": False, "polls": 0,
-            "needed": needed or config()["finish_polls"], "verdict": verdict,
+            "needed": needed or self.config()["finish_polls"], "verdict": verdict,
             "planned_error": verdict is not None, "file_size": None, "sha256": None,
             "size": None, "media_id": None,
         }
-        state.put(f"container/{cid}", container)
+
+    async def create_container(self, request: Request, params: dict[str, str],
+                               acct: dict[str, Any]) -> Any:
+        uid = self.account_of(request.path_params["uid"], acct)["ig_user_id"]
+        reel = self.reel_params(params)
+        self.admit_container(uid)
+        container = self.new_container(uid, reel, self.pop_plan(uid))
+        cid = container["id"]
+        self.state.put(f"container/{cid}", container)
         if reel["resumable"]:
             version = request.path_params["v"]
             return {"id": cid, "uri": f"{request.base_url}rupload/ig-api-upload/{version}/{cid}"}
-        await fetch_into(cid, reel["video_url"])
+        await self.fetch_into(cid, reel["video_url"])
         return {"id": cid}
 
-    async def fetch_into(cid: str, url: str) -> None:
+    async def fetch_into(self, cid: str, url: str) -> None:
         """Download the container's video_url like Meta does; failures become its ERROR."""
-        path = files / f"{cid}.mp4"
-        files.mkdir(parents=True, exist_ok=True)
-        failure = await download(url, path)
+        path = self.files / f"{cid}.mp4"
+        self.files.mkdir(parents=True, exist_ok=True)
+        failure = await self.download(url, path)
         if failure is None:
-            await finish_media(cid, path)
+            await self.finish_media(cid, path)
             return
         subcode, message = failure
-        state.update(f"container/{cid}", lambda c: {
+        self.state.update(f"container/{cid}", lambda c: {
             **c, "ready": True, "needed": 1,
             "verdict": {"subcode": subcode, "message": message}}, default={})
 
-    async def download(url: str, path: Path) -> tuple[int, str] | None:
-        cfg = config()
+    async def download(self, url: str, path: Path) -> tuple[int, str] | None:
+        """Fetch `url` into `path`; (subcode, message) when Meta would refuse it."""
+        cfg = self.config()
         parts = urlsplit(url)
         refused = (FETCH_FAILED, f"The media could not be fetched from this URI: {url}")
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -674,14 +753,9 @@ def create(ctx: SystemContext) -> System:
                 kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
                 if kind and not (kind.startswith("video/") or kind == "application/octet-stream"):
                     return FETCH_FAILED, "Only photo or video can be accepted as media type."
-                written = 0
-                with path.open("wb") as out:
-                    async for chunk in response.aiter_raw():
-                        written += len(chunk)
-                        if written > cfg["max_video_bytes"]:
-                            return BAD_FORMAT, f"the video is larger than " \
-                                               f"{cfg['max_video_bytes']} bytes"
-                        out.write(chunk)
+                too_big = await _save_stream(response, path, cfg["max_video_bytes"])
+                if too_big is not None:
+                    return too_big
                 complete = True
         except httpx.TimeoutException:
             return FETCH_TIMEOUT, f"Timeout downloading media from {url}"
@@ -689,9 +763,9 @@ def create(ctx: SystemContext) -> System:
             return FETCH_FAILED, f"{refused[1]} ({type(exc).__name__})"
         return None if complete else refused
 
-    async def finish_media(cid: str, path: Path) -> None:
+    async def finish_media(self, cid: str, path: Path) -> None:
         """The media is complete: hash it, check it as a Reel, let polls advance."""
-        max_bytes = config()["max_video_bytes"]
+        max_bytes = self.config()["max_video_bytes"]
         sha = await asyncio.to_thread(sha256_file, path)
         problem = await asyncio.to_thread(video_problem, path, max_bytes)
         size = path.stat().st_size
@@ -703,23 +777,23 @@ def create(ctx: SystemContext) -> System:
                                                              f"({problem})"}
             return {**c, "ready": True, "sha256": sha, "size": size, "verdict": verdict}
 
-        state.update(f"container/{cid}", change, default={})
+        self.state.update(f"container/{cid}", change, default={})
 
     # --- Graph handlers ------------------------------------------------------------------------
 
-    def user_fields(acct: dict[str, Any], fields: list[str]) -> dict[str, Any]:
-        count = sum(1 for m in state.list_prefix("media/").values()
+    def user_fields(self, acct: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+        count = sum(1 for m in self.state.list_prefix("media/").values()
                     if m["ig_user_id"] == acct["ig_user_id"])
         values = {"id": acct["ig_user_id"], "user_id": acct["ig_user_id"],
                   "username": acct["username"], "account_type": "BUSINESS",
                   "media_count": count}
         return {f: values[f] for f in fields}
 
-    async def me(request: Request, params: dict[str, str], acct: dict[str, Any]) -> Any:
-        return user_fields(acct, fields_of(params, USER_FIELDS, "User"))
+    async def me(self, request: Request, params: dict[str, str], acct: dict[str, Any]) -> Any:
+        return self.user_fields(acct, self.fields_of(params, USER_FIELDS, "User"))
 
-    def media_fields(m: dict[str, Any], fields: list[str]) -> dict[str, Any]:
-        acct = state.get(f"account/{m['ig_user_id']}")
+    def media_fields(self, m: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+        acct = self.state.get(f"account/{m['ig_user_id']}")
         values = {
             "id": m["id"], "caption": m["caption"], "media_type": "VIDEO",
             "media_product_type": "REELS", "permalink": m["permalink"],
@@ -729,40 +803,40 @@ def create(ctx: SystemContext) -> System:
         }
         return {f: values[f] for f in fields}
 
-    async def node(request: Request, params: dict[str, str], acct: dict[str, Any]) -> Any:
+    async def node(self, request: Request, params: dict[str, str], acct: dict[str, Any]) -> Any:
         node_id = request.path_params["node"]
         if node_id == acct["ig_user_id"]:
-            return user_fields(acct, fields_of(params, USER_FIELDS, "User"))
-        media = state.get(f"media/{node_id}") if node_id.isdigit() else None
+            return self.user_fields(acct, self.fields_of(params, USER_FIELDS, "User"))
+        media = self.state.get(f"media/{node_id}") if node_id.isdigit() else None
         if media is not None and media["ig_user_id"] == acct["ig_user_id"]:
-            return media_fields(media, fields_of(params, MEDIA_FIELDS, "Media"))
-        own_container(node_id, acct)
-        fields = fields_of(params, CONTAINER_FIELDS, "ShadowIGMediaBuilder")
-        code, status, _ = container_view(poll(node_id))
+            return self.media_fields(media, self.fields_of(params, MEDIA_FIELDS, "Media"))
+        self.own_container(node_id, acct)
+        fields = self.fields_of(params, CONTAINER_FIELDS, "ShadowIGMediaBuilder")
+        code, status, _ = self.container_view(self.poll(node_id))
         values = {"id": node_id, "status_code": code, "status": status}
         return {f: values[f] for f in fields}
 
-    def quota(acct: dict[str, Any], since: float | None = None) -> tuple[int, int, int]:
-        cfg = config()
+    def quota(self, acct: dict[str, Any], since: float | None = None) -> tuple[int, int, int]:
+        cfg = self.config()
         duration = cfg["quota_duration"]
-        start = max(now() - duration, since or 0)
+        start = max(self.now() - duration, since or 0)
         used = sum(1 for t in acct["publishes"] if t > start)
         return used, acct.get("quota_total") or cfg["quota_total"], duration
 
-    async def publishing_limit(request: Request, params: dict[str, str],
+    async def publishing_limit(self, request: Request, params: dict[str, str],
                                acct: dict[str, Any]) -> Any:
-        account_of(request.path_params["uid"], acct)
-        fields = fields_of(params, LIMIT_FIELDS, "ContentPublishingLimit", ("quota_usage",))
+        self.account_of(request.path_params["uid"], acct)
+        fields = self.fields_of(params, LIMIT_FIELDS, "ContentPublishingLimit", ("quota_usage",))
         since = params.get("since")
         if since is not None and not since.isdigit():
             raise _bad_param("since must be a Unix timestamp")
-        used, total, duration = quota(acct, float(since) if since else None)
+        used, total, duration = self.quota(acct, float(since) if since else None)
         values = {"quota_usage": used,
                   "config": {"quota_total": total, "quota_duration": duration}}
         return {"data": [{f: values[f] for f in fields}]}
 
-    def refuse_publish(c: dict[str, Any]) -> GraphError | None:
-        code, _, subcode = container_view(c)
+    def refuse_publish(self, c: dict[str, Any]) -> GraphError | None:
+        code, _, subcode = self.container_view(c)
         if code == "FINISHED":
             return None
         if code == "PUBLISHED":
@@ -780,54 +854,59 @@ def create(ctx: SystemContext) -> System:
                           user_msg="The media is not ready to be published. Please wait a "
                                    "moment.")
 
-    async def media_publish(request: Request, params: dict[str, str],
+    async def media_publish(self, request: Request, params: dict[str, str],
                             acct: dict[str, Any]) -> Any:
         # No await from here to the end: the checks and writes below are one atomic step on
         # the event loop, so two racing publishes of one container cannot both succeed.
-        uid = account_of(request.path_params["uid"], acct)["ig_user_id"]
+        uid = self.account_of(request.path_params["uid"], acct)["ig_user_id"]
         cid = params.get("creation_id", "").strip()
         if not cid:
             raise _bad_param("The parameter creation_id is required.")
-        container = own_container(cid, acct)
-        refusal = refuse_publish(container)
+        container = self.own_container(cid, acct)
+        refusal = self.refuse_publish(container)
         if refusal is not None:
             raise refusal
-        used, total, _ = quota(acct)
+        used, total, _ = self.quota(acct)
         if used >= total:
             raise GraphError(9, f"(#9) You have reached the maximum number of posts ({total}) "
                                 f"that can be published through the API in 24 hours.",
                              subcode=QUOTA_SUBCODE, user_title="Max. posts reached")
-        return {"id": publish(container, uid)}
+        return {"id": self.publish(container, uid)}
 
-    def publish(container: dict[str, Any], uid: str) -> str:
-        media_id = new_id("media", "9")
-        rng = ctx.rng("shortcode", media_id)
-        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-"
-        shortcode = "D" + "".join(rng.choice(alphabet) for _ in range(10))
-        t = now()
-        state.put(f"media/{media_id}", {
-            "id": media_id, "seq": state.next_id("media_seq"), "ig_user_id": uid,
+    def publish(self, container: dict[str, Any], uid: str) -> str:
+        media_id = self.new_id("media", "9")
+        rng = self.ctx.rng("shortcode", media_id)
+        shortcode = "D" + "".join(rng.choice(_ID_ALPHABET) for _ in range(10))
+        t = self.now()
+        self.state.put(f"media/{media_id}", {
+            "id": media_id, "seq": self.state.next_id("media_seq"), "ig_user_id": uid,
             "container_id": container["id"], "caption": container["caption"],
             "has_ai_label": container["has_ai_label"],
             "share_to_feed": container["share_to_feed"], "video_sha256": container["sha256"],
             "video_size": container["size"], "shortcode": shortcode,
             "permalink": f"https://www.instagram.com/reel/{shortcode}/", "published": t,
         })
-        state.update(f"container/{container['id']}",
-                     lambda c: {**c, "media_id": media_id, "published": t}, default={})
-        state.update(f"account/{uid}",
-                     lambda a: {**a, "publishes": [*a["publishes"], t]}, default={})
+        self.state.update(f"container/{container['id']}",
+                          lambda c: {**c, "media_id": media_id, "published": t}, default={})
+        self.state.update(f"account/{uid}",
+                          lambda a: {**a, "publishes": [*a["publishes"], t]}, default={})
         return media_id
 
-    async def media_edge(request: Request, params: dict[str, str], acct: dict[str, Any]) -> Any:
+    async def media_edge(self, request: Request, params: dict[str, str],
+                         acct: dict[str, Any]) -> Any:
         if request.method == "POST":
-            return await create_container(request, params, acct)
-        uid = account_of(request.path_params["uid"], acct)["ig_user_id"]
-        fields = fields_of(params, MEDIA_FIELDS, "Media")
+            return await self.create_container(request, params, acct)
+        return self.list_media(request, params, acct)
+
+    def list_media(self, request: Request, params: dict[str, str],
+                   acct: dict[str, Any]) -> dict[str, Any]:
+        """A page of the account's published media, newest first, with cursors."""
+        uid = self.account_of(request.path_params["uid"], acct)["ig_user_id"]
+        fields = self.fields_of(params, MEDIA_FIELDS, "Media")
         limit = params.get("limit", "25")
         if not limit.isdigit() or not 1 <= int(limit) <= 100:
             raise _bad_param("limit must be an integer between 1 and 100")
-        mine = sorted((m for m in state.list_prefix("media/").values()
+        mine = sorted((m for m in self.state.list_prefix("media/").values()
                        if m["ig_user_id"] == uid), key=lambda m: m["seq"], reverse=True)
         start = 0
         if params.get("after"):
@@ -837,55 +916,53 @@ def create(ctx: SystemContext) -> System:
                 raise _bad_param("Invalid after cursor") from None
             start = next((i + 1 for i, m in enumerate(mine) if m["id"] == after), len(mine))
         page = mine[start:start + int(limit)]
-        body: dict[str, Any] = {"data": [media_fields(m, fields) for m in page]}
+        body: dict[str, Any] = {"data": [self.media_fields(m, fields) for m in page]}
         if page:
-            def cursor(m: dict[str, Any]) -> str:
-                return base64.urlsafe_b64encode(m["id"].encode()).decode()
-
-            body["paging"] = {"cursors": {"before": cursor(page[0]),
-                                          "after": cursor(page[-1])}}
+            body["paging"] = {"cursors": {"before": _cursor(page[0]),
+                                          "after": _cursor(page[-1])}}
             if start + len(page) < len(mine):
                 query = {k: v for k, v in params.items() if k != "access_token"}
-                query["after"] = cursor(page[-1])
+                query["after"] = _cursor(page[-1])
                 body["paging"]["next"] = f"{request.url.replace(query='')}?{urlencode(query)}"
         return body
 
-    async def refresh(request: Request, params: dict[str, str]) -> Any:
+    async def refresh(self, request: Request, params: dict[str, str]) -> Any:
         if params.get("grant_type") != "ig_refresh_token":
             raise _bad_param("Unsupported grant_type: use grant_type=ig_refresh_token")
         token = params.get("access_token", "").strip()
-        record = provision(token) if token else None
+        record = self.provision(token) if token else None
         if record is None:
             raise GraphError(190, "Invalid OAuth access token - Cannot parse access token")
-        if now() >= record["expires"] and not record.get("refreshable", True):
+        if self.now() >= record["expires"] and not record.get("refreshable", True):
             raise GraphError(190, "Error validating access token: Session has expired and "
                                   "the token can no longer be refreshed.", subcode=463)
-        number = state.next_id("refresh")
-        new = "IGAA" + f"{ctx.rng('token', fingerprint(token), number).getrandbits(192):048x}"
-        ttl = config()["token_ttl"]
-        state.put(f"token/{fingerprint(new)}", {
-            "ig_user_id": record["ig_user_id"], "issued": now(), "expires": now() + ttl,
-            "refreshable": True})
+        number = self.state.next_id("refresh")
+        rng = self.ctx.rng("token", fingerprint(token), number)
+        new = "IGAA" + f"{rng.getrandbits(192):048x}"
+        ttl = self.config()["token_ttl"]
+        self.state.put(f"token/{fingerprint(new)}", {
+            "ig_user_id": record["ig_user_id"], "issued": self.now(),
+            "expires": self.now() + ttl, "refreshable": True})
         return {"access_token": new, "token_type": "bearer", "expires_in": ttl}
 
     # --- rupload -------------------------------------------------------------------------------
 
-    def upload_account(request: Request) -> dict[str, Any]:
+    def upload_account(self, request: Request) -> dict[str, Any]:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "oauth" or not token.strip():
             raise UploadError(401, "OAuthException",
                               "Authorization header must be 'OAuth <access token>'")
         try:
-            return check_token(token.strip())
+            return self.check_token(token.strip())
         except GraphError as exc:
             raise UploadError(401, "OAuthException", exc.message) from None
 
-    def upload_container(request: Request, acct: dict[str, Any]) -> dict[str, Any]:
+    def upload_container(self, request: Request, acct: dict[str, Any]) -> dict[str, Any]:
         if not VERSION.fullmatch(request.path_params["v"]):
             raise UploadError(400, "BadRequest", "unknown API version in the upload URI")
         cid = request.path_params["cid"]
         try:
-            container = own_container(cid, acct)
+            container = self.own_container(cid, acct)
         except GraphError:
             raise UploadError(400, "ProcessingFailedError",
                               f"media container {cid} does not exist") from None
@@ -895,6 +972,7 @@ def create(ctx: SystemContext) -> System:
                               "upload_type=resumable")
         return container
 
+    @staticmethod
     def int_header(request: Request, name: str, minimum: int) -> int:
         raw = request.headers.get(name)
         if raw is None or not raw.strip().isdigit() or int(raw) < minimum:
@@ -902,169 +980,188 @@ def create(ctx: SystemContext) -> System:
                               f"header {name} is required: an integer >= {minimum}")
         return int(raw)
 
-    def received(cid: str) -> int:
-        path = files / f"{cid}.mp4"
+    def received(self, cid: str) -> int:
+        path = self.files / f"{cid}.mp4"
         return path.stat().st_size if path.exists() else 0
 
-    async def rupload(request: Request) -> Response:
-        try:
-            acct = upload_account(request)
-            container = upload_container(request, acct)
-            cid = container["id"]
-            if request.method == "GET":
-                return JSONResponse({"id": cid, "offset": received(cid),
-                                     "file_size": container["file_size"]})
-            lock = upload_locks.setdefault(cid, asyncio.Lock())
-            async with lock:  # re-read inside: a concurrent upload may have completed it
-                return await receive_upload(request, state.get(f"container/{cid}"))
-        except UploadError as exc:
-            return upload_response(exc)
-
-    async def receive_upload(request: Request, container: dict[str, Any]) -> Response:
-        cid = container["id"]
-        offset = int_header(request, "offset", 0)
-        file_size = int_header(request, "file_size", 1)
-        if file_size > config()["max_video_bytes"]:
+    def check_upload(self, request: Request, container: dict[str, Any]) -> tuple[int, int]:
+        """The POST's (offset, file_size), refused with UploadError when they do not fit."""
+        offset = self.int_header(request, "offset", 0)
+        file_size = self.int_header(request, "file_size", 1)
+        if file_size > self.config()["max_video_bytes"]:
             raise UploadError(400, "BadRequest", f"file_size {file_size} exceeds "
-                                                 f"{config()['max_video_bytes']} bytes")
+                                                 f"{self.config()['max_video_bytes']} bytes")
         if container["file_size"] not in (None, file_size):
             raise UploadError(400, "BadRequest", f"file_size {file_size} differs from "
                                                  f"{container['file_size']} given before")
-        if container["ready"]:  # complete: a resend of bytes already in place changes nothing
-            return JSONResponse({"success": True, "message": "Upload successful."})
-        have = received(cid)
+        return offset, file_size
+
+    def check_offset(self, cid: str, offset: int, file_size: int) -> None:
+        have = self.received(cid)
         if offset > have:
             raise UploadError(400, "BadRequest", f"offset {offset} is past the {have} bytes "
                                                  "received: GET the upload URI for the offset")
         if offset >= file_size:
             raise UploadError(400, "BadRequest", f"offset {offset} must be below file_size "
                                                  f"{file_size}")
-        state.update(f"container/{cid}", lambda c: {**c, "file_size": file_size}, default={})
-        cut = pop_cut(cid)
-        path = files / f"{cid}.mp4"
-        files.mkdir(parents=True, exist_ok=True)
-        end = await write_body(request, path, offset, file_size, cut)
+
+    async def receive_upload(self, request: Request, container: dict[str, Any]) -> Response:
+        cid = container["id"]
+        offset, file_size = self.check_upload(request, container)
+        if container["ready"]:  # complete: a resend of bytes already in place changes nothing
+            return JSONResponse({"success": True, "message": "Upload successful."})
+        self.check_offset(cid, offset, file_size)
+        self.state.update(f"container/{cid}", lambda c: {**c, "file_size": file_size},
+                          default={})
+        cut = self.pop_cut(cid)
+        path = self.files / f"{cid}.mp4"
+        self.files.mkdir(parents=True, exist_ok=True)
+        end = await _write_body(request, path, offset, file_size, cut)
         if end is None:  # the planned cut happened: nothing is answered
             return _NoResponse()
         if end < file_size:
             return JSONResponse({"success": True, "message": "Upload in progress.",
                                  "offset": end})
-        await finish_media(cid, path)
+        await self.finish_media(cid, path)
         return JSONResponse({"success": True, "message": "Upload successful."})
 
-    async def write_body(request: Request, path: Path, offset: int, file_size: int,
-                         cut_after: int | None) -> int | None:
-        """Write the body at `offset`; the end offset, or None after a planned cut."""
-        with path.open("r+b" if path.exists() else "wb") as out:
-            out.truncate(offset)
-            out.seek(offset)
-            position = offset
-            try:
-                async for chunk in request.stream():
-                    if cut_after is not None and position - offset + len(chunk) >= cut_after:
-                        out.write(chunk[: cut_after - (position - offset)])
-                        out.flush()
-                        await cut_connection(request.scope, request.receive, flush=False)
-                        return None
-                    if position + len(chunk) > file_size:
-                        out.truncate(offset)
-                        raise UploadError(400, "BadRequest", f"the body runs past file_size "
-                                                             f"{file_size}")
-                    out.write(chunk)
-                    position += len(chunk)
-            except ClientDisconnect:
-                out.flush()  # bytes that arrived stay: the client resumes after them
-                raise
-        return position
+    def pop_cut(self, cid: str) -> int | None:
+        return pop_first(self.state, f"cuts/{cid}", "cuts/*")
 
-    def pop_cut(cid: str) -> int | None:
-        return pop_first(state, f"cuts/{cid}", "cuts/*")
+    # --- API routes ----------------------------------------------------------------------------
+
+    async def api_refresh(self, request: Request) -> Response:
+        return await self.answer_graph(request, self.refresh, auth=False)
+
+    async def api_me(self, request: Request) -> Response:
+        return await self.answer_graph(request, self.me)
+
+    async def api_media(self, request: Request) -> Response:
+        return await self.answer_graph(request, self.media_edge)
+
+    async def api_media_publish(self, request: Request) -> Response:
+        return await self.answer_graph(request, self.media_publish)
+
+    async def api_publishing_limit(self, request: Request) -> Response:
+        return await self.answer_graph(request, self.publishing_limit)
+
+    async def api_node(self, request: Request) -> Response:
+        return await self.answer_graph(request, self.node)
+
+    async def api_rupload(self, request: Request) -> Response:
+        try:
+            acct = self.upload_account(request)
+            container = self.upload_container(request, acct)
+            cid = container["id"]
+            if request.method == "GET":
+                return JSONResponse({"id": cid, "offset": self.received(cid),
+                                     "file_size": container["file_size"]})
+            lock = self.upload_locks.setdefault(cid, asyncio.Lock())
+            async with lock:  # re-read inside: a concurrent upload may have completed it
+                return await self.receive_upload(request, self.state.get(f"container/{cid}"))
+        except UploadError as exc:
+            return self.upload_response(exc)
+
+    async def not_found(self, request: Request, exc: Exception) -> Response:
+        path = request.url.path[len(request.scope.get("root_path", "")):]
+        return self.graph_response(GraphError(2500, f"Unknown path components: {path}"))
+
+    async def not_allowed(self, request: Request, exc: Exception) -> Response:
+        return self.graph_response(_bad_param(f"Unsupported {request.method.lower()} request."))
 
     # --- control -------------------------------------------------------------------------------
 
+    @staticmethod
     def control_error(message: str, status: int = 400) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
 
-    async def control_body(request: Request) -> dict[str, Any]:
-        if request.method not in ("POST", "DELETE"):
-            return {}
+    async def answer_control(self, request: Request, handler: ControlHandler) -> Response:
+        """A control route: its JSON body (POST/DELETE only; GET ones take none), then the
+        handler's answer; ValueError -> 400, LookupError -> 404."""
         try:
-            body = json.loads(await request.body() or b"{}")
-        except ValueError:
-            raise ValueError("invalid JSON") from None
-        if not isinstance(body, dict):
-            raise ValueError("body must be a JSON object")
-        return body
+            body = (await read_control_body(request)
+                    if request.method in ("POST", "DELETE") else {})
+            return JSONResponse(handler(request, body))
+        except BadControlBody as exc:
+            return self.control_error(str(exc))
+        except ValueError as exc:
+            return self.control_error(str(exc))
+        except LookupError as exc:
+            return self.control_error(str(exc.args[0]), 404)
 
-    def control(handler: Callable[[Request, dict[str, Any]], Any]) -> Callable[
-            [Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            try:
-                return JSONResponse(handler(request, await control_body(request)))
-            except ValueError as exc:
-                return control_error(str(exc))
-            except LookupError as exc:
-                return control_error(str(exc.args[0]), 404)
-        return endpoint
-
-    def known_account(uid: Any) -> dict[str, Any]:
-        acct = state.get(f"account/{uid}") if isinstance(uid, str) else None
+    def known_account(self, uid: Any) -> dict[str, Any]:
+        acct = self.state.get(f"account/{uid}") if isinstance(uid, str) else None
         if acct is None:
             raise LookupError(f"unknown ig_user_id {uid!r}")
         return acct
 
-    def scope_uid(body: dict[str, Any]) -> str:
+    def scope_uid(self, body: dict[str, Any]) -> str:
         uid = body.get("ig_user_id")
-        return "*" if uid is None else known_account(uid)["ig_user_id"]
+        return "*" if uid is None else self.known_account(uid)["ig_user_id"]
 
-    def c_account(request: Request, body: dict[str, Any]) -> Any:
+    def wanted_uid(self, request: Request) -> str | None:
+        uid = request.query_params.get("ig_user_id")
+        return None if uid is None else self.known_account(uid)["ig_user_id"]
+
+    def container_record(self, c: dict[str, Any]) -> dict[str, Any]:
+        code, status, subcode = self.container_view(c)
+        keys = ("id", "ig_user_id", "caption", "has_ai_label", "source", "video_url",
+                "file_size", "sha256", "size", "media_id", "polls", "share_to_feed",
+                "thumb_offset")
+        return {**{k: c[k] for k in keys}, "status_code": code, "status": status,
+                "subcode": subcode, "created": graph_time(c["created"]),
+                "received": self.received(c["id"]) if c["source"] == "resumable" else c["size"]}
+
+    def enqueue(self, key: str, entries: list[Any]) -> dict[str, Any]:
+        return {"queue": self.state.update(key, lambda q: [*q, *entries], default=[])}
+
+    def c_account(self, request: Request, body: dict[str, Any]) -> Any:
         token = request.query_params.get("access_token", "")
-        record = provision(token) if token else None
+        record = self.provision(token) if token else None
         if record is None:
             raise LookupError("unknown access_token (sandbox tokens start with IGAAsandbox)")
-        acct = state.get(f"account/{record['ig_user_id']}")
+        acct = self.state.get(f"account/{record['ig_user_id']}")
         return {"ig_user_id": acct["ig_user_id"], "username": acct["username"]}
 
-    def c_expire_token(request: Request, body: dict[str, Any]) -> Any:
+    def c_expire_token(self, request: Request, body: dict[str, Any]) -> Any:
         token = body.get("access_token")
-        record = provision(token) if isinstance(token, str) and token else None
+        record = self.provision(token) if isinstance(token, str) and token else None
         if record is None:
             raise LookupError("unknown access_token")
         refreshable = body.get("refreshable", True)
         if not isinstance(refreshable, bool):
             raise ValueError("refreshable must be true or false")
-        t = now()
-        state.update(f"token/{fingerprint(token)}", lambda r: {
+        t = self.now()
+        self.state.update(f"token/{fingerprint(token)}", lambda r: {
             **r, "expires": min(r["expires"], t - 1), "refreshable": refreshable}, default={})
         return {"ig_user_id": record["ig_user_id"], "expired": True, "refreshable": refreshable}
 
-    def c_age(request: Request, body: dict[str, Any]) -> Any:
+    def c_age(self, request: Request, body: dict[str, Any]) -> Any:
         cid, seconds = body.get("container_id"), body.get("seconds")
-        if not isinstance(cid, str) or state.get(f"container/{cid}") is None:
+        if not isinstance(cid, str) or self.state.get(f"container/{cid}") is None:
             raise LookupError(f"unknown container_id {cid!r}")
         if not _is_number(seconds) or seconds < 0:
             raise ValueError("seconds must be a number >= 0")
-        c = state.update(f"container/{cid}", lambda c: {**c, "created": c["created"] - seconds},
-                         default={})
-        return container_record(c)
+        c = self.state.update(f"container/{cid}",
+                              lambda c: {**c, "created": c["created"] - seconds}, default={})
+        return self.container_record(c)
 
-    def c_clock(request: Request, body: dict[str, Any]) -> Any:
+    def c_clock(self, request: Request, body: dict[str, Any]) -> Any:
         advance = body.get("advance", 0)
         if not _is_number(advance) or advance < 0:
             raise ValueError("advance must be a number of seconds >= 0")
-        offset = state.update("clock", lambda o: o + advance, default=0.0)
-        return {"offset": offset, "now": graph_time(now())}
+        offset = self.state.update("clock", lambda o: o + advance, default=0.0)
+        return {"offset": offset, "now": graph_time(self.now())}
 
-    def c_next_containers(request: Request, body: dict[str, Any]) -> Any:
-        key = f"queue/{scope_uid(body)}"
+    def c_next_containers(self, request: Request, body: dict[str, Any]) -> Any:
+        key = f"queue/{self.scope_uid(body)}"
         if request.method == "DELETE":
-            state.put(key, [])
+            self.state.put(key, [])
             return {"queue": []}
-        outcome, count = body.get("outcome"), body.get("count", 1)
+        outcome = body.get("outcome")
         if outcome not in ("error", "slow"):
             raise ValueError("outcome must be error or slow")
-        if not _is_int(count) or count < 1:
-            raise ValueError("count must be an integer >= 1")
+        count = _positive_count(body)
         entry: dict[str, Any] = {"outcome": outcome}
         if outcome == "error":
             subcode, message = body.get("subcode", 2207082), body.get("message")
@@ -1078,21 +1175,19 @@ def create(ctx: SystemContext) -> System:
             if not _is_int(polls) or polls < 1:
                 raise ValueError("polls must be an integer >= 1")
             entry["polls"] = polls
-        return {"queue": state.update(key, lambda q: [*q, *([entry] * count)], default=[])}
+        return self.enqueue(key, [entry] * count)
 
-    def c_next_errors(request: Request, body: dict[str, Any]) -> Any:
-        key = f"errors/{scope_uid(body)}"
+    def c_next_errors(self, request: Request, body: dict[str, Any]) -> Any:
+        key = f"errors/{self.scope_uid(body)}"
         if request.method == "DELETE":
-            state.put(key, [])
+            self.state.put(key, [])
             return {"queue": []}
-        code, count = body.get("code"), body.get("count", 1)
-        if not _is_int(code):
+        if not _is_int(body.get("code")):
             raise ValueError("code must be an integer (Graph error code)")
-        if not _is_int(count) or count < 1:
-            raise ValueError("count must be an integer >= 1")
-        entry = {"code": code, "subcode": body.get("subcode"), "message": body.get("message"),
-                 "route": body.get("route", "*"), "method": body.get("method"),
-                 "http_status": body.get("http_status", 400),
+        count = _positive_count(body)
+        entry = {"code": body["code"], "subcode": body.get("subcode"),
+                 "message": body.get("message"), "route": body.get("route", "*"),
+                 "method": body.get("method"), "http_status": body.get("http_status", 400),
                  "regain_minutes": body.get("regain_minutes")}
         if entry["subcode"] is not None and not _is_int(entry["subcode"]):
             raise ValueError("subcode must be an integer")
@@ -1102,31 +1197,30 @@ def create(ctx: SystemContext) -> System:
             raise ValueError("http_status must be 400-599")
         if entry["regain_minutes"] is not None and not _is_int(entry["regain_minutes"]):
             raise ValueError("regain_minutes must be an integer")
-        return {"queue": state.update(key, lambda q: [*q, *([entry] * count)], default=[])}
+        return self.enqueue(key, [entry] * count)
 
-    def c_next_uploads(request: Request, body: dict[str, Any]) -> Any:
+    def c_next_uploads(self, request: Request, body: dict[str, Any]) -> Any:
         cid = body.get("container_id")
-        if cid is not None and (not isinstance(cid, str) or state.get(f"container/{cid}") is None):
+        if cid is not None and (not isinstance(cid, str)
+                                or self.state.get(f"container/{cid}") is None):
             raise LookupError(f"unknown container_id {cid!r}")
         key = f"cuts/{cid or '*'}"
         if request.method == "DELETE":
-            state.put(key, [])
+            self.state.put(key, [])
             return {"queue": []}
-        cut_after, count = body.get("cut_after"), body.get("count", 1)
+        cut_after = body.get("cut_after")
         if not _is_int(cut_after) or cut_after < 0:
             raise ValueError("cut_after must be an integer >= 0 (bytes kept)")
-        if not _is_int(count) or count < 1:
-            raise ValueError("count must be an integer >= 1")
-        return {"queue": state.update(key, lambda q: [*q, *([cut_after] * count)], default=[])}
+        return self.enqueue(key, [cut_after] * _positive_count(body))
 
-    def c_quota(request: Request, body: dict[str, Any]) -> Any:
-        uid = known_account(body.get("ig_user_id"))["ig_user_id"]
+    def c_quota(self, request: Request, body: dict[str, Any]) -> Any:
+        uid = self.known_account(body.get("ig_user_id"))["ig_user_id"]
         total, usage = body.get("quota_total"), body.get("quota_usage")
         if total is not None and (not _is_int(total) or total < 1):
             raise ValueError("quota_total must be an integer >= 1")
         if usage is not None and (not _is_int(usage) or usage < 0):
             raise ValueError("quota_usage must be an integer >= 0")
-        t = now()
+        t = self.now()
 
         def change(acc: dict[str, Any]) -> dict[str, Any]:
             out = dict(acc)
@@ -1136,12 +1230,12 @@ def create(ctx: SystemContext) -> System:
                 out["publishes"] = [t] * usage
             return out
 
-        acct = state.update(f"account/{uid}", change, default={})
-        used, quota_total, duration = quota(acct)
+        acct = self.state.update(f"account/{uid}", change, default={})
+        used, quota_total, duration = self.quota(acct)
         return {"quota_usage": used, "config": {"quota_total": quota_total,
                                                 "quota_duration": duration}}
 
-    def c_config(request: Request, body: dict[str, Any]) -> Any:
+    def c_config(self, request: Request, body: dict[str, Any]) -> Any:
         unknown = sorted(set(body) - set(_CONFIG_RULES))
         if unknown:
             raise ValueError(f"unknown config fields {unknown}; known: {sorted(_CONFIG_RULES)}")
@@ -1150,72 +1244,86 @@ def create(ctx: SystemContext) -> System:
             if not check(value):
                 raise ValueError(f"{name} must be {description}")
         if body:
-            state.update("config", lambda c: {**c, **body}, default={})
-        return config()
+            self.state.update("config", lambda c: {**c, **body}, default={})
+        return self.config()
 
-    def container_record(c: dict[str, Any]) -> dict[str, Any]:
-        code, status, subcode = container_view(c)
-        keys = ("id", "ig_user_id", "caption", "has_ai_label", "source", "video_url",
-                "file_size", "sha256", "size", "media_id", "polls", "share_to_feed",
-                "thumb_offset")
-        return {**{k: c[k] for k in keys}, "status_code": code, "status": status,
-                "subcode": subcode, "created": graph_time(c["created"]),
-                "received": received(c["id"]) if c["source"] == "resumable" else c["size"]}
-
-    def wanted_uid(request: Request) -> str | None:
-        uid = request.query_params.get("ig_user_id")
-        return None if uid is None else known_account(uid)["ig_user_id"]
-
-    def c_containers(request: Request, body: dict[str, Any]) -> Any:
-        uid = wanted_uid(request)
-        return [container_record(c) for c in state.list_prefix("container/").values()
+    def c_containers(self, request: Request, body: dict[str, Any]) -> Any:
+        uid = self.wanted_uid(request)
+        return [self.container_record(c) for c in self.state.list_prefix("container/").values()
                 if uid in (None, c["ig_user_id"])]
 
-    def c_published(request: Request, body: dict[str, Any]) -> Any:
-        uid = wanted_uid(request)
+    def c_published(self, request: Request, body: dict[str, Any]) -> Any:
+        uid = self.wanted_uid(request)
         keys = ("id", "container_id", "ig_user_id", "caption", "has_ai_label", "video_sha256",
                 "video_size", "permalink", "shortcode")
-        mine = sorted((m for m in state.list_prefix("media/").values()
+        mine = sorted((m for m in self.state.list_prefix("media/").values()
                        if uid in (None, m["ig_user_id"])), key=lambda m: m["seq"])
         return [{**{k: m[k] for k in keys}, "timestamp": graph_time(m["published"])}
                 for m in mine]
 
-    async def not_found(request: Request, exc: Exception) -> Response:
-        path = request.url.path[len(request.scope.get("root_path", "")):]
-        return graph_response(GraphError(2500, f"Unknown path components: {path}"))
+    # --- control routes ------------------------------------------------------------------------
 
-    async def not_allowed(request: Request, exc: Exception) -> Response:
-        return graph_response(_bad_param(f"Unsupported {request.method.lower()} request."))
+    async def control_account(self, request: Request) -> Response:
+        return await self.answer_control(request, self.c_account)
 
-    app = Starlette(
-        routes=[
-            Route("/_control/account", control(c_account), methods=["GET"]),
-            Route("/_control/expire_token", control(c_expire_token), methods=["POST"]),
-            Route("/_control/age", control(c_age), methods=["POST"]),
-            Route("/_control/clock", control(c_clock), methods=["GET", "POST"]),
-            Route("/_control/next_containers", control(c_next_containers),
-                  methods=["POST", "DELETE"]),
-            Route("/_control/next_errors", control(c_next_errors), methods=["POST", "DELETE"]),
-            Route("/_control/next_uploads", control(c_next_uploads),
-                  methods=["POST", "DELETE"]),
-            Route("/_control/quota", control(c_quota), methods=["POST"]),
-            Route("/_control/config", control(c_config), methods=["GET", "POST"]),
-            Route("/_control/containers", control(c_containers), methods=["GET"]),
-            Route("/_control/published", control(c_published), methods=["GET"]),
-            Route("/rupload/ig-api-upload/{v}/{cid}", rupload, methods=["GET", "POST"]),
-            Route("/refresh_access_token", graph(refresh, auth=False), methods=["GET"]),
-            Route("/{v}/refresh_access_token", graph(refresh, auth=False), methods=["GET"]),
-            Route("/{v}/me", graph(me), methods=["GET"]),
-            Route("/{v}/{uid}/media", graph(media_edge), methods=["GET", "POST"]),
-            Route("/{v}/{uid}/media_publish", graph(media_publish), methods=["POST"]),
-            Route("/{v}/{uid}/content_publishing_limit", graph(publishing_limit),
+    async def control_expire_token(self, request: Request) -> Response:
+        return await self.answer_control(request, self.c_expire_token)
+
+    async def control_age(self, request: Request) -> Response:
+        return await self.answer_control(request, self.c_age)
+
+    async def control_clock(self, request: Request) -> Response:
+        return await self.answer_control(request, self.c_clock)
+
+    async def control_next_containers(self, request: Request) -> Response:
+        return await self.answer_control(request, self.c_next_containers)
+
+    async def control_next_errors(self, request: Request) -> Response:
+        return await self.answer_control(request, self.c_next_errors)
+
+    async def control_next_uploads(self, request: Request) -> Response:
+        return await self.answer_control(request, self.c_next_uploads)
+
+    async def control_quota(self, request: Request) -> Response:
+        return await self.answer_control(request, self.c_quota)
+
+    async def control_config(self, request: Request) -> Response:
+        return await self.answer_control(request, self.c_config)
+
+    async def control_containers(self, request: Request) -> Response:
+        return await self.answer_control(request, self.c_containers)
+
+    async def control_published(self, request: Request) -> Response:
+        return await self.answer_control(request, self.c_published)
+
+    # --- wiring --------------------------------------------------------------------------------
+
+    def routes(self) -> list[Route]:
+        both, change = ["GET", "POST"], ["POST", "DELETE"]
+        return [
+            Route("/_control/account", self.control_account, methods=["GET"]),
+            Route("/_control/expire_token", self.control_expire_token, methods=["POST"]),
+            Route("/_control/age", self.control_age, methods=["POST"]),
+            Route("/_control/clock", self.control_clock, methods=both),
+            Route("/_control/next_containers", self.control_next_containers, methods=change),
+            Route("/_control/next_errors", self.control_next_errors, methods=change),
+            Route("/_control/next_uploads", self.control_next_uploads, methods=change),
+            Route("/_control/quota", self.control_quota, methods=["POST"]),
+            Route("/_control/config", self.control_config, methods=both),
+            Route("/_control/containers", self.control_containers, methods=["GET"]),
+            Route("/_control/published", self.control_published, methods=["GET"]),
+            Route("/rupload/ig-api-upload/{v}/{cid}", self.api_rupload, methods=both),
+            Route("/refresh_access_token", self.api_refresh, methods=["GET"]),
+            Route("/{v}/refresh_access_token", self.api_refresh, methods=["GET"]),
+            Route("/{v}/me", self.api_me, methods=["GET"]),
+            Route("/{v}/{uid}/media", self.api_media, methods=both),
+            Route("/{v}/{uid}/media_publish", self.api_media_publish, methods=["POST"]),
+            Route("/{v}/{uid}/content_publishing_limit", self.api_publishing_limit,
                   methods=["GET"]),
-            Route("/{v}/{node}", graph(node), methods=["GET"]),
-        ],
-        exception_handlers={404: not_found, 405: not_allowed},
-    )
+            Route("/{v}/{node}", self.api_node, methods=["GET"]),
+        ]
 
-    def error_response(status: int, message: str, retry_after: float | None) -> Response:
+    def error_response(self, status: int, message: str, retry_after: float | None) -> Response:
         """Injected faults worded as Graph errors."""
         if status == 429:
             error = GraphError(4, f"(#4) Application request limit reached ({message})",
@@ -1227,6 +1335,13 @@ def create(ctx: SystemContext) -> System:
             error = GraphError(190, f"Invalid OAuth access token ({message})", status=status)
         else:
             error = GraphError(100, f"(#100) {message}", status=status)
-        return graph_response(error)
+        return self.graph_response(error)
 
-    return System(app=app, error_response=error_response)
+    def system(self) -> System:
+        app = Starlette(routes=self.routes(),
+                        exception_handlers={404: self.not_found, 405: self.not_allowed})
+        return System(app=app, error_response=self.error_response)
+
+
+def create(ctx: SystemContext) -> System:
+    return InstagramSystem(ctx).system()

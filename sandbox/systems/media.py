@@ -15,7 +15,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from sandbox.system import System, SystemContext
-from waifugen_assets.config import get_settings
+from waifugen_assets.core.config import get_settings
 
 
 def media_root() -> Path:

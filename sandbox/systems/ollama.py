@@ -179,30 +179,52 @@ def _respond(stream: bool, model: str, tokens: list[str], final: dict[str, Any],
     return StreamingResponse(lines(), media_type="application/x-ndjson")
 
 
-def create(ctx: SystemContext) -> System:
-    async def chat(request: Request) -> Response:
+def _check_messages(messages: Any) -> None:
+    for message in messages:
+        if not isinstance(message, dict) or not isinstance(message.get("role", ""), str) \
+                or not isinstance(message.get("content", ""), str):
+            raise BadRequest("json: cannot unmarshal into Go struct field "
+                             "ChatRequest.messages of type api.Message")
+
+
+def _unloaded(body: dict[str, Any]) -> str:
+    """done_reason of a request with nothing to answer: Ollama loads (or with keep_alive 0
+    unloads) the model."""
+    return "unload" if body.get("keep_alive") in (0, "0", "0s") else "load"
+
+
+def _error(exc: BadRequest) -> Response:
+    return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+
+class OllamaSystem:
+    """Ollama's HTTP API with two models whose answers are invented: deterministic persona
+    text or schema-shaped JSON, streamed as NDJSON or whole."""
+
+    def __init__(self, ctx: SystemContext) -> None:
+        self.ctx = ctx
+        self.state = ctx.state
+
+    # --- API routes ----------------------------------------------------------------------------
+
+    async def chat(self, request: Request) -> Response:
         try:
             body = await _read_json(request, _CHAT_FIELDS, "ChatRequest")
             _check_model(body)
             fmt = _format(body)
             limit, stop = _options(body)
             messages = body.get("messages") or []
-            for message in messages:
-                if not isinstance(message, dict) or not isinstance(message.get("role", ""), str) \
-                        or not isinstance(message.get("content", ""), str):
-                    raise BadRequest("json: cannot unmarshal into Go struct field "
-                                     "ChatRequest.messages of type api.Message")
+            _check_messages(messages)
         except BadRequest as exc:
-            return JSONResponse({"error": str(exc)}, status_code=exc.status)
-        if not messages:  # Ollama loads (or with keep_alive 0 unloads) the model
-            reason = "unload" if body.get("keep_alive") in (0, "0", "0s") else "load"
+            return _error(exc)
+        if not messages:
             return JSONResponse({"model": body["model"], "created_at": _now(),
                                  "message": {"role": "assistant", "content": ""},
-                                 "done_reason": reason, "done": True})
+                                 "done_reason": _unloaded(body), "done": True})
         persona = "\n".join(m.get("content", "") for m in messages if m.get("role") == "system")
         users = [m.get("content", "") for m in messages if m.get("role") == "user"]
         key = {k: body.get(k) for k in ("model", "messages", "format", "options", "tools")}
-        rng = ctx.rng("chat", key)
+        rng = self.ctx.rng("chat", key)
         tokens, reason = _generate_tokens(_answer(rng, persona, users[-1] if users else "", fmt),
                                           limit, stop)
         prompt_text = " ".join(m.get("content", "") for m in messages)
@@ -212,22 +234,21 @@ def create(ctx: SystemContext) -> System:
         return _respond(body.get("stream", True) is not False, body["model"], tokens, final,
                         lambda t: {"message": {"role": "assistant", "content": t}})
 
-    async def generate(request: Request) -> Response:
+    async def generate(self, request: Request) -> Response:
         try:
             body = await _read_json(request, _GENERATE_FIELDS, "GenerateRequest")
             _check_model(body)
             fmt = _format(body)
             limit, stop = _options(body)
         except BadRequest as exc:
-            return JSONResponse({"error": str(exc)}, status_code=exc.status)
+            return _error(exc)
         prompt, system = body.get("prompt", ""), body.get("system", "")
         if not prompt:
-            reason = "unload" if body.get("keep_alive") in (0, "0", "0s") else "load"
             return JSONResponse({"model": body["model"], "created_at": _now(), "response": "",
-                                 "done": True, "done_reason": reason})
+                                 "done": True, "done_reason": _unloaded(body)})
         key = {k: body.get(k) for k in ("model", "prompt", "system", "format", "options",
                                         "suffix", "context")}
-        rng = ctx.rng("generate", key)
+        rng = self.ctx.rng("generate", key)
         tokens, reason = _generate_tokens(_answer(rng, system, prompt, fmt), limit, stop)
         stats = _stats(rng, f"{system} {prompt}", len(tokens))
         final: dict[str, Any] = {"model": body["model"], "created_at": _now(),
@@ -240,33 +261,45 @@ def create(ctx: SystemContext) -> System:
         return _respond(body.get("stream", True) is not False, body["model"], tokens, final,
                         lambda t: {"response": t})
 
+    @staticmethod
     async def tags(request: Request) -> Response:
         return JSONResponse({"models": list(MODELS.values())})
 
+    @staticmethod
     async def version(request: Request) -> Response:
         return JSONResponse({"version": VERSION})
 
+    @staticmethod
     async def running(request: Request) -> Response:
         return JSONResponse({"models": []})
 
+    @staticmethod
     async def root(request: Request) -> Response:
         return PlainTextResponse("Ollama is running")
 
+    @staticmethod
     async def not_found(request: Request, exc: Exception) -> Response:
         return PlainTextResponse("404 page not found", status_code=404)  # Go's default
 
+    @staticmethod
     async def not_allowed(request: Request, exc: Exception) -> Response:
         return PlainTextResponse("405 method not allowed", status_code=405)
 
-    app = Starlette(
-        routes=[
-            Route("/", root, methods=["GET", "HEAD"]),
-            Route("/api/chat", chat, methods=["POST"]),
-            Route("/api/generate", generate, methods=["POST"]),
-            Route("/api/tags", tags, methods=["GET", "HEAD"]),
-            Route("/api/version", version, methods=["GET", "HEAD"]),
-            Route("/api/ps", running, methods=["GET"]),
-        ],
-        exception_handlers={404: not_found, 405: not_allowed},
-    )
-    return System(app=app)
+    def routes(self) -> list[Route]:
+        return [
+            Route("/", self.root, methods=["GET", "HEAD"]),
+            Route("/api/chat", self.chat, methods=["POST"]),
+            Route("/api/generate", self.generate, methods=["POST"]),
+            Route("/api/tags", self.tags, methods=["GET", "HEAD"]),
+            Route("/api/version", self.version, methods=["GET", "HEAD"]),
+            Route("/api/ps", self.running, methods=["GET"]),
+        ]
+
+    def system(self) -> System:
+        app = Starlette(routes=self.routes(),
+                        exception_handlers={404: self.not_found, 405: self.not_allowed})
+        return System(app=app)
+
+
+def create(ctx: SystemContext) -> System:
+    return OllamaSystem(ctx).system()

@@ -37,6 +37,7 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -44,6 +45,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from sandbox.control import BadControlBody, read_control_body
 from sandbox.media import (
     HEIGHT,
     MP4,
@@ -54,8 +56,8 @@ from sandbox.media import (
     corrupt,
     file_response,
 )
+from sandbox.state import pop_first
 from sandbox.system import System, SystemContext
-from sandbox.systems.a2e import pop_first
 
 KEY = re.compile(r"rpa_sandbox[A-Za-z0-9_-]*")
 ENDPOINT = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -64,6 +66,8 @@ OUTCOMES = ("fail", "slow", "corrupt", "truncated")
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT")
 DEFAULTS: dict[str, Any] = {"states_per_poll": 1, "slow_polls": 5}
 WORDS_PER_SECOND = 2.5
+
+Handler = Callable[[Request, str], Awaitable[Any]]
 
 
 class RunPodError(Exception):
@@ -90,6 +94,66 @@ def _worker_problem(job_input: Any) -> str | None:
     return None
 
 
+def _script(job: dict[str, Any]) -> list[str]:
+    """The statuses a job moves through, one step per status poll."""
+    steps = ["IN_QUEUE", "IN_PROGRESS"]
+    if job["outcome"] == "slow":
+        steps += ["IN_PROGRESS"] * job["slow_polls"]
+    return [*steps, "FAILED" if job["outcome"] == "fail" else "COMPLETED"]
+
+
+def _bad(message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=400)
+
+
+def _scope_of(value: Any) -> str | None:
+    """The endpoint a control entry is scoped to (None: every endpoint), else 400."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not ENDPOINT.fullmatch(value):
+        raise RunPodError(400, "endpoint_id must be an endpoint id")
+    return value
+
+
+def _run_body(raw: bytes) -> dict[str, Any]:
+    """The checked body of POST /run, else RunPodError."""
+    if len(raw) > MAX_BODY:
+        raise RunPodError(413, "request body is larger than 10 MB")
+    try:
+        body = json.loads(raw) if raw.strip() else None
+    except (ValueError, UnicodeDecodeError):
+        raise RunPodError(400, "request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise RunPodError(400, "request body must be a JSON object")
+    if not isinstance(body.get("input"), dict):
+        raise RunPodError(400, "input is required and must be a JSON object")
+    unknown = sorted(set(body) - {"input", "webhook", "policy", "s3Config"})
+    if unknown:
+        raise RunPodError(400, f"unknown fields {unknown}")
+    webhook = body.get("webhook")
+    if webhook is not None and not (isinstance(webhook, str)
+                                    and webhook.startswith(("http://", "https://"))):
+        raise RunPodError(400, "webhook must be an http(s) URL")
+    if body.get("policy") is not None and not isinstance(body["policy"], dict):
+        raise RunPodError(400, "policy must be an object")
+    return body
+
+
+def _next_jobs_entry(body: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    """(queue entry, count) of a POST /_control/next_jobs body, else RunPodError (400)."""
+    outcome, count, polls = body.get("outcome"), body.get("count", 1), body.get("polls")
+    message = body.get("message")
+    if outcome not in OUTCOMES:
+        raise RunPodError(400, f"outcome must be one of {list(OUTCOMES)}")
+    if not _is_int(count) or count < 1:
+        raise RunPodError(400, "count must be an integer >= 1")
+    if polls is not None and (not _is_int(polls) or polls < 1):
+        raise RunPodError(400, "polls must be an integer >= 1")
+    if message is not None and not isinstance(message, str):
+        raise RunPodError(400, "message must be a string")
+    return {"outcome": outcome, "polls": polls, "message": message}, count
+
+
 def _seconds(job_input: dict[str, Any]) -> float:
     text = job_input.get("text")
     if isinstance(text, str) and text.strip():
@@ -98,16 +162,23 @@ def _seconds(job_input: dict[str, Any]) -> float:
     return 5 + int(digest, 16) % 100 / 10
 
 
-def create(ctx: SystemContext) -> System:
-    state = ctx.state
-    media = MediaCache(ctx.state.store.state_dir / "media")
+class RunPodSystem:
+    """RunPod serverless queue endpoints whose worker turns an anchor and a text into an MP4."""
 
-    def config(endpoint: str | None) -> dict[str, Any]:
-        merged = {**DEFAULTS, **state.get("config", {})}
+    def __init__(self, ctx: SystemContext) -> None:
+        self.ctx = ctx
+        self.state = ctx.state
+        self.media = MediaCache(ctx.state.store.state_dir / "media")
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def config(self, endpoint: str | None) -> dict[str, Any]:
+        merged = {**DEFAULTS, **self.state.get("config", {})}
         if endpoint is not None:
-            merged.update(state.get(f"endpoint/{endpoint}/config", {}))
+            merged.update(self.state.get(f"endpoint/{endpoint}/config", {}))
         return merged
 
+    @staticmethod
     def authenticate(request: Request) -> None:
         header = request.headers.get("authorization", "").strip()
         scheme, _, token = header.partition(" ")
@@ -115,71 +186,49 @@ def create(ctx: SystemContext) -> System:
         if not KEY.fullmatch(key):
             raise RunPodError(401, "Unauthorized: invalid or missing API key")
 
+    @staticmethod
     def endpoint_of(request: Request) -> str:
         endpoint = request.path_params["endpoint_id"]
         if not ENDPOINT.fullmatch(endpoint):
             raise RunPodError(404, f"endpoint {endpoint!r} not found")
         return endpoint
 
-    def guarded(handler: Any) -> Any:
+    def guarded(self, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        """An API route: auth, the endpoint id, and RunPod's error shape around `handler`."""
         async def route(request: Request) -> Response:
             try:
-                authenticate(request)
-                return JSONResponse(await handler(request, endpoint_of(request)))
+                self.authenticate(request)
+                return JSONResponse(await handler(request, self.endpoint_of(request)))
             except RunPodError as exc:
                 return JSONResponse({"error": exc.message}, status_code=exc.status)
         return route
 
-    async def run(request: Request, endpoint: str) -> Any:
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
-            raise RunPodError(413, "request body is larger than 10 MB")
-        try:
-            body = json.loads(raw) if raw.strip() else None
-        except (ValueError, UnicodeDecodeError):
-            raise RunPodError(400, "request body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise RunPodError(400, "request body must be a JSON object")
-        if not isinstance(body.get("input"), dict):
-            raise RunPodError(400, "input is required and must be a JSON object")
-        unknown = sorted(set(body) - {"input", "webhook", "policy", "s3Config"})
-        if unknown:
-            raise RunPodError(400, f"unknown fields {unknown}")
-        webhook = body.get("webhook")
-        if webhook is not None and not (isinstance(webhook, str)
-                                        and webhook.startswith(("http://", "https://"))):
-            raise RunPodError(400, "webhook must be an http(s) URL")
-        if body.get("policy") is not None and not isinstance(body["policy"], dict):
-            raise RunPodError(400, "policy must be an object")
-        number = state.next_id("job")
-        rng = ctx.rng("job", number)
+    def own_job(self, job_id: str, endpoint: str) -> dict[str, Any]:
+        job = self.state.get(f"job/{job_id}")
+        if job is None or job["endpoint"] != endpoint:
+            raise RunPodError(404, "request does not exist")
+        return job
+
+    def new_job(self, endpoint: str, job_input: dict[str, Any]) -> str:
+        """Record a queued job (its fate decided now: the control queue, the input); its id."""
+        number = self.state.next_id("job")
+        rng = self.ctx.rng("job", number)
         job_id = f"{uuid.UUID(int=rng.getrandbits(128), version=4)}-u1"
-        plan = pop_first(state, f"queue/{endpoint}", "queue/*") or {}
-        problem = _worker_problem(body["input"])
+        plan = pop_first(self.state, f"queue/{endpoint}", "queue/*") or {}
+        problem = _worker_problem(job_input)
         outcome = "fail" if problem else plan.get("outcome", "ok")
-        state.put(f"job/{job_id}", {
-            "id": job_id, "endpoint": endpoint, "input": body["input"], "steps": 0,
+        self.state.put(f"job/{job_id}", {
+            "id": job_id, "endpoint": endpoint, "input": job_input, "steps": 0,
             "status": "IN_QUEUE", "outcome": outcome,
-            "slow_polls": plan.get("polls") or config(endpoint)["slow_polls"],
+            "slow_polls": plan.get("polls") or self.config(endpoint)["slow_polls"],
             "error": problem or plan.get("message") or "worker error: generation failed "
                                                         "(sandbox injected failure)",
             "delayTime": rng.randint(800, 6000), "executionTime": rng.randint(6000, 25000),
             "workerId": f"{rng.getrandbits(56):014x}",
         })
-        return {"id": job_id, "status": "IN_QUEUE"}
+        return job_id
 
-    def script(job: dict[str, Any]) -> list[str]:
-        steps = ["IN_QUEUE", "IN_PROGRESS"]
-        if job["outcome"] == "slow":
-            steps += ["IN_PROGRESS"] * job["slow_polls"]
-        return [*steps, "FAILED" if job["outcome"] == "fail" else "COMPLETED"]
-
-    def own_job(job_id: str, endpoint: str) -> dict[str, Any]:
-        job = state.get(f"job/{job_id}")
-        if job is None or job["endpoint"] != endpoint:
-            raise RunPodError(404, "request does not exist")
-        return job
-
+    @staticmethod
     def view(request: Request, job: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {"id": job["id"], "status": job["status"]}
         if job["status"] == "IN_QUEUE":
@@ -194,29 +243,35 @@ def create(ctx: SystemContext) -> System:
             out.update(executionTime=job["executionTime"] // 4, error=job["error"])
         return out
 
-    async def status(request: Request, endpoint: str) -> Any:
+    # --- API routes ------------------------------------------------------------------------
+
+    async def run(self, request: Request, endpoint: str) -> Any:
+        body = _run_body(await request.body())
+        return {"id": self.new_job(endpoint, body["input"]), "status": "IN_QUEUE"}
+
+    async def status(self, request: Request, endpoint: str) -> Any:
         job_id = request.path_params["job_id"]
-        own_job(job_id, endpoint)
-        per_poll = config(endpoint)["states_per_poll"]
+        self.own_job(job_id, endpoint)
+        per_poll = self.config(endpoint)["states_per_poll"]
 
         def change(job: dict[str, Any]) -> dict[str, Any]:
             if job["status"] in TERMINAL:
                 return job
-            steps = script(job)
+            steps = _script(job)
             index = min(job["steps"] + per_poll, len(steps) - 1)
             return {**job, "steps": index, "status": steps[index]}
 
-        return view(request, state.update(f"job/{job_id}", change, default={}))
+        return self.view(request, self.state.update(f"job/{job_id}", change, default={}))
 
-    async def cancel(request: Request, endpoint: str) -> Any:
+    async def cancel(self, request: Request, endpoint: str) -> Any:
         job_id = request.path_params["job_id"]
-        own_job(job_id, endpoint)
-        job = state.update(f"job/{job_id}", lambda j: j if j["status"] in TERMINAL
-                           else {**j, "status": "CANCELLED"}, default={})
+        self.own_job(job_id, endpoint)
+        job = self.state.update(f"job/{job_id}", lambda j: j if j["status"] in TERMINAL
+                                else {**j, "status": "CANCELLED"}, default={})
         return {"id": job_id, "status": job["status"]}
 
-    async def health(request: Request, endpoint: str) -> Any:
-        jobs = [j for j in state.list_prefix("job/").values() if j["endpoint"] == endpoint]
+    async def health(self, request: Request, endpoint: str) -> Any:
+        jobs = [j for j in self.state.list_prefix("job/").values() if j["endpoint"] == endpoint]
         count = {s: sum(1 for j in jobs if j["status"] == s) for s in
                  ("COMPLETED", "FAILED", "IN_PROGRESS", "IN_QUEUE")}
         return {"jobs": {"completed": count["COMPLETED"], "failed": count["FAILED"],
@@ -225,108 +280,88 @@ def create(ctx: SystemContext) -> System:
                 "workers": {"idle": 1, "running": min(count["IN_PROGRESS"], 3),
                             "initializing": 0, "ready": 1, "throttled": 0, "unhealthy": 0}}
 
-    async def video_file(request: Request) -> Response:
-        job = state.get(f"job/{request.path_params['job_id']}")
+    async def video_file(self, request: Request) -> Response:
+        job = self.state.get(f"job/{request.path_params['job_id']}")
         if job is None or job["status"] != "COMPLETED":
             return PlainTextResponse("Not Found", status_code=404)
         spec = VideoSpec(job["input"]["anchor_id"], clamp_seconds(_seconds(job["input"])))
-        data = await asyncio.to_thread(media.read, spec)
+        data = await asyncio.to_thread(self.media.read, spec)
         if job["outcome"] == "corrupt":
-            data = corrupt(data, ctx.rng("corrupt", job["id"]))
+            data = corrupt(data, self.ctx.rng("corrupt", job["id"]))
         return file_response(request, data, MP4, truncate=job["outcome"] == "truncated")
 
-    # --- control -----------------------------------------------------------------------------
+    # --- control routes --------------------------------------------------------------------
 
-    def bad(message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=400)
-
-    async def control_body(request: Request) -> dict[str, Any] | None:
+    async def control_next_jobs(self, request: Request) -> Response:
         try:
-            body = json.loads(await request.body() or b"{}")
-        except ValueError:
-            return None
-        return body if isinstance(body, dict) else None
-
-    def scope_of(value: Any) -> str | None:
-        if value is None:
-            return None
-        if not isinstance(value, str) or not ENDPOINT.fullmatch(value):
-            raise RunPodError(400, "endpoint_id must be an endpoint id")
-        return value
-
-    async def control_next_jobs(request: Request) -> Response:
-        if request.method == "DELETE":
-            try:
-                endpoint = scope_of(request.query_params.get("endpoint_id"))
-            except RunPodError as exc:
-                return bad(exc.message)
-            state.put(f"queue/{endpoint or '*'}", [])
-            return JSONResponse({"queue": []})
-        body = await control_body(request)
-        if body is None:
-            return bad("body must be a JSON object")
-        try:
-            endpoint = scope_of(body.get("endpoint_id"))
+            if request.method == "DELETE":
+                endpoint = _scope_of(request.query_params.get("endpoint_id"))
+                self.state.put(f"queue/{endpoint or '*'}", [])
+                return JSONResponse({"queue": []})
+            body = await read_control_body(request)
+            endpoint = _scope_of(body.get("endpoint_id"))
+            entry, count = _next_jobs_entry(body)
+        except BadControlBody:
+            return _bad("body must be a JSON object")
         except RunPodError as exc:
-            return bad(exc.message)
-        outcome, count, polls = body.get("outcome"), body.get("count", 1), body.get("polls")
-        message = body.get("message")
-        if outcome not in OUTCOMES:
-            return bad(f"outcome must be one of {list(OUTCOMES)}")
-        if not _is_int(count) or count < 1:
-            return bad("count must be an integer >= 1")
-        if polls is not None and (not _is_int(polls) or polls < 1):
-            return bad("polls must be an integer >= 1")
-        if message is not None and not isinstance(message, str):
-            return bad("message must be a string")
-        entry = {"outcome": outcome, "polls": polls, "message": message}
-        queue = state.update(f"queue/{endpoint or '*'}", lambda q: [*q, *([entry] * count)],
-                             default=[])
+            return _bad(exc.message)
+        queue = self.state.update(f"queue/{endpoint or '*'}",
+                                  lambda q: [*q, *([entry] * count)], default=[])
         return JSONResponse({"queue": queue})
 
-    async def control_config(request: Request) -> Response:
-        body = await control_body(request)
-        if body is None:
-            return bad("body must be a JSON object")
+    async def control_config(self, request: Request) -> Response:
         try:
-            endpoint = scope_of(body.pop("endpoint_id", None))
+            body = await read_control_body(request)
+            endpoint = _scope_of(body.pop("endpoint_id", None))
+        except BadControlBody:
+            return _bad("body must be a JSON object")
         except RunPodError as exc:
-            return bad(exc.message)
+            return _bad(exc.message)
         unknown = sorted(set(body) - set(DEFAULTS))
         if unknown:
-            return bad(f"unknown config fields {unknown}; known: {sorted(DEFAULTS)}")
+            return _bad(f"unknown config fields {unknown}; known: {sorted(DEFAULTS)}")
         for name, value in body.items():
             if not _is_int(value) or value < 1:
-                return bad(f"{name} must be an integer >= 1")
+                return _bad(f"{name} must be an integer >= 1")
         key = f"endpoint/{endpoint}/config" if endpoint else "config"
-        state.update(key, lambda c: {**c, **body}, default={})
-        return JSONResponse({"config": config(endpoint)})
+        self.state.update(key, lambda c: {**c, **body}, default={})
+        return JSONResponse({"config": self.config(endpoint)})
 
-    async def control_state(request: Request) -> Response:
+    async def control_state(self, request: Request) -> Response:
         try:
-            endpoint = scope_of(request.query_params.get("endpoint_id"))
+            endpoint = _scope_of(request.query_params.get("endpoint_id"))
         except RunPodError as exc:
-            return bad(exc.message)
-        return JSONResponse({"config": config(endpoint),
-                             "queue": state.get(f"queue/{endpoint or '*'}", [])})
+            return _bad(exc.message)
+        return JSONResponse({"config": self.config(endpoint),
+                             "queue": self.state.get(f"queue/{endpoint or '*'}", [])})
 
+    @staticmethod
     async def not_found(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": "not found"}, status_code=404)
 
+    @staticmethod
     async def not_allowed(request: Request, exc: Exception) -> Response:
         return JSONResponse({"error": "method not allowed"}, status_code=405)
 
-    app = Starlette(
-        routes=[
-            Route("/v2/{endpoint_id}/run", guarded(run), methods=["POST"]),
-            Route("/v2/{endpoint_id}/status/{job_id}", guarded(status), methods=["GET"]),
-            Route("/v2/{endpoint_id}/cancel/{job_id}", guarded(cancel), methods=["POST"]),
-            Route("/v2/{endpoint_id}/health", guarded(health), methods=["GET"]),
-            Route("/files/{job_id}.mp4", video_file, methods=["GET", "HEAD"]),
-            Route("/_control/next_jobs", control_next_jobs, methods=["POST", "DELETE"]),
-            Route("/_control/config", control_config, methods=["POST"]),
-            Route("/_control/state", control_state, methods=["GET"]),
-        ],
-        exception_handlers={404: not_found, 405: not_allowed},
-    )
-    return System(app=app)
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v2/{endpoint_id}/run", self.guarded(self.run), methods=["POST"]),
+            Route("/v2/{endpoint_id}/status/{job_id}", self.guarded(self.status),
+                  methods=["GET"]),
+            Route("/v2/{endpoint_id}/cancel/{job_id}", self.guarded(self.cancel),
+                  methods=["POST"]),
+            Route("/v2/{endpoint_id}/health", self.guarded(self.health), methods=["GET"]),
+            Route("/files/{job_id}.mp4", self.video_file, methods=["GET", "HEAD"]),
+            Route("/_control/next_jobs", self.control_next_jobs, methods=["POST", "DELETE"]),
+            Route("/_control/config", self.control_config, methods=["POST"]),
+            Route("/_control/state", self.control_state, methods=["GET"]),
+        ]
+
+    def system(self) -> System:
+        app = Starlette(routes=self.routes(),
+                        exception_handlers={404: self.not_found, 405: self.not_allowed})
+        return System(app=app)
+
+
+def create(ctx: SystemContext) -> System:
+    return RunPodSystem(ctx).system()

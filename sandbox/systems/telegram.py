@@ -6,8 +6,9 @@ envelope. Parameters may come as query string, form or JSON, as Telegram accepts
 Contract: docs/subscriber-channels.md (Telegram), PROTOCOLS.md section 4.
 
 Bots. The operators' alerts bot (SANDBOX_BOT_TOKEN) is registered in the state; besides it,
-every token `<id>:AAsandbox_<account>` whose id is `resources.telegram.sandbox_bot_id(account)`
-is a bot with username `<account, - as _>_bot` (a wrong id is 401, like any unknown token).
+every token `<id>:AAsandbox_<account>` whose id is `sandbox_bot_id(account)` (from
+waifugen_assets.core.sandbox_world, the facts both sides know) is a bot with username
+`<account, - as _>_bot` (a wrong id is 401, like any unknown token).
 Bots are identified by id, so the slug and the @handle of a character name one bot.
 
 Strict where the real API is: unknown chats 400 "chat not found"; users who exist but never
@@ -51,7 +52,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -61,15 +62,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from resources.telegram import SANDBOX_ALERT_CHAT_ID as SANDBOX_ALERT_CHAT
-from resources.telegram import (
+from sandbox.control import BadControlBody, read_control_body
+from sandbox.system import System, SystemContext
+from waifugen_assets.core.sandbox_world import SANDBOX_ALERT_CHAT_ID as SANDBOX_ALERT_CHAT
+from waifugen_assets.core.sandbox_world import (
     SANDBOX_BOT_TOKEN,
-    SECRET_TOKEN,
     sandbox_bot_id,
     sandbox_bot_username,
-    utf16_length,
 )
-from sandbox.system import System, SystemContext
 
 SANDBOX_BOT = {"id": 7000000001, "is_bot": True, "first_name": "waifugen alerts",
                "username": "waifugen_alerts_bot"}
@@ -88,6 +88,8 @@ WEBHOOK_CONFLICT = ("Conflict: can't use getUpdates method while webhook is acti
 _MDV2_RESERVED = re.compile(r"(?<!\\)[_*\[\]()~`>#+\-=|{}.!]")
 _TOKEN = re.compile(r"(\d+):AAsandbox_([A-Za-z0-9_-]{1,64})")
 _PAYLOAD = re.compile(r"[A-Za-z0-9_-]{1,64}")  # deep-link start parameter alphabet
+SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")  # setWebhook's secret_token alphabet
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _FIRST_NAMES = ("Alex", "Sam", "Kenji", "Maria", "Jonas", "Aiko", "Leo", "Priya", "Tom", "Yuki")
 _LANGUAGES = ("en", "ja", "es", "de", "fr", "pt")
 _REPLIES = ("hi!", "love your last video", "what are you playing tonight?", "good morning",
@@ -196,6 +198,17 @@ def _unix(value: Any) -> int:
     raise _ApiError(400, f"at must be unix seconds or ISO 8601, not {value!r}")
 
 
+def utf16_length(text: str) -> int:
+    """Telegram's length of a text: UTF-16 code units. Every code point is one unit, and one
+    above U+FFFF (an emoji outside the BMP) is a surrogate pair, so one more. The sandbox's
+    own count, not the client's, so a bug in one cannot hide behind the other. A lone
+    surrogate has no UTF-16 encoding: ValueError."""
+    lone = _SURROGATE.search(text)
+    if lone is not None:
+        raise ValueError(f"lone surrogate U+{ord(lone.group()):04X} at {lone.start()}")
+    return len(text) + sum(1 for char in text if char > "\uffff")
+
+
 def _update_type(update: dict[str, Any]) -> str:
     return next(k for k in update if k != "update_id")
 
@@ -242,26 +255,109 @@ def _derived_bot(account: str) -> dict[str, Any]:
             "can_read_all_group_messages": False, "supports_inline_queries": False}
 
 
-def create(ctx: SystemContext) -> System:
-    state = ctx.state
-    alerts_bot_id = SANDBOX_BOT["id"]
-    if state.get("bots") is None:
-        state.put("bots", {SANDBOX_BOT_TOKEN: SANDBOX_BOT})
-    legacy = state.get("chats")  # state dirs from before bots had their own chats
-    if legacy is None:
-        legacy = {str(SANDBOX_ALERT_CHAT_ID): {"type": "supergroup", "title": "waifugen operators",
-                                               "started": True}}
-    for chat_id, chat in legacy.items():
-        if state.get(f"chat:{alerts_bot_id}:{chat_id}") is None:
-            state.put(f"chat:{alerts_bot_id}:{chat_id}", chat)
-    state.put("chats", {})
-    throttle = _Throttle()
-    wakeups: dict[int, asyncio.Event] = {}
+def _when(body: dict[str, Any]) -> int:
+    """A control request's `at`, or now."""
+    return _unix(body["at"]) if body.get("at") is not None else int(time.time())
 
-    # --- bots, chats, users ------------------------------------------------------------------
 
-    def bot_for_token(token: str) -> dict[str, Any] | None:
-        registered = state.get("bots", {}).get(token)
+def _check_text(params: dict[str, Any]) -> str:
+    """sendMessage's text, checked as Telegram does (length, parse_mode, MarkdownV2)."""
+    text = params.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise _bad("message text is empty")
+    if utf16_length(text) > MAX_TEXT:
+        raise _bad("message is too long")
+    mode = params.get("parse_mode")
+    if mode not in (None, "", "MarkdownV2", "HTML", "Markdown"):
+        raise _bad(f"unsupported parse_mode {mode!r}")
+    if mode == "MarkdownV2" and (m := _MDV2_RESERVED.search(text)):
+        raise _bad(f"can't parse entities: Character '{m.group()}' is reserved and must "
+                   "be escaped with the preceding '\\'")
+    return text
+
+
+def _check_webhook_url(url: str) -> None:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        raise _bad("bad webhook: invalid port") from None
+    if parts.scheme == "http" and _loopback(parts.hostname):
+        pass  # sandbox only: a local receiver
+    elif parts.scheme != "https" or not parts.hostname:
+        raise _bad("bad webhook: An HTTPS URL must be provided for webhook")
+    elif (port or 443) not in WEBHOOK_PORTS:
+        raise _bad("bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443")
+
+
+def _day_plan(rng: Any, starts: int, payload: str, midnight: int
+              ) -> tuple[list[int], list[tuple[int, int, int, str, dict[str, Any]]]]:
+    """A simulated day: its users, and (time, user#, seq, action, fields) events."""
+    users: list[int] = []
+    plan: list[tuple[int, int, int, str, dict[str, Any]]] = []  # (time, user#, seq, ...)
+    while len(users) < starts:
+        user_id = 2_000_000_000 + rng.randrange(1_000_000_000)
+        if user_id in users:
+            continue
+        users.append(user_id)
+        n = len(users)
+        at = midnight + rng.randrange(0, 86_400 - 7_200)
+        plan.append((at, n, 0, "start", {
+            "user_id": user_id, "payload": payload, "first_name": rng.choice(_FIRST_NAMES),
+            "language_code": rng.choice(_LANGUAGES)}))
+        for seq in range(1, rng.choice((0, 1, 1, 2, 3)) + 1):
+            at += rng.randint(30, 1_200)
+            plan.append((at, n, seq, "reply", {"text": rng.choice(_REPLIES)}))
+        if rng.random() < 0.2:
+            at += rng.randint(30, 1_200)
+            plan.append((at, n, 10, "tip", {"amount": rng.choice(_TIPS)}))
+        ending = rng.random()
+        if ending < 0.15:
+            plan.append((at + rng.randint(30, 1_200), n, 11, "stop", {}))
+        elif ending < 0.25:
+            plan.append((at + rng.randint(30, 1_200), n, 11, "block", {}))
+    return users, plan
+
+
+def _control_error(exc: _ApiError) -> Response:
+    return JSONResponse({"ok": False, "description": exc.description}, status_code=exc.status)
+
+
+ControlHandler = Callable[[dict[str, Any], dict[str, Any]], Any]
+
+
+class TelegramSystem:
+    """Telegram's Bot API for many bots: their chats and users, update queues (getUpdates or
+    webhooks) and rate limits, with control routes that act as the users."""
+
+    def __init__(self, ctx: SystemContext) -> None:
+        self.ctx = ctx
+        self.state = ctx.state
+        self.alerts_bot_id: int = SANDBOX_BOT["id"]
+        self.throttle = _Throttle()
+        self.wakeups: dict[int, asyncio.Event] = {}
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Register the alerts bot; move chats from before bots had their own chats."""
+        state = self.state
+        if state.get("bots") is None:
+            state.put("bots", {SANDBOX_BOT_TOKEN: SANDBOX_BOT})
+        legacy = state.get("chats")  # state dirs from before bots had their own chats
+        if legacy is None:
+            legacy = {str(SANDBOX_ALERT_CHAT_ID): {"type": "supergroup",
+                                                   "title": "waifugen operators",
+                                                   "started": True}}
+        for chat_id, chat in legacy.items():
+            key = self.chat_key(self.alerts_bot_id, chat_id)
+            if state.get(key) is None:
+                state.put(key, chat)
+        state.put("chats", {})
+
+    # --- helpers: bots, chats, users -----------------------------------------------------------
+
+    def bot_for_token(self, token: str) -> dict[str, Any] | None:
+        registered = self.state.get("bots", {}).get(token)
         if registered is not None:
             return registered
         match = _TOKEN.fullmatch(token)
@@ -269,10 +365,10 @@ def create(ctx: SystemContext) -> System:
             return None
         return _derived_bot(match.group(2))
 
-    def bot_for_control(body: dict[str, Any]) -> dict[str, Any]:
+    def bot_for_control(self, body: dict[str, Any]) -> dict[str, Any]:
         token, name = body.get("token"), body.get("bot")
         if isinstance(token, str) and token:
-            bot = bot_for_token(token)
+            bot = self.bot_for_token(token)
             if bot is None:
                 raise _ApiError(401, "Unauthorized: not a sandbox bot token")
             return bot
@@ -288,138 +384,159 @@ def create(ctx: SystemContext) -> System:
         except ValueError as exc:
             raise _ApiError(400, str(exc)) from None
 
+    @staticmethod
     def chat_key(bot_id: int, chat_id: int | str) -> str:
         return f"chat:{bot_id}:{chat_id}"
 
-    def user_record(user_id: int) -> dict[str, Any] | None:
-        return state.get(f"user:{user_id}")
+    def user_record(self, user_id: int) -> dict[str, Any] | None:
+        return self.state.get(f"user:{user_id}")
 
+    @staticmethod
     def private_chat(user: dict[str, Any]) -> dict[str, Any]:
         chat = {"id": user["id"], "first_name": user["first_name"], "type": "private"}
         if user.get("username"):
             chat["username"] = user["username"]
         return chat
 
-    def next_message_id(bot_id: int, chat_id: int | str) -> int:
-        return state.next_id(f"message:{bot_id}:{chat_id}")
+    def next_message_id(self, bot_id: int, chat_id: int | str) -> int:
+        return self.state.next_id(f"message:{bot_id}:{chat_id}")
 
-    # --- the update queue --------------------------------------------------------------------
+    # --- helpers: the update queue -------------------------------------------------------------
 
-    def enqueue(bot_id: int, kind: str, body: dict[str, Any]) -> int:
-        update_id = state.next_id(f"update:{bot_id}")
-        state.put(f"update:{bot_id}:{update_id:012d}", {"update_id": update_id, kind: body})
-        if bot_id in wakeups:
-            wakeups[bot_id].set()
+    def enqueue(self, bot_id: int, kind: str, body: dict[str, Any]) -> int:
+        update_id = self.state.next_id(f"update:{bot_id}")
+        self.state.put(f"update:{bot_id}:{update_id:012d}", {"update_id": update_id, kind: body})
+        if bot_id in self.wakeups:
+            self.wakeups[bot_id].set()
         return update_id
 
-    def allowed(bot_id: int) -> Callable[[dict[str, Any]], bool]:
-        chosen = state.get(f"allowed_updates:{bot_id}")
+    def allowed(self, bot_id: int) -> Callable[[dict[str, Any]], bool]:
+        chosen = self.state.get(f"allowed_updates:{bot_id}")
         if chosen:
             return lambda update: _update_type(update) in chosen
         return lambda update: _update_type(update) not in DEFAULT_EXCLUDED_UPDATES
 
-    def pending(bot_id: int) -> list[tuple[str, dict[str, Any]]]:
+    def pending(self, bot_id: int) -> list[tuple[str, dict[str, Any]]]:
         """Queued updates in order; those of types the bot does not want are dropped."""
-        wanted = allowed(bot_id)
+        wanted = self.allowed(bot_id)
         kept = []
-        for key, update in state.list_prefix(f"update:{bot_id}:").items():
+        for key, update in self.state.list_prefix(f"update:{bot_id}:").items():
             if wanted(update):
                 kept.append((key, update))
             else:
-                state.delete(key)
+                self.state.delete(key)
         return kept
 
-    def message_update(bot: dict[str, Any], user: dict[str, Any], date: int,
-                       **fields: Any) -> int:
-        message = {"message_id": next_message_id(bot["id"], user["id"]), "from": user,
-                   "chat": private_chat(user), "date": date, **fields}
-        return enqueue(bot["id"], "message", message)
+    def drop_pending(self, bot_id: int) -> None:
+        for update_key, _ in self.pending(bot_id):
+            self.state.delete(update_key)
 
-    def member_update(bot: dict[str, Any], user: dict[str, Any], date: int, old: str,
+    def message_update(self, bot: dict[str, Any], user: dict[str, Any], date: int,
+                       **fields: Any) -> int:
+        message = {"message_id": self.next_message_id(bot["id"], user["id"]), "from": user,
+                   "chat": self.private_chat(user), "date": date, **fields}
+        return self.enqueue(bot["id"], "message", message)
+
+    def member_update(self, bot: dict[str, Any], user: dict[str, Any], date: int, old: str,
                       new: str) -> int:
         me = {k: bot[k] for k in ("id", "is_bot", "first_name", "username")}
-        change = {"chat": private_chat(user), "from": user, "date": date,
+        change = {"chat": self.private_chat(user), "from": user, "date": date,
                   "old_chat_member": {"user": me, "status": old},
                   "new_chat_member": {"user": me, "status": new,
                                       **({"until_date": 0} if new == "kicked" else {})}}
-        return enqueue(bot["id"], "my_chat_member", change)
+        return self.enqueue(bot["id"], "my_chat_member", change)
 
-    # --- users acting ------------------------------------------------------------------------
+    # --- helpers: users acting -----------------------------------------------------------------
 
-    def start(bot: dict[str, Any], body: dict[str, Any], date: int) -> dict[str, Any]:
+    def start_user(self, body: dict[str, Any]) -> dict[str, Any]:
+        """The user who presses Start (created, or updated from `body`), stored."""
+        user_id = body.get("user_id")
+        if user_id is None:
+            user_id = 1_000_000_000 + self.state.next_id("user")
+        elif isinstance(user_id, bool) or not isinstance(user_id, int) or user_id < 1:
+            raise _ApiError(400, "user_id must be a positive integer")
+        user = self.user_record(user_id) or {"id": user_id, "is_bot": False,
+                                             "first_name": f"Fan {user_id % 10_000}"}
+        for name in ("first_name", "username", "language_code"):
+            if isinstance(body.get(name), str) and body[name]:
+                user[name] = body[name]
+        self.state.put(f"user:{user_id}", user)
+        return user
+
+    def start(self, bot: dict[str, Any], body: dict[str, Any], date: int) -> dict[str, Any]:
         payload = body.get("payload")
         if payload not in (None, "") and not (isinstance(payload, str)
                                               and _PAYLOAD.fullmatch(payload)):
             raise _ApiError(400, "payload: 1-64 characters of A-Z, a-z, 0-9, _ and - "
                                  "(Telegram's deep-link start parameter)")
-        user_id = body.get("user_id")
-        if user_id is None:
-            user_id = 1_000_000_000 + state.next_id("user")
-        elif isinstance(user_id, bool) or not isinstance(user_id, int) or user_id < 1:
-            raise _ApiError(400, "user_id must be a positive integer")
-        user = user_record(user_id) or {"id": user_id, "is_bot": False,
-                                        "first_name": f"Fan {user_id % 10_000}"}
-        for name in ("first_name", "username", "language_code"):
-            if isinstance(body.get(name), str) and body[name]:
-                user[name] = body[name]
-        state.put(f"user:{user_id}", user)
-        key = chat_key(bot["id"], user_id)
-        chat = state.get(key) or {"type": "private"}
+        user = self.start_user(body)
+        user_id = user["id"]
+        key = self.chat_key(bot["id"], user_id)
+        chat = self.state.get(key) or {"type": "private"}
         was_blocked = bool(chat.get("blocked"))
-        state.put(key, {**chat, "started": True, "blocked": False})
+        self.state.put(key, {**chat, "started": True, "blocked": False})
         if was_blocked:  # pressing Start again unblocks the bot
-            member_update(bot, user, date, "kicked", "member")
+            self.member_update(bot, user, date, "kicked", "member")
         text = f"/start {payload}" if payload else "/start"
-        update_id = message_update(bot, user, date, text=text,
-                                   entities=[{"offset": 0, "length": 6, "type": "bot_command"}])
+        update_id = self.message_update(
+            bot, user, date, text=text,
+            entities=[{"offset": 0, "length": 6, "type": "bot_command"}])
         link = f"https://t.me/{bot['username']}" + (f"?start={payload}" if payload else "")
         return {"ok": True, "user_id": user_id, "chat_id": user_id, "update_id": update_id,
                 "deep_link": link}
 
-    def act(bot: dict[str, Any], body: dict[str, Any], date: int) -> dict[str, Any]:
+    def act(self, bot: dict[str, Any], body: dict[str, Any], date: int) -> dict[str, Any]:
         action, user_id = body.get("action"), body.get("user_id")
         if action not in ("reply", "stop", "block", "unblock", "tip"):
             raise _ApiError(400, "action must be reply, stop, block, unblock or tip")
-        user = user_record(user_id) if isinstance(user_id, int) else None
-        key = chat_key(bot["id"], user_id)
-        chat = state.get(key)
+        user = self.user_record(user_id) if isinstance(user_id, int) else None
+        key = self.chat_key(bot["id"], user_id)
+        chat = self.state.get(key)
         if user is None or chat is None or not chat.get("started"):
             raise _ApiError(404, f"user {user_id} has no chat with {bot['username']}: "
                                  "start it first")
         blocked = bool(chat.get("blocked"))
         if action == "block" or action == "unblock":
-            if blocked == (action == "block"):
-                raise _ApiError(409, f"the user has {'already' if blocked else 'not'} "
-                                     "blocked the bot")
-            state.put(key, {**chat, "blocked": action == "block"})
-            old, new = ("member", "kicked") if action == "block" else ("kicked", "member")
-            return {"ok": True, "update_id": member_update(bot, user, date, old, new)}
+            return self.toggle_block(bot, user, chat, key, action == "block", date)
         if blocked:
             raise _ApiError(409, "the user blocked the bot: unblock (or start) first")
         if action == "tip":
-            amount = body.get("amount")
-            if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
-                raise _ApiError(400, "tip needs amount: a whole number of Stars, at least 1")
-            charge = f"sandbox-{bot['id']}-{user_id}-{state.next_id('charge')}"
-            payment = {"currency": "XTR", "total_amount": amount, "invoice_payload": "tip",
-                       "telegram_payment_charge_id": charge, "provider_payment_charge_id": ""}
-            return {"ok": True,
-                    "update_id": message_update(bot, user, date, successful_payment=payment)}
+            return self.tip(bot, user, body.get("amount"), date)
         text = "STOP" if action == "stop" else body.get("text")
         if not isinstance(text, str) or not text.strip():
             raise _ApiError(400, "reply needs a non-empty text")
-        return {"ok": True, "update_id": message_update(bot, user, date, text=text)}
+        return {"ok": True, "update_id": self.message_update(bot, user, date, text=text)}
 
-    def simulate(bot: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    def toggle_block(self, bot: dict[str, Any], user: dict[str, Any], chat: dict[str, Any],
+                     key: str, block: bool, date: int) -> dict[str, Any]:
+        blocked = bool(chat.get("blocked"))
+        if blocked == block:
+            raise _ApiError(409, f"the user has {'already' if blocked else 'not'} "
+                                 "blocked the bot")
+        self.state.put(key, {**chat, "blocked": block})
+        old, new = ("member", "kicked") if block else ("kicked", "member")
+        return {"ok": True, "update_id": self.member_update(bot, user, date, old, new)}
+
+    def tip(self, bot: dict[str, Any], user: dict[str, Any], amount: Any,
+            date: int) -> dict[str, Any]:
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1:
+            raise _ApiError(400, "tip needs amount: a whole number of Stars, at least 1")
+        charge = f"sandbox-{bot['id']}-{user['id']}-{self.state.next_id('charge')}"
+        payment = {"currency": "XTR", "total_amount": amount, "invoice_payload": "tip",
+                   "telegram_payment_charge_id": charge, "provider_payment_charge_id": ""}
+        return {"ok": True,
+                "update_id": self.message_update(bot, user, date, successful_payment=payment)}
+
+    def simulate(self, bot: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
         try:
             day = dt.date.fromisoformat(str(body.get("day")))
         except ValueError:
             raise _ApiError(400, "day must be YYYY-MM-DD") from None
         done_key = f"simulated:{bot['id']}:{day.isoformat()}"
-        done = state.get(done_key)
+        done = self.state.get(done_key)
         if done is not None:
             return {**done, "already_simulated": True}
-        rng = ctx.rng("simulate", bot["username"].lower(), day.isoformat())
+        rng = self.ctx.rng("simulate", bot["username"].lower(), day.isoformat())
         starts = body.get("starts")
         if starts is None:
             starts = rng.randint(2, 6)
@@ -428,174 +545,32 @@ def create(ctx: SystemContext) -> System:
         slug = bot["username"].removesuffix("_bot").replace("_", "-")
         payload = body.get("payload") or f"c-{slug}"[:64]
         midnight = int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp())
-        users: list[int] = []
-        plan: list[tuple[int, int, int, str, dict[str, Any]]] = []  # (time, user#, seq, ...)
-        while len(users) < starts:
-            user_id = 2_000_000_000 + rng.randrange(1_000_000_000)
-            if user_id in users:
-                continue
-            users.append(user_id)
-            n = len(users)
-            at = midnight + rng.randrange(0, 86_400 - 7_200)
-            plan.append((at, n, 0, "start", {
-                "user_id": user_id, "payload": payload, "first_name": rng.choice(_FIRST_NAMES),
-                "language_code": rng.choice(_LANGUAGES)}))
-            for seq in range(1, rng.choice((0, 1, 1, 2, 3)) + 1):
-                at += rng.randint(30, 1_200)
-                plan.append((at, n, seq, "reply", {"text": rng.choice(_REPLIES)}))
-            if rng.random() < 0.2:
-                at += rng.randint(30, 1_200)
-                plan.append((at, n, 10, "tip", {"amount": rng.choice(_TIPS)}))
-            ending = rng.random()
-            if ending < 0.15:
-                plan.append((at + rng.randint(30, 1_200), n, 11, "stop", {}))
-            elif ending < 0.25:
-                plan.append((at + rng.randint(30, 1_200), n, 11, "block", {}))
+        users, plan = _day_plan(rng, starts, payload, midnight)
+        events = self.play(bot, users, plan)
+        summary = {"ok": True, "bot": bot["username"], "day": day.isoformat(),
+                   "starts": starts, "users": users, "events": events}
+        self.state.put(done_key, summary)
+        return summary
+
+    def play(self, bot: dict[str, Any], users: list[int],
+             plan: list[tuple[int, int, int, str, dict[str, Any]]]) -> list[dict[str, Any]]:
+        """Carry out a simulated day's events in time order; what happened."""
         events = []
         for at, n, _, action, fields in sorted(plan, key=lambda e: e[:3]):
             user_id = users[n - 1]
             if action == "start":
-                update_id = start(bot, fields, at)["update_id"]
+                update_id = self.start(bot, fields, at)["update_id"]
             else:
-                update_id = act(bot, {"action": action, "user_id": user_id, **fields},
-                                at)["update_id"]
+                update_id = self.act(bot, {"action": action, "user_id": user_id, **fields},
+                                     at)["update_id"]
             events.append({"user_id": user_id, "action": action, "date": at,
                            "update_id": update_id, **fields})
-        summary = {"ok": True, "bot": bot["username"], "day": day.isoformat(),
-                   "starts": starts, "users": users, "events": events}
-        state.put(done_key, summary)
-        return summary
+        return events
 
-    # --- Bot API methods ---------------------------------------------------------------------
+    # --- API routes: Bot API methods -----------------------------------------------------------
 
-    def send_message(bot: dict[str, Any], params: dict[str, Any]) -> Response:
-        chat_id, text = params.get("chat_id"), params.get("text")
-        if chat_id in (None, ""):
-            raise _bad("chat_id is empty")
-        if not isinstance(text, str) or not text.strip():
-            raise _bad("message text is empty")
-        if utf16_length(text) > MAX_TEXT:
-            raise _bad("message is too long")
-        mode = params.get("parse_mode")
-        if mode not in (None, "", "MarkdownV2", "HTML", "Markdown"):
-            raise _bad(f"unsupported parse_mode {mode!r}")
-        if mode == "MarkdownV2" and (m := _MDV2_RESERVED.search(text)):
-            raise _bad(f"can't parse entities: Character '{m.group()}' is reserved and must "
-                       "be escaped with the preceding '\\'")
-        chat_id = str(chat_id)
-        chat = state.get(chat_key(bot["id"], chat_id))
-        if chat is None:
-            known_user = chat_id.isdigit() and user_record(int(chat_id)) is not None
-            if not known_user:
-                raise _bad("chat not found")
-            chat = {"type": "private", "started": False}
-        if chat.get("blocked"):
-            return _error(403, "Forbidden: bot was blocked by the user")
-        if not chat.get("started"):
-            return _error(403, "Forbidden: bot can't initiate conversation with a user")
-        chat_type = chat.get("type", "private")
-        wait = throttle.take(bot["id"], chat_id, chat_type != "private")
-        if wait is not None:
-            return error_response(429, "", wait)
-        message_id = next_message_id(bot["id"], chat_id)
-        described = {"id": int(chat_id), "type": chat_type}
-        if "title" in chat:
-            described["title"] = chat["title"]
-        user = user_record(int(chat_id)) if chat_type == "private" else None
-        if user is not None:
-            described = private_chat(user)
-        message = {"message_id": message_id, "date": int(time.time()), "chat": described,
-                   "from": bot, "text": text}
-        state.put(f"sent:{bot['id']}:{chat_id}:{message_id:08d}", message)
-        return _ok(message)
-
-    async def get_updates(bot: dict[str, Any], params: dict[str, Any]) -> Response:
-        if state.get(f"webhook:{bot['id']}"):
-            return _error(409, WEBHOOK_CONFLICT)
-        offset = _int(params, "offset", 0) or 0
-        limit = _int(params, "limit", 100)
-        if limit is None or not 1 <= limit <= 100:
-            raise _bad("limit must be between 1 and 100")
-        timeout = min(float(_int(params, "timeout", 0) or 0), MAX_LONG_POLL)
-        chosen = _string_list(params.get("allowed_updates"), "allowed_updates")
-        if chosen is not None:
-            state.put(f"allowed_updates:{bot['id']}", chosen)
-        queue = pending(bot["id"])
-        if offset < 0:  # keep the last -offset updates, forget the rest
-            for key, _ in queue[:offset]:
-                state.delete(key)
-            queue = queue[offset:]
-        elif offset > 0:
-            for key, update in queue:
-                if update["update_id"] < offset:
-                    state.delete(key)
-            queue = [(k, u) for k, u in queue if u["update_id"] >= offset]
-        deadline = time.monotonic() + timeout
-        while not queue and (left := deadline - time.monotonic()) > 0:
-            event = wakeups.setdefault(bot["id"], asyncio.Event())
-            event.clear()
-            try:
-                await asyncio.wait_for(event.wait(), left)
-            except TimeoutError:
-                break
-            queue = [(k, u) for k, u in pending(bot["id"]) if u["update_id"] >= offset]
-        return _ok([update for _, update in queue[:limit]])
-
-    def set_webhook(bot: dict[str, Any], params: dict[str, Any]) -> Response:
-        url = str(params.get("url") or "")
-        key = f"webhook:{bot['id']}"
-        if _flag(params.get("drop_pending_updates")):
-            for update_key, _ in pending(bot["id"]):
-                state.delete(update_key)
-        if not url:
-            state.delete(key)
-            return _ok(True, "Webhook was deleted")
-        parts = urlsplit(url)
-        try:
-            port = parts.port
-        except ValueError:
-            raise _bad("bad webhook: invalid port") from None
-        if parts.scheme == "http" and _loopback(parts.hostname):
-            pass  # sandbox only: a local receiver
-        elif parts.scheme != "https" or not parts.hostname:
-            raise _bad("bad webhook: An HTTPS URL must be provided for webhook")
-        elif (port or 443) not in WEBHOOK_PORTS:
-            raise _bad("bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443")
-        secret = params.get("secret_token")
-        if secret not in (None, "") and not (isinstance(secret, str)
-                                             and SECRET_TOKEN.fullmatch(secret)):
-            raise _bad("secret token contains unallowed characters")
-        chosen = _string_list(params.get("allowed_updates"), "allowed_updates")
-        if chosen is not None:
-            state.put(f"allowed_updates:{bot['id']}", chosen)
-        hook = {"url": url, "secret_token": secret or None}
-        same = state.get(key, {}).get("url") == url
-        state.put(key, hook)
-        return _ok(True, "Webhook is already set" if same else "Webhook was set")
-
-    def delete_webhook(bot: dict[str, Any], params: dict[str, Any]) -> Response:
-        if _flag(params.get("drop_pending_updates")):
-            for update_key, _ in pending(bot["id"]):
-                state.delete(update_key)
-        existed = state.delete(f"webhook:{bot['id']}")
-        return _ok(True, "Webhook was deleted" if existed else "Webhook is already deleted")
-
-    def webhook_info(bot: dict[str, Any]) -> Response:
-        hook = state.get(f"webhook:{bot['id']}") or {}
-        info: dict[str, Any] = {"url": hook.get("url", ""), "has_custom_certificate": False,
-                                "pending_update_count": len(pending(bot["id"]))}
-        if hook:
-            info["max_connections"] = 40
-            for name in ("last_error_date", "last_error_message"):
-                if hook.get(name) is not None:
-                    info[name] = hook[name]
-        chosen = state.get(f"allowed_updates:{bot['id']}")
-        if hook and chosen:
-            info["allowed_updates"] = chosen
-        return _ok(info)
-
-    async def method(request: Request) -> Response:
-        bot = bot_for_token(request.path_params["token"])
+    async def method(self, request: Request) -> Response:
+        bot = self.bot_for_token(request.path_params["token"])
         if bot is None:
             return _error(401, "Unauthorized")
         name = request.path_params["method"]
@@ -604,112 +579,245 @@ def create(ctx: SystemContext) -> System:
             if name == "getMe":
                 return _ok(bot)
             if name == "sendMessage":
-                return send_message(bot, params)
+                return self.send_message(bot, params)
             if name == "getUpdates":
-                return await get_updates(bot, params)
+                return await self.get_updates(bot, params)
             if name == "setWebhook":
-                return set_webhook(bot, params)
+                return self.set_webhook(bot, params)
             if name == "deleteWebhook":
-                return delete_webhook(bot, params)
+                return self.delete_webhook(bot, params)
             if name == "getWebhookInfo":
-                return webhook_info(bot)
+                return self.webhook_info(bot)
         except _ApiError as exc:
             return _error(exc.status, exc.description)
         return _error(404, "Not Found")
 
-    # --- control routes ----------------------------------------------------------------------
+    def send_message(self, bot: dict[str, Any], params: dict[str, Any]) -> Response:
+        chat_id = params.get("chat_id")
+        if chat_id in (None, ""):
+            raise _bad("chat_id is empty")
+        text = _check_text(params)
+        chat_id = str(chat_id)
+        chat = self.state.get(self.chat_key(bot["id"], chat_id))
+        if chat is None:
+            known_user = chat_id.isdigit() and self.user_record(int(chat_id)) is not None
+            if not known_user:
+                raise _bad("chat not found")
+            chat = {"type": "private", "started": False}
+        if chat.get("blocked"):
+            return _error(403, "Forbidden: bot was blocked by the user")
+        if not chat.get("started"):
+            return _error(403, "Forbidden: bot can't initiate conversation with a user")
+        chat_type = chat.get("type", "private")
+        wait = self.throttle.take(bot["id"], chat_id, chat_type != "private")
+        if wait is not None:
+            return error_response(429, "", wait)
+        message_id = self.next_message_id(bot["id"], chat_id)
+        message = {"message_id": message_id, "date": int(time.time()),
+                   "chat": self.described_chat(chat_id, chat), "from": bot, "text": text}
+        self.state.put(f"sent:{bot['id']}:{chat_id}:{message_id:08d}", message)
+        return _ok(message)
 
-    async def deliver(bot: dict[str, Any]) -> dict[str, Any]:
-        key = f"webhook:{bot['id']}"
-        hook = state.get(key)
-        if not hook:
-            raise _ApiError(409, f"{bot['username']} has no webhook: setWebhook first")
-        if not _loopback(urlsplit(hook["url"]).hostname):
-            raise _ApiError(409, "the sandbox delivers only to loopback webhook URLs")
-        headers = {"X-Telegram-Bot-Api-Secret-Token": hook["secret_token"]} \
-            if hook.get("secret_token") else {}
-        delivered = failed = 0
-        error: str | None = None
-        async with httpx.AsyncClient(timeout=10.0, trust_env=False) as client:
-            for update_key, update in pending(bot["id"]):
-                try:
-                    answer = await client.post(hook["url"], json=update, headers=headers)
-                except httpx.HTTPError as exc:
-                    error = f"Connection failed: {type(exc).__name__}"
-                else:
-                    if 200 <= answer.status_code < 300:
-                        state.delete(update_key)
-                        delivered += 1
-                        continue
-                    error = (f"Wrong response from the webhook: {answer.status_code} "
-                             f"{answer.reason_phrase}")
-                failed = 1  # Telegram retries this update before any later one
+    def described_chat(self, chat_id: str, chat: dict[str, Any]) -> dict[str, Any]:
+        """A sent message's `chat`: the user's private chat, or the stored chat's id/type."""
+        chat_type = chat.get("type", "private")
+        described = {"id": int(chat_id), "type": chat_type}
+        if "title" in chat:
+            described["title"] = chat["title"]
+        user = self.user_record(int(chat_id)) if chat_type == "private" else None
+        if user is not None:
+            described = self.private_chat(user)
+        return described
+
+    async def get_updates(self, bot: dict[str, Any], params: dict[str, Any]) -> Response:
+        if self.state.get(f"webhook:{bot['id']}"):
+            return _error(409, WEBHOOK_CONFLICT)
+        offset = _int(params, "offset", 0) or 0
+        limit = _int(params, "limit", 100)
+        if limit is None or not 1 <= limit <= 100:
+            raise _bad("limit must be between 1 and 100")
+        timeout = min(float(_int(params, "timeout", 0) or 0), MAX_LONG_POLL)
+        self.remember_allowed(bot, params)
+        queue = self.confirm(bot["id"], offset)
+        if not queue:
+            queue = await self.long_poll(bot["id"], offset, timeout)
+        return _ok([update for _, update in queue[:limit]])
+
+    def remember_allowed(self, bot: dict[str, Any], params: dict[str, Any]) -> None:
+        chosen = _string_list(params.get("allowed_updates"), "allowed_updates")
+        if chosen is not None:
+            self.state.put(f"allowed_updates:{bot['id']}", chosen)
+
+    def confirm(self, bot_id: int, offset: int) -> list[tuple[str, dict[str, Any]]]:
+        """Drop the updates `offset` confirms; those left, in order."""
+        queue = self.pending(bot_id)
+        if offset < 0:  # keep the last -offset updates, forget the rest
+            for key, _ in queue[:offset]:
+                self.state.delete(key)
+            return queue[offset:]
+        if offset > 0:
+            for key, update in queue:
+                if update["update_id"] < offset:
+                    self.state.delete(key)
+            return [(k, u) for k, u in queue if u["update_id"] >= offset]
+        return queue
+
+    async def long_poll(self, bot_id: int, offset: int,
+                        timeout: float) -> list[tuple[str, dict[str, Any]]]:
+        """Wait up to `timeout` seconds for an update at or above `offset`."""
+        queue: list[tuple[str, dict[str, Any]]] = []
+        deadline = time.monotonic() + timeout
+        while not queue and (left := deadline - time.monotonic()) > 0:
+            event = self.wakeups.setdefault(bot_id, asyncio.Event())
+            event.clear()
+            try:
+                await asyncio.wait_for(event.wait(), left)
+            except TimeoutError:
                 break
-        current = state.get(key)
-        if current and error is not None:
-            state.put(key, {**current, "last_error_date": int(time.time()),
-                            "last_error_message": error})
-        return {"ok": True, "delivered": delivered, "failed": failed,
-                "pending": len(pending(bot["id"]))}
+            queue = [(k, u) for k, u in self.pending(bot_id) if u["update_id"] >= offset]
+        return queue
 
-    def control(handler: Callable[[dict[str, Any], dict[str, Any]], Any], *,
-                default_token: str | None = None) -> Callable[[Request], Any]:
+    def set_webhook(self, bot: dict[str, Any], params: dict[str, Any]) -> Response:
+        url = str(params.get("url") or "")
+        key = f"webhook:{bot['id']}"
+        if _flag(params.get("drop_pending_updates")):
+            self.drop_pending(bot["id"])
+        if not url:
+            self.state.delete(key)
+            return _ok(True, "Webhook was deleted")
+        _check_webhook_url(url)
+        secret = params.get("secret_token")
+        if secret not in (None, "") and not (isinstance(secret, str)
+                                             and SECRET_TOKEN.fullmatch(secret)):
+            raise _bad("secret token contains unallowed characters")
+        self.remember_allowed(bot, params)
+        hook = {"url": url, "secret_token": secret or None}
+        same = self.state.get(key, {}).get("url") == url
+        self.state.put(key, hook)
+        return _ok(True, "Webhook is already set" if same else "Webhook was set")
+
+    def delete_webhook(self, bot: dict[str, Any], params: dict[str, Any]) -> Response:
+        if _flag(params.get("drop_pending_updates")):
+            self.drop_pending(bot["id"])
+        existed = self.state.delete(f"webhook:{bot['id']}")
+        return _ok(True, "Webhook was deleted" if existed else "Webhook is already deleted")
+
+    def webhook_info(self, bot: dict[str, Any]) -> Response:
+        hook = self.state.get(f"webhook:{bot['id']}") or {}
+        info: dict[str, Any] = {"url": hook.get("url", ""), "has_custom_certificate": False,
+                                "pending_update_count": len(self.pending(bot["id"]))}
+        if hook:
+            info["max_connections"] = 40
+            for name in ("last_error_date", "last_error_message"):
+                if hook.get(name) is not None:
+                    info[name] = hook[name]
+        chosen = self.state.get(f"allowed_updates:{bot['id']}")
+        if hook and chosen:
+            info["allowed_updates"] = chosen
+        return _ok(info)
+
+    # --- control routes ------------------------------------------------------------------------
+
+    def control(self, handler: ControlHandler, *,
+                default_token: str | None = None) -> Callable[[Request], Awaitable[Response]]:
+        """A control route: its JSON object body, the bot it names, then `handler(bot, body)`."""
         async def endpoint(request: Request) -> Response:
             try:
-                body = json.loads(await request.body() or b"{}")
-            except ValueError:
-                body = None
-            try:
-                if not isinstance(body, dict):
-                    raise _ApiError(400, "the body must be a JSON object")
+                try:
+                    body = await read_control_body(request)
+                except BadControlBody:
+                    raise _ApiError(400, "the body must be a JSON object") from None
                 if default_token and not (body.get("bot") or body.get("token")):
                     body["token"] = default_token
-                result = handler(bot_for_control(body), body)
+                result = handler(self.bot_for_control(body), body)
                 if asyncio.iscoroutine(result):
                     result = await result
                 return JSONResponse(result)
             except _ApiError as exc:
-                return JSONResponse({"ok": False, "description": exc.description},
-                                    status_code=exc.status)
+                return _control_error(exc)
         return endpoint
 
-    def when(body: dict[str, Any]) -> int:
-        return _unix(body["at"]) if body.get("at") is not None else int(time.time())
+    def control_start(self, bot: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        return self.start(bot, body, _when(body))
 
-    def set_chat(bot: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+    def control_act(self, bot: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        return self.act(bot, body, _when(body))
+
+    async def control_deliver(self, bot: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        return await self.deliver(bot)
+
+    async def deliver(self, bot: dict[str, Any]) -> dict[str, Any]:
+        key = f"webhook:{bot['id']}"
+        hook = self.state.get(key)
+        if not hook:
+            raise _ApiError(409, f"{bot['username']} has no webhook: setWebhook first")
+        if not _loopback(urlsplit(hook["url"]).hostname):
+            raise _ApiError(409, "the sandbox delivers only to loopback webhook URLs")
+        delivered, error = await self.post_updates(bot["id"], hook)
+        failed = 0 if error is None else 1  # Telegram retries it before any later update
+        current = self.state.get(key)
+        if current and error is not None:
+            self.state.put(key, {**current, "last_error_date": int(time.time()),
+                                 "last_error_message": error})
+        return {"ok": True, "delivered": delivered, "failed": failed,
+                "pending": len(self.pending(bot["id"]))}
+
+    async def post_updates(self, bot_id: int, hook: dict[str, Any]) -> tuple[int, str | None]:
+        """POST pending updates in order until one fails: (delivered, the failure or None)."""
+        headers = {"X-Telegram-Bot-Api-Secret-Token": hook["secret_token"]} \
+            if hook.get("secret_token") else {}
+        delivered = 0
+        async with httpx.AsyncClient(timeout=10.0, trust_env=False) as client:
+            for update_key, update in self.pending(bot_id):
+                try:
+                    answer = await client.post(hook["url"], json=update, headers=headers)
+                except httpx.HTTPError as exc:
+                    return delivered, f"Connection failed: {type(exc).__name__}"
+                if not 200 <= answer.status_code < 300:
+                    return delivered, (f"Wrong response from the webhook: "
+                                       f"{answer.status_code} {answer.reason_phrase}")
+                self.state.delete(update_key)
+                delivered += 1
+        return delivered, None
+
+    def set_chat(self, bot: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
         chat_id = body.get("chat_id")
         if chat_id in (None, ""):
             raise _ApiError(400, "chat_id is required")
-        state.put(chat_key(bot["id"], chat_id), {
+        self.state.put(self.chat_key(bot["id"], chat_id), {
             "type": body.get("type", "private"), "started": bool(body.get("started", True)),
             "blocked": bool(body.get("blocked", False))})
         return {"ok": True}
 
-    async def sent(request: Request) -> Response:
+    async def sent(self, request: Request) -> Response:
         chat_id = request.query_params.get("chat_id", "")
         bot_id: int | None = None
         if request.query_params.get("bot"):
             try:
-                bot_id = bot_for_control({"bot": request.query_params["bot"]})["id"]
+                bot_id = self.bot_for_control({"bot": request.query_params["bot"]})["id"]
             except _ApiError as exc:
-                return JSONResponse({"ok": False, "description": exc.description},
-                                    status_code=exc.status)
-        messages = [m for m in state.list_prefix("sent:").values()
+                return _control_error(exc)
+        messages = [m for m in self.state.list_prefix("sent:").values()
                     if (not chat_id or str(m["chat"]["id"]) == chat_id)
                     and (bot_id is None or m["from"]["id"] == bot_id)]
         return JSONResponse(messages)
 
-    app = Starlette(routes=[
-        Route("/bot{token}/{method}", method, methods=["GET", "POST"]),
-        Route("/_control/chats", control(set_chat, default_token=SANDBOX_BOT_TOKEN),
-              methods=["POST"]),
-        Route("/_control/start", control(lambda bot, body: start(bot, body, when(body))),
-              methods=["POST"]),
-        Route("/_control/act", control(lambda bot, body: act(bot, body, when(body))),
-              methods=["POST"]),
-        Route("/_control/simulate", control(simulate), methods=["POST"]),
-        Route("/_control/deliver", control(lambda bot, body: deliver(bot)), methods=["POST"]),
-        Route("/_control/sent", sent, methods=["GET"]),
-    ])
-    return System(app=app, error_response=error_response)
+    def routes(self) -> list[Route]:
+        control = self.control
+        return [
+            Route("/bot{token}/{method}", self.method, methods=["GET", "POST"]),
+            Route("/_control/chats", control(self.set_chat, default_token=SANDBOX_BOT_TOKEN),
+                  methods=["POST"]),
+            Route("/_control/start", control(self.control_start), methods=["POST"]),
+            Route("/_control/act", control(self.control_act), methods=["POST"]),
+            Route("/_control/simulate", control(self.simulate), methods=["POST"]),
+            Route("/_control/deliver", control(self.control_deliver), methods=["POST"]),
+            Route("/_control/sent", self.sent, methods=["GET"]),
+        ]
 
+    def system(self) -> System:
+        return System(app=Starlette(routes=self.routes()), error_response=error_response)
+
+
+def create(ctx: SystemContext) -> System:
+    return TelegramSystem(ctx).system()

@@ -120,8 +120,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from sandbox.control import BadControlBody, read_control_body
+from sandbox.state import pop_first
 from sandbox.system import System, SystemContext
-from sandbox.systems.a2e import pop_first
 
 API = "/v2/post/publish"
 MB = 1024 * 1024
@@ -282,183 +283,317 @@ class OAuthError(Exception):
         self.status, self.error, self.description = status, error, description
 
 
-def create(ctx: SystemContext) -> System:
-    state = ctx.state
-    spool = ctx.state.store.state_dir / "tiktok" / "uploads"
-    log_numbers = itertools.count(1)
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
-    def log_id() -> str:
-        number = next(log_numbers)
-        stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(ctx.clock()))
-        return f"{stamp}{ctx.rng('log', number).getrandbits(72):018X}"
 
-    def ok(data: Any) -> JSONResponse:
+def _field(obj: dict[str, Any], name: str, check: Callable[[Any], bool], what: str,
+           where: str, default: Any = None, required: bool = False) -> Any:
+    if name not in obj or obj[name] is None:
+        if required:
+            raise TikTokError(400, "invalid_params", f"{where}.{name} is required")
+        return default
+    if not check(obj[name]):
+        raise TikTokError(400, "invalid_params", f"{where}.{name} must be {what}")
+    return obj[name]
+
+
+async def _json_body(request: Request) -> dict[str, Any]:
+    if _media_type(request) != "application/json":
+        raise TikTokError(400, "invalid_params",
+                          "Content-Type must be application/json; charset=UTF-8")
+    try:
+        body = json.loads(await request.body())
+    except (ValueError, UnicodeDecodeError):
+        raise TikTokError(400, "invalid_params", "The request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise TikTokError(400, "invalid_params", "The request body must be a JSON object")
+    return body
+
+
+def _invalid_token(detail: str) -> TikTokError:
+    return TikTokError(401, "access_token_invalid",
+                       f"The access token is invalid or not found in the request. ({detail})")
+
+
+def _source_info_of(body: dict[str, Any]) -> dict[str, int]:
+    info = body.get("source_info")
+    if not isinstance(info, dict):
+        raise TikTokError(400, "invalid_params", "source_info is required")
+    source = info.get("source")
+    if source == "PULL_FROM_URL":
+        raise TikTokError(403, "url_ownership_unverified",
+                          "The domain or URL prefix of video_url is not verified for this app")
+    if source != "FILE_UPLOAD":
+        raise TikTokError(400, "invalid_params",
+                          "source_info.source must be FILE_UPLOAD or PULL_FROM_URL")
+    sizes = {name: _field(info, name, _is_int, "an integer", "source_info", required=True)
+             for name in ("video_size", "chunk_size", "total_chunk_count")}
+    problem = chunk_rule_violation(sizes["video_size"], sizes["chunk_size"],
+                                   sizes["total_chunk_count"])
+    if problem:
+        raise TikTokError(400, "invalid_params", f"The chunk size is invalid: {problem}")
+    return sizes
+
+
+def _post_fields(info: dict[str, Any]) -> dict[str, Any]:
+    """post_info's fields, checked one by one (the account's rules come after)."""
+    def flag(name: str) -> bool:
+        return bool(_field(info, name, lambda v: isinstance(v, bool), "true or false",
+                           "post_info", False))
+
+    title = _field(info, "title", lambda v: isinstance(v, str), "a string", "post_info", "")
+    if len(title.encode("utf-16-le")) // 2 > TITLE_MAX_UTF16:
+        raise TikTokError(400, "invalid_params",
+                          f"post_info.title is longer than {TITLE_MAX_UTF16} UTF-16 units")
+    privacy = _field(info, "privacy_level", lambda v: v in ALL_PRIVACY,
+                     f"one of {ALL_PRIVACY}", "post_info", required=True)
+    cover = _field(info, "video_cover_timestamp_ms", lambda v: _is_int(v) and v >= 0,
+                   "an integer >= 0", "post_info")
+    return {"title": title, "privacy_level": privacy, "video_cover_timestamp_ms": cover,
+            **{name: flag(name) for name in (
+                "disable_duet", "disable_comment", "disable_stitch", "brand_content_toggle",
+                "brand_organic_toggle", "is_aigc")}}
+
+
+def _expected_range(doc: dict[str, Any]) -> str:
+    ranges = chunk_ranges(doc["video_size"], doc["chunk_size"], doc["total_chunk_count"])
+    received = len(doc["chunks"])
+    if received >= len(ranges):
+        return "nothing more (the upload is complete)"
+    first, last = ranges[received]
+    return f"bytes {first}-{last}/{doc['video_size']}"
+
+
+async def _receive_chunk(request: Request, path: Path | None, first: int,
+                         size: int) -> tuple[int, str]:
+    """Stream the body (to `path` at `first` when given); (bytes seen, sha256)."""
+    digest, seen = hashlib.sha256(), 0
+    handle = None
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "r+b")
+        handle.seek(first)
+    try:
+        async for piece in request.stream():
+            seen += len(piece)
+            digest.update(piece)
+            if handle is not None and seen <= size:
+                handle.write(piece)
+    finally:
+        if handle is not None:
+            handle.close()
+    return seen, digest.hexdigest()
+
+
+def _examine(path: Path, content_type: str) -> tuple[str, str | None, float | None]:
+    """(sha256, fail_reason or None, duration) of an uploaded file."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(MB):
+            digest.update(block)
+    problem, seconds = inspect_video(path, content_type)
+    return digest.hexdigest(), problem, seconds
+
+
+async def _oauth_form(request: Request) -> dict[str, str]:
+    """The checked form of POST /v2/oauth/token (a refresh_token grant), else OAuthError."""
+    if _media_type(request) != "application/x-www-form-urlencoded":
+        raise OAuthError(400, "invalid_request", "Content-Type must be "
+                                                 "application/x-www-form-urlencoded")
+    raw = await request.body()
+    try:
+        form = dict(parse_qsl(raw.decode(), keep_blank_values=True))
+    except UnicodeDecodeError:
+        raise OAuthError(400, "invalid_request", "The body is not valid form data") from None
+    for name in ("client_key", "client_secret", "grant_type"):
+        if not form.get(name):
+            raise OAuthError(400, "invalid_request", f"{name} is required")
+    if form["grant_type"] == "authorization_code":
+        raise OAuthError(400, "invalid_grant", "The sandbox issues no authorization "
+                                               "codes: use grant_type=refresh_token")
+    if form["grant_type"] != "refresh_token":
+        raise OAuthError(400, "unsupported_grant_type",
+                         f"grant_type {form['grant_type']} is not supported")
+    if not form.get("refresh_token"):
+        raise OAuthError(400, "invalid_request", "refresh_token is required")
+    return form
+
+
+def _bad(message: str, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _account_param(value: Any) -> str | None:
+    if isinstance(value, str) and ACCOUNT.fullmatch(value):
+        return value
+    return None
+
+
+def _settings_of(body: dict[str, Any]) -> dict[str, Any] | str:
+    known = {*_CONFIG_RULES, "account", "reset_limits"}
+    unknown = sorted(set(body) - known)
+    if unknown:
+        return f"unknown fields {unknown}; known: {sorted(known)}"
+    settings = {k: v for k, v in body.items() if k in _CONFIG_RULES}
+    for name, value in settings.items():
+        check, description = _CONFIG_RULES[name]
+        if not check(value):
+            return f"{name} must be {description}"
+    return settings
+
+
+def _post_view(doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "publish_id": doc["publish_id"], "post_id": doc["post_id"],
+        "account": doc["account"], "open_id": open_id_of(doc["account"]),
+        "title": doc["title"], "is_aigc": doc["is_aigc"],
+        "privacy_level": doc["privacy_level"], "disable_comment": doc["disable_comment"],
+        "video_sha256": doc["video_sha256"], "video_size": doc["video_size"],
+        "content_type": doc["content_type"], "created_at": _iso(doc["created"]),
+        "completed_at": _iso(doc["completed"]) if doc["completed"] else None,
+        "status": doc["shown"],
+    }
+
+
+class TikTokSystem:
+    """TikTok's Content Posting API (Direct Post by FILE_UPLOAD) and its OAuth refresh, with
+    per-account rules, rate limits, a daily cap and polled publish statuses."""
+
+    def __init__(self, ctx: SystemContext) -> None:
+        self.ctx = ctx
+        self.state = ctx.state
+        self.spool = ctx.state.store.state_dir / "tiktok" / "uploads"
+        self.log_numbers = itertools.count(1)
+
+    # --- helpers: envelopes ----------------------------------------------------------------
+
+    def log_id(self) -> str:
+        number = next(self.log_numbers)
+        stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(self.ctx.clock()))
+        return f"{stamp}{self.ctx.rng('log', number).getrandbits(72):018X}"
+
+    def ok(self, data: Any) -> JSONResponse:
         return JSONResponse({"data": data,
-                             "error": {"code": "ok", "message": "", "log_id": log_id()}})
+                             "error": {"code": "ok", "message": "", "log_id": self.log_id()}})
 
-    def fail(exc: TikTokError) -> JSONResponse:
+    def fail(self, exc: TikTokError) -> JSONResponse:
         return JSONResponse({"data": {}, "error": {"code": exc.code, "message": exc.message,
-                                                   "log_id": log_id()}},
+                                                   "log_id": self.log_id()}},
                             status_code=exc.status)
 
-    def oauth_fail(exc: OAuthError) -> JSONResponse:
+    def oauth_fail(self, exc: OAuthError) -> JSONResponse:
         return JSONResponse({"error": exc.error, "error_description": exc.description,
-                             "log_id": log_id()}, status_code=exc.status)
+                             "log_id": self.log_id()}, status_code=exc.status)
 
-    def random_token(kind: str, account: str, bits: int) -> str:
-        return f"{ctx.rng(kind, account, state.next_id(kind)).getrandbits(bits):0{bits // 4}x}"
+    def random_token(self, kind: str, account: str, bits: int) -> str:
+        rng = self.ctx.rng(kind, account, self.state.next_id(kind))
+        return f"{rng.getrandbits(bits):0{bits // 4}x}"
 
-    # --- accounts and config -----------------------------------------------------------------
+    # --- helpers: accounts and config ------------------------------------------------------
 
-    def config(account: str | None) -> dict[str, Any]:
-        merged = {**DEFAULTS, **state.get("config", {})}
+    def config(self, account: str | None) -> dict[str, Any]:
+        merged = {**DEFAULTS, **self.state.get("config", {})}
         if account is not None:
-            merged.update(state.get(f"account/{account}", {}).get("config", {}))
+            merged.update(self.state.get(f"account/{account}", {}).get("config", {}))
         return merged
 
-    def account_doc(name: str) -> dict[str, Any]:
-        existing = state.get(f"account/{name}")
+    def account_doc(self, name: str) -> dict[str, Any]:
+        existing = self.state.get(f"account/{name}")
         if existing is not None:
             return existing
-        return state.update(f"account/{name}", lambda a: a or {
+        return self.state.update(f"account/{name}", lambda a: a or {
             "config": {}, "epoch": 0, "refresh_fp": None, "refresh_expires": None,
-            "client_key": None, "created": ctx.clock()}, default=None)
+            "client_key": None, "created": self.ctx.clock()}, default=None)
 
-    def issue_access(name: str, epoch: int) -> tuple[str, int]:
-        token = f"act.sandbox.{name}.{random_token('access', name, 96)}"
-        ttl = int(config(name)["access_ttl"])
-        state.put(f"token/{fingerprint(token)}", {"account": name, "epoch": epoch,
-                                                  "expires": ctx.clock() + ttl,
-                                                  "expired": False})
+    def issue_access(self, name: str, epoch: int) -> tuple[str, int]:
+        token = f"act.sandbox.{name}.{self.random_token('access', name, 96)}"
+        ttl = int(self.config(name)["access_ttl"])
+        self.state.put(f"token/{fingerprint(token)}", {"account": name, "epoch": epoch,
+                                                       "expires": self.ctx.clock() + ttl,
+                                                       "expired": False})
         return token, ttl
 
-    # --- rate limits -------------------------------------------------------------------------
+    # --- helpers: rate limits --------------------------------------------------------------
 
-    def admit(kind: str, account: str, token_fp: str) -> None:
-        limit, now = int(config(account)[f"{kind}_per_minute"]), ctx.clock()
+    def take_slot(self, key: str, limit: int, window: float) -> bool:
+        """Record one request in the log at `key` unless `limit` fall in the last `window`
+        seconds; whether it was taken."""
+        now = self.ctx.clock()
         refused: list[bool] = []
 
         def change(log: list[float]) -> list[float]:
             # Requests "after" now (the clock was set back) have not happened yet.
-            recent = [t for t in log if now - WINDOW < t <= now]
+            recent = [t for t in log if now - window < t <= now]
             if len(recent) >= limit:
                 refused.append(True)
                 return recent
             return [*recent, now]
 
-        state.update(f"ratelog/{account}/{kind}/{token_fp}", change, default=[])
-        if refused:
+        self.state.update(key, change, default=[])
+        return not refused
+
+    def admit(self, kind: str, account: str, token_fp: str) -> None:
+        limit = int(self.config(account)[f"{kind}_per_minute"])
+        if not self.take_slot(f"ratelog/{account}/{kind}/{token_fp}", limit, WINDOW):
             raise TikTokError(429, "rate_limit_exceeded",
                               f"The API rate limit was exceeded: at most {limit} {kind} "
                               f"requests per minute per access token. Please try again later.")
 
-    def take_daily_slot(account: str) -> None:
-        cap, now = int(config(account)["daily_cap"]), ctx.clock()
-        refused: list[bool] = []
-
-        def change(log: list[float]) -> list[float]:
-            recent = [t for t in log if now - DAY < t <= now]
-            if len(recent) >= cap:
-                refused.append(True)
-                return recent
-            return [*recent, now]
-
-        state.update(f"daily/{account}", change, default=[])
-        if refused:
+    def take_daily_slot(self, account: str) -> None:
+        cap = int(self.config(account)["daily_cap"])
+        if not self.take_slot(f"daily/{account}", cap, DAY):
             raise TikTokError(403, "spam_risk_too_many_posts",
                               f"The user has reached the daily post cap ({cap} posts in 24 "
                               f"hours) for this app. Please try again later.")
 
-    # --- auth --------------------------------------------------------------------------------
+    # --- helpers: auth ---------------------------------------------------------------------
 
-    def invalid_token(detail: str) -> TikTokError:
-        return TikTokError(401, "access_token_invalid",
-                           f"The access token is invalid or not found in the request. "
-                           f"({detail})")
-
-    def authenticate(request: Request) -> tuple[str, str]:
+    def authenticate(self, request: Request) -> tuple[str, str]:
         """(account, token fingerprint) of a valid Bearer access token, else 401."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
-            raise invalid_token("missing Authorization: Bearer header")
+            raise _invalid_token("missing Authorization: Bearer header")
         fp = fingerprint(token)
-        record = state.get(f"token/{fp}")
+        record = self.state.get(f"token/{fp}")
         if record is None:
             match = ACCESS_TOKEN.fullmatch(token)
             if match is None:
-                raise invalid_token("unknown token")
+                raise _invalid_token("unknown token")
             name = match.group(1)
-            if account_doc(name)["epoch"] != 0:
-                raise invalid_token("the token has expired")
+            if self.account_doc(name)["epoch"] != 0:
+                raise _invalid_token("the token has expired")
             record = {"account": name, "epoch": 0, "expires": None, "expired": False}
-            state.put(f"token/{fp}", record)
+            self.state.put(f"token/{fp}", record)
         name = record["account"]
-        expired = record["expired"] or record["epoch"] != account_doc(name)["epoch"] or (
-            record["expires"] is not None and ctx.clock() >= record["expires"])
+        expired = record["expired"] or record["epoch"] != self.account_doc(name)["epoch"] or (
+            record["expires"] is not None and self.ctx.clock() >= record["expires"])
         if expired:
-            raise invalid_token("the token has expired")
+            raise _invalid_token("the token has expired")
         return name, fp
 
-    def api(kind: str, handler: Callable[[Request, str], Awaitable[Any]]) -> Callable[
+    def api(self, kind: str, handler: Callable[[Request, str], Awaitable[Any]]) -> Callable[
             [Request], Awaitable[Response]]:
+        """A v2 API route: auth, the `kind` rate limit and the envelope around `handler`."""
         async def endpoint(request: Request) -> Response:
             try:
-                name, fp = authenticate(request)
-                admit(kind, name, fp)
-                return ok(await handler(request, name))
+                name, fp = self.authenticate(request)
+                self.admit(kind, name, fp)
+                return self.ok(await handler(request, name))
             except TikTokError as exc:
-                return fail(exc)
+                return self.fail(exc)
         return endpoint
 
-    # --- request bodies ----------------------------------------------------------------------
+    # --- helpers: publishing ---------------------------------------------------------------
 
-    async def json_body(request: Request) -> dict[str, Any]:
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media != "application/json":
-            raise TikTokError(400, "invalid_params",
-                              "Content-Type must be application/json; charset=UTF-8")
-        try:
-            body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError):
-            raise TikTokError(400, "invalid_params",
-                              "The request body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise TikTokError(400, "invalid_params", "The request body must be a JSON object")
-        return body
-
-    def field(obj: dict[str, Any], name: str, check: Callable[[Any], bool], what: str,
-              where: str, default: Any = None, required: bool = False) -> Any:
-        if name not in obj or obj[name] is None:
-            if required:
-                raise TikTokError(400, "invalid_params", f"{where}.{name} is required")
-            return default
-        if not check(obj[name]):
-            raise TikTokError(400, "invalid_params", f"{where}.{name} must be {what}")
-        return obj[name]
-
-    def post_info_of(body: dict[str, Any], account: str) -> dict[str, Any]:
+    def post_info_of(self, body: dict[str, Any], account: str) -> dict[str, Any]:
         info = body.get("post_info")
         if not isinstance(info, dict):
             raise TikTokError(400, "invalid_params", "post_info is required for a direct post")
-
-        def flag(name: str) -> bool:
-            return bool(field(info, name, lambda v: isinstance(v, bool), "true or false",
-                              "post_info", False))
-
-        title = field(info, "title", lambda v: isinstance(v, str), "a string", "post_info", "")
-        if len(title.encode("utf-16-le")) // 2 > TITLE_MAX_UTF16:
-            raise TikTokError(400, "invalid_params",
-                              f"post_info.title is longer than {TITLE_MAX_UTF16} UTF-16 units")
-        privacy = field(info, "privacy_level", lambda v: v in ALL_PRIVACY,
-                        f"one of {ALL_PRIVACY}", "post_info", required=True)
-        cover = field(info, "video_cover_timestamp_ms", lambda v: _is_int(v) and v >= 0,
-                      "an integer >= 0", "post_info")
-        out = {"title": title, "privacy_level": privacy, "video_cover_timestamp_ms": cover,
-               **{name: flag(name) for name in (
-                   "disable_duet", "disable_comment", "disable_stitch", "brand_content_toggle",
-                   "brand_organic_toggle", "is_aigc")}}
-        cfg = config(account)
+        out = _post_fields(info)
+        privacy = out["privacy_level"]
+        cfg = self.config(account)
         options = PRIVATE_OPTIONS if cfg["private"] else PUBLIC_OPTIONS
         if privacy not in options:
             raise TikTokError(400, "privacy_level_option_mismatch",
@@ -472,67 +607,8 @@ def create(ctx: SystemContext) -> System:
                                                      "(SELF_ONLY)")
         return out
 
-    def source_info_of(body: dict[str, Any]) -> dict[str, int]:
-        info = body.get("source_info")
-        if not isinstance(info, dict):
-            raise TikTokError(400, "invalid_params", "source_info is required")
-        source = info.get("source")
-        if source == "PULL_FROM_URL":
-            raise TikTokError(403, "url_ownership_unverified",
-                              "The domain or URL prefix of video_url is not verified for this "
-                              "app")
-        if source != "FILE_UPLOAD":
-            raise TikTokError(400, "invalid_params",
-                              "source_info.source must be FILE_UPLOAD or PULL_FROM_URL")
-        sizes = {name: field(info, name, _is_int, "an integer", "source_info", required=True)
-                 for name in ("video_size", "chunk_size", "total_chunk_count")}
-        problem = chunk_rule_violation(sizes["video_size"], sizes["chunk_size"],
-                                       sizes["total_chunk_count"])
-        if problem:
-            raise TikTokError(400, "invalid_params", f"The chunk size is invalid: {problem}")
-        return sizes
-
-    # --- API routes --------------------------------------------------------------------------
-
-    async def creator_info(request: Request, account: str) -> Any:
-        cfg = config(account)
-        return {
-            "creator_avatar_url": f"{request.base_url}avatars/{account}.jpeg",
-            "creator_username": account.lower(), "creator_nickname": account,
-            "privacy_level_options": PRIVATE_OPTIONS if cfg["private"] else PUBLIC_OPTIONS,
-            "comment_disabled": False, "duet_disabled": False, "stitch_disabled": False,
-            "max_video_post_duration_sec": cfg["max_video_post_duration_sec"],
-        }
-
-    async def video_init(request: Request, account: str) -> Any:
-        body = await json_body(request)
-        post = post_info_of(body, account)
-        source = source_info_of(body)
-        take_daily_slot(account)
-        plan = pop_first(state, f"queue/{account}", "queue/*") or {}
-        number = state.next_id("publish")
-        publish_id = f"v_pub_file~v2.{ctx.rng('publish', number).getrandbits(62)}"
-        upload_id = str(ctx.rng("upload", number).getrandbits(63))
-        now = ctx.clock()
-        doc = {
-            "publish_id": publish_id, "upload_id": upload_id,
-            "upload_token": random_token("upload_token", account, 128), "account": account,
-            **post, **source, "created": now,
-            "upload_expires": now + float(config(account)["upload_ttl"]),
-            "content_type": None, "chunks": [], "uploaded_bytes": 0, "completed": None,
-            "video_sha256": None, "outcome": "fail" if plan else "publish",
-            "fail_reason": plan.get("fail_reason"),
-            "post_id": str(7_000_000_000_000_000_000
-                           + ctx.rng("post", publish_id).getrandbits(59)),
-            "polls": 0, "shown": "PROCESSING_UPLOAD",
-        }
-        state.put(f"publish/{publish_id}", doc)
-        state.put(f"upload/{upload_id}", publish_id)
-        url = f"{request.base_url}video/?upload_id={upload_id}&upload_token={doc['upload_token']}"
-        return {"publish_id": publish_id, "upload_url": url}
-
-    def visible(doc: dict[str, Any]) -> dict[str, Any]:
-        cfg = config(doc["account"])
+    def visible(self, doc: dict[str, Any]) -> dict[str, Any]:
+        cfg = self.config(doc["account"])
         out: dict[str, Any] = {"status": "PROCESSING_UPLOAD", "publicaly_available_post_id": [],
                                "uploaded_bytes": doc["uploaded_bytes"]}
         polls = doc["polls"]
@@ -545,72 +621,60 @@ def create(ctx: SystemContext) -> System:
         ids = [int(doc["post_id"])] if public and moderated else []
         return {**out, "status": "PUBLISH_COMPLETE", "publicaly_available_post_id": ids}
 
-    async def status_fetch(request: Request, account: str) -> Any:
-        body = await json_body(request)
-        publish_id = body.get("publish_id")
-        if not isinstance(publish_id, str) or not publish_id:
-            raise TikTokError(400, "invalid_params", "publish_id is required")
-        doc = state.get(f"publish/{publish_id}")
-        if doc is None or doc["account"] != account:
-            raise TikTokError(400, "invalid_params", f"publish_id {publish_id} is invalid")
+    # --- helpers: the upload host ----------------------------------------------------------
 
-        def change(current: dict[str, Any]) -> dict[str, Any]:
-            polls = current["polls"] + 1 if current["completed"] is not None else 0
-            advanced = {**current, "polls": polls}
-            return {**advanced, "shown": visible(advanced)["status"]}
+    def spool_path(self, doc: dict[str, Any]) -> Path:
+        return self.spool / f"{doc['upload_id']}.part"
 
-        return visible(state.update(f"publish/{publish_id}", change, default={}))
+    def upload_of(self, request: Request) -> tuple[dict[str, Any], str]:
+        """(publish doc, media type) of a chunk PUT whose upload_url and Content-Type are
+        good, else TikTokError."""
+        upload_id = request.query_params.get("upload_id", "")
+        publish_id = self.state.get(f"upload/{upload_id}") if upload_id else None
+        doc = self.state.get(f"publish/{publish_id}") if publish_id else None
+        if doc is None:
+            raise TikTokError(404, "invalid_params", "Unknown upload_id")
+        token = request.query_params.get("upload_token", "")
+        if not hmac.compare_digest(token.encode(), doc["upload_token"].encode()):
+            raise TikTokError(403, "permission_denied", "Invalid upload_token")
+        if self.ctx.clock() >= doc["upload_expires"]:
+            raise TikTokError(403, "permission_denied",
+                              "The upload_url has expired (valid for one hour after init)")
+        media = _media_type(request)
+        if media not in UPLOAD_TYPES:
+            raise TikTokError(400, "invalid_params",
+                              f"Content-Type must be one of {list(UPLOAD_TYPES)}")
+        if doc["content_type"] not in (None, media):
+            raise TikTokError(400, "invalid_params", f"Content-Type changed from "
+                                                     f"{doc['content_type']} to {media}")
+        return doc, media
 
-    # --- the upload host ---------------------------------------------------------------------
-
-    def upload_error(status: int, code: str, message: str) -> JSONResponse:
-        return fail(TikTokError(status, code, message))
-
-    def spool_path(doc: dict[str, Any]) -> Path:
-        return spool / f"{doc['upload_id']}.part"
-
-    async def receive_chunk(request: Request, path: Path | None, first: int,
-                            size: int) -> tuple[int, str]:
-        """Stream the body (to `path` at `first` when given); (bytes seen, sha256)."""
-        digest, seen = hashlib.sha256(), 0
-        handle = None
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle = os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "r+b")
-            handle.seek(first)
-        try:
-            async for piece in request.stream():
-                seen += len(piece)
-                digest.update(piece)
-                if handle is not None and seen <= size:
-                    handle.write(piece)
-        finally:
-            if handle is not None:
-                handle.close()
-        return seen, digest.hexdigest()
-
-    def expected_range(doc: dict[str, Any]) -> str:
+    @staticmethod
+    def chunk_of(request: Request, doc: dict[str, Any]) -> tuple[int, int, int, bool]:
+        """(index, first, last, final) of the chunk the Content-Range names, else 416."""
+        match = CONTENT_RANGE.fullmatch(request.headers.get("content-range", "").strip())
+        if match is None or int(match.group(3)) != doc["video_size"]:
+            raise TikTokError(416, "invalid_params", f"Content-Range must be "
+                                                     f"{_expected_range(doc)}")
+        first, last = int(match.group(1)), int(match.group(2))
         ranges = chunk_ranges(doc["video_size"], doc["chunk_size"], doc["total_chunk_count"])
-        received = len(doc["chunks"])
-        if received >= len(ranges):
-            return "nothing more (the upload is complete)"
-        first, last = ranges[received]
-        return f"bytes {first}-{last}/{doc['video_size']}"
+        index = ranges.index((first, last)) if (first, last) in ranges else None
+        if index is None or index > len(doc["chunks"]):
+            raise TikTokError(416, "invalid_params", f"Chunks must be sent in order with "
+                                                     f"the declared sizes: expected "
+                                                     f"{_expected_range(doc)}")
+        size = last - first + 1
+        declared = request.headers.get("content-length")
+        if declared is not None and declared != str(size):
+            raise TikTokError(416, "invalid_params", f"Content-Length {declared} does not "
+                                                     f"match Content-Range ({size} bytes)")
+        return index, first, last, index == len(ranges) - 1
 
-    async def finish_upload(doc: dict[str, Any]) -> None:
+    async def finish_upload(self, doc: dict[str, Any]) -> None:
         """After the last chunk: hash, check the video like TikTok's processing, publish."""
-        path = spool_path(doc)
-
-        def examine() -> tuple[str, str | None, float | None]:
-            digest = hashlib.sha256()
-            with path.open("rb") as f:
-                while block := f.read(MB):
-                    digest.update(block)
-            problem, seconds = inspect_video(path, doc["content_type"])
-            return digest.hexdigest(), problem, seconds
-
-        sha, problem, seconds = await asyncio.to_thread(examine)
-        limit = config(doc["account"])["max_video_post_duration_sec"]
+        path = self.spool_path(doc)
+        sha, problem, seconds = await asyncio.to_thread(_examine, path, doc["content_type"])
+        limit = self.config(doc["account"])["max_video_post_duration_sec"]
         if problem is None and seconds is not None and seconds > limit:
             problem = "duration_check_failed"
 
@@ -618,62 +682,16 @@ def create(ctx: SystemContext) -> System:
             if current["completed"] is not None:
                 return current
             verdict = ({"outcome": "fail", "fail_reason": problem} if problem else {})
-            return {**current, **verdict, "completed": ctx.clock(), "video_sha256": sha,
+            return {**current, **verdict, "completed": self.ctx.clock(), "video_sha256": sha,
                     "duration": seconds}
 
-        state.update(f"publish/{doc['publish_id']}", change, default={})
+        self.state.update(f"publish/{doc['publish_id']}", change, default={})
         path.unlink(missing_ok=True)
 
-    async def upload_chunk(request: Request) -> Response:
-        upload_id = request.query_params.get("upload_id", "")
-        publish_id = state.get(f"upload/{upload_id}") if upload_id else None
-        doc = state.get(f"publish/{publish_id}") if publish_id else None
-        if doc is None:
-            return upload_error(404, "invalid_params", "Unknown upload_id")
-        token = request.query_params.get("upload_token", "")
-        if not hmac.compare_digest(token.encode(), doc["upload_token"].encode()):
-            return upload_error(403, "permission_denied", "Invalid upload_token")
-        if ctx.clock() >= doc["upload_expires"]:
-            return upload_error(403, "permission_denied",
-                                "The upload_url has expired (valid for one hour after init)")
-        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media not in UPLOAD_TYPES:
-            return upload_error(400, "invalid_params",
-                                f"Content-Type must be one of {list(UPLOAD_TYPES)}")
-        if doc["content_type"] not in (None, media):
-            return upload_error(400, "invalid_params", f"Content-Type changed from "
-                                                       f"{doc['content_type']} to {media}")
-        match = CONTENT_RANGE.fullmatch(request.headers.get("content-range", "").strip())
-        if match is None or int(match.group(3)) != doc["video_size"]:
-            return upload_error(416, "invalid_params", f"Content-Range must be "
-                                                       f"{expected_range(doc)}")
-        first, last = int(match.group(1)), int(match.group(2))
-        ranges = chunk_ranges(doc["video_size"], doc["chunk_size"], doc["total_chunk_count"])
-        index = ranges.index((first, last)) if (first, last) in ranges else None
-        if index is None or index > len(doc["chunks"]):
-            return upload_error(416, "invalid_params", f"Chunks must be sent in order with "
-                                                       f"the declared sizes: expected "
-                                                       f"{expected_range(doc)}")
-        size = last - first + 1
-        declared = request.headers.get("content-length")
-        if declared is not None and declared != str(size):
-            return upload_error(416, "invalid_params", f"Content-Length {declared} does not "
-                                                       f"match Content-Range ({size} bytes)")
-        resend = index < len(doc["chunks"])
-        seen, sha = await receive_chunk(request, None if resend else spool_path(doc), first,
-                                        size)
-        if seen != size:
-            return upload_error(416, "invalid_params", f"The chunk has {seen} bytes, "
-                                                       f"Content-Range says {size}")
-        final = index == len(ranges) - 1
-        if resend:
-            if sha != doc["chunks"][index]:
-                return upload_error(400, "invalid_file_upload",
-                                    f"bytes {first}-{last} differ from the chunk received "
-                                    f"before")
-            if final and doc["completed"] is None:  # a restart between last chunk and check
-                await finish_upload(doc)
-            return Response(status_code=201 if final else 206)
+    async def store_chunk(self, doc: dict[str, Any], index: int, last: int, sha: str,
+                          media: str, final: bool) -> None:
+        """Append a new chunk to the publish (once, however many copies race) and finish the
+        upload after the last one."""
         appended: list[bool] = []
 
         def change(current: dict[str, Any]) -> dict[str, Any]:
@@ -683,68 +701,40 @@ def create(ctx: SystemContext) -> System:
             return {**current, "chunks": [*current["chunks"], sha], "uploaded_bytes": last + 1,
                     "content_type": media}
 
-        doc = state.update(f"publish/{doc['publish_id']}", change, default={})
+        doc = self.state.update(f"publish/{doc['publish_id']}", change, default={})
         if final and appended:
-            await finish_upload(doc)
-        return Response(status_code=201 if final else 206)
+            await self.finish_upload(doc)
 
-    # --- OAuth -------------------------------------------------------------------------------
+    # --- helpers: OAuth --------------------------------------------------------------------
 
-    def refresh_owner(token: str) -> str:
+    def refresh_owner(self, token: str) -> str:
         """The account whose one valid refresh token this is, else invalid_grant."""
         rejected = OAuthError(400, "invalid_grant",
                               "The refresh token is invalid, expired or revoked (refresh "
                               "tokens rotate: only the newest one works).")
         fp = fingerprint(token)
-        owner = state.get(f"refresh/{fp}")
+        owner = self.state.get(f"refresh/{fp}")
         first = FIRST_REFRESH.fullmatch(token)
         if owner is None and first is not None:
             name = first.group(1)
-            if account_doc(name)["refresh_fp"] is None:
+            if self.account_doc(name)["refresh_fp"] is None:
                 return name
         if owner is None:
             raise rejected
-        acc = account_doc(owner)
+        acc = self.account_doc(owner)
         expires = acc.get("refresh_expires")
-        if acc["refresh_fp"] != fp or (expires is not None and ctx.clock() >= expires):
+        if acc["refresh_fp"] != fp or (expires is not None and self.ctx.clock() >= expires):
             raise rejected
         return owner
 
-    async def oauth_token(request: Request) -> Response:
-        try:
-            media = request.headers.get("content-type", "").split(";")[0].strip().lower()
-            if media != "application/x-www-form-urlencoded":
-                raise OAuthError(400, "invalid_request", "Content-Type must be "
-                                                         "application/x-www-form-urlencoded")
-            raw = await request.body()
-            try:
-                form = dict(parse_qsl(raw.decode(), keep_blank_values=True))
-            except UnicodeDecodeError:
-                raise OAuthError(400, "invalid_request",
-                                 "The body is not valid form data") from None
-            for name in ("client_key", "client_secret", "grant_type"):
-                if not form.get(name):
-                    raise OAuthError(400, "invalid_request", f"{name} is required")
-            if form["grant_type"] == "authorization_code":
-                raise OAuthError(400, "invalid_grant", "The sandbox issues no authorization "
-                                                       "codes: use grant_type=refresh_token")
-            if form["grant_type"] != "refresh_token":
-                raise OAuthError(400, "unsupported_grant_type",
-                                 f"grant_type {form['grant_type']} is not supported")
-            if not form.get("refresh_token"):
-                raise OAuthError(400, "invalid_request", "refresh_token is required")
-            return JSONResponse(rotate(refresh_owner(form["refresh_token"]), form))
-        except OAuthError as exc:
-            return oauth_fail(exc)
-
-    def rotate(name: str, form: dict[str, str]) -> dict[str, Any]:
+    def rotate(self, name: str, form: dict[str, str]) -> dict[str, Any]:
         old_fp = fingerprint(form["refresh_token"])
-        acc = account_doc(name)
+        acc = self.account_doc(name)
         if acc["client_key"] not in (None, form["client_key"]):
             raise OAuthError(400, "invalid_grant", "The refresh token was issued to another "
                                                    "client")
-        cfg = config(name)
-        new_refresh = f"rft.sandbox.{name}.{random_token('refresh', name, 128)}"
+        cfg = self.config(name)
+        new_refresh = f"rft.sandbox.{name}.{self.random_token('refresh', name, 128)}"
         swapped: list[bool] = []
 
         def change(current: dict[str, Any]) -> dict[str, Any]:
@@ -752,219 +742,286 @@ def create(ctx: SystemContext) -> System:
                 return current
             swapped.append(True)
             return {**current, "refresh_fp": fingerprint(new_refresh),
-                    "refresh_expires": ctx.clock() + cfg["refresh_ttl"],
+                    "refresh_expires": self.ctx.clock() + cfg["refresh_ttl"],
                     "client_key": form["client_key"]}
 
-        current = state.update(f"account/{name}", change, default={})
+        current = self.state.update(f"account/{name}", change, default={})
         if not swapped:
             raise OAuthError(400, "invalid_grant", "The refresh token was already used")
-        state.put(f"refresh/{fingerprint(new_refresh)}", name)
-        state.delete(f"refresh/{old_fp}")
-        access, ttl = issue_access(name, current["epoch"])
+        self.state.put(f"refresh/{fingerprint(new_refresh)}", name)
+        self.state.delete(f"refresh/{old_fp}")
+        access, ttl = self.issue_access(name, current["epoch"])
         return {"access_token": access, "expires_in": ttl, "open_id": open_id_of(name),
                 "refresh_expires_in": cfg["refresh_ttl"], "refresh_token": new_refresh,
                 "scope": SCOPE, "token_type": "Bearer"}
 
-    # --- control -----------------------------------------------------------------------------
+    # --- helpers: control ------------------------------------------------------------------
 
-    def bad(message: str, status: int = 400) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
-
-    async def control_body(request: Request) -> dict[str, Any] | None:
-        try:
-            body = json.loads(await request.body() or b"{}")
-        except ValueError:
-            return None
-        return body if isinstance(body, dict) else None
-
-    def account_param(value: Any) -> str | None:
-        if isinstance(value, str) and ACCOUNT.fullmatch(value):
-            return value
-        return None
-
-    def settings_of(body: dict[str, Any]) -> dict[str, Any] | str:
-        known = {*_CONFIG_RULES, "account", "reset_limits"}
-        unknown = sorted(set(body) - known)
-        if unknown:
-            return f"unknown fields {unknown}; known: {sorted(known)}"
-        settings = {k: v for k, v in body.items() if k in _CONFIG_RULES}
-        for name, value in settings.items():
-            check, description = _CONFIG_RULES[name]
-            if not check(value):
-                return f"{name} must be {description}"
-        return settings
-
-    def apply_settings(name: str | None, settings: dict[str, Any], reset: bool) -> None:
+    def apply_settings(self, name: str | None, settings: dict[str, Any], reset: bool) -> None:
         if name is None:
-            state.update("config", lambda c: {**c, **settings}, default={})
+            self.state.update("config", lambda c: {**c, **settings}, default={})
             return
-        account_doc(name)
-        state.update(f"account/{name}",
-                     lambda a: {**a, "config": {**a.get("config", {}), **settings}}, default={})
+        self.account_doc(name)
+        self.state.update(f"account/{name}", lambda a: {
+            **a, "config": {**a.get("config", {}), **settings}}, default={})
         if reset:
-            state.put(f"daily/{name}", [])
-            for key in state.list_prefix(f"ratelog/{name}/"):
-                state.put(key, [])
+            self.state.put(f"daily/{name}", [])
+            for key in self.state.list_prefix(f"ratelog/{name}/"):
+                self.state.put(key, [])
 
-    def snapshot(name: str | None) -> dict[str, Any]:
-        out: dict[str, Any] = {"config": config(name)}
+    def snapshot(self, name: str | None) -> dict[str, Any]:
+        out: dict[str, Any] = {"config": self.config(name)}
         if name is not None:
-            now = ctx.clock()
-            recent = [t for t in state.get(f"daily/{name}", []) if now - DAY < t <= now]
+            now = self.ctx.clock()
+            recent = [t for t in self.state.get(f"daily/{name}", []) if now - DAY < t <= now]
             out.update(account=name, open_id=open_id_of(name),
-                       epoch=account_doc(name)["epoch"], inits_last_24h=len(recent),
-                       queue=state.get(f"queue/{name}", []))
+                       epoch=self.account_doc(name)["epoch"], inits_last_24h=len(recent),
+                       queue=self.state.get(f"queue/{name}", []))
         return out
 
-    async def control_config(request: Request) -> Response:
-        body = await control_body(request)
-        if body is None:
-            return bad("body must be a JSON object")
-        name = body.get("account")
-        if name is not None and account_param(name) is None:
-            return bad("account must match [A-Za-z0-9_-]{1,64}")
-        settings = settings_of(body)
-        if isinstance(settings, str):
-            return bad(settings)
-        apply_settings(name, settings, bool(body.get("reset_limits")))
-        return JSONResponse(snapshot(name))
+    def posts_of(self, request: Request) -> list[dict[str, Any]] | None:
+        raw = request.query_params.get("account")
+        name = _account_param(raw)
+        if raw is not None and name is None:
+            return None
+        docs = [d for d in self.state.list_prefix("publish/").values()
+                if name is None or d["account"] == name]
+        return sorted(docs, key=lambda d: (d["created"], d["publish_id"]))
 
-    async def control_accounts(request: Request) -> Response:
-        body = await control_body(request)
-        name = account_param((body or {}).get("account"))
-        if body is None or name is None:
-            return bad("account (matching [A-Za-z0-9_-]{1,64}) is required")
-        settings = settings_of(body)
+    def expire_access_token(self, token: str) -> Response:
+        fp = fingerprint(token)
+        match = ACCESS_TOKEN.fullmatch(token)
+        record = self.state.get(f"token/{fp}")
+        if record is None and match is None:
+            return _bad("unknown access_token", 404)
+        owner = record["account"] if record else match.group(1)  # type: ignore[union-attr]
+        epoch = self.account_doc(owner)["epoch"]
+        self.state.put(f"token/{fp}", {**(record or {"epoch": epoch, "expires": None}),
+                                       "account": owner, "expired": True})
+        return JSONResponse({"expired": "access_token", "account": owner})
+
+    # --- API routes ------------------------------------------------------------------------
+
+    async def creator_info(self, request: Request, account: str) -> Any:
+        cfg = self.config(account)
+        return {
+            "creator_avatar_url": f"{request.base_url}avatars/{account}.jpeg",
+            "creator_username": account.lower(), "creator_nickname": account,
+            "privacy_level_options": PRIVATE_OPTIONS if cfg["private"] else PUBLIC_OPTIONS,
+            "comment_disabled": False, "duet_disabled": False, "stitch_disabled": False,
+            "max_video_post_duration_sec": cfg["max_video_post_duration_sec"],
+        }
+
+    async def video_init(self, request: Request, account: str) -> Any:
+        body = await _json_body(request)
+        post = self.post_info_of(body, account)
+        source = _source_info_of(body)
+        self.take_daily_slot(account)
+        plan = pop_first(self.state, f"queue/{account}", "queue/*") or {}
+        number = self.state.next_id("publish")
+        publish_id = f"v_pub_file~v2.{self.ctx.rng('publish', number).getrandbits(62)}"
+        upload_id = str(self.ctx.rng("upload", number).getrandbits(63))
+        now = self.ctx.clock()
+        doc = {
+            "publish_id": publish_id, "upload_id": upload_id,
+            "upload_token": self.random_token("upload_token", account, 128),
+            "account": account, **post, **source, "created": now,
+            "upload_expires": now + float(self.config(account)["upload_ttl"]),
+            "content_type": None, "chunks": [], "uploaded_bytes": 0, "completed": None,
+            "video_sha256": None, "outcome": "fail" if plan else "publish",
+            "fail_reason": plan.get("fail_reason"),
+            "post_id": str(7_000_000_000_000_000_000
+                           + self.ctx.rng("post", publish_id).getrandbits(59)),
+            "polls": 0, "shown": "PROCESSING_UPLOAD",
+        }
+        self.state.put(f"publish/{publish_id}", doc)
+        self.state.put(f"upload/{upload_id}", publish_id)
+        url = f"{request.base_url}video/?upload_id={upload_id}&upload_token={doc['upload_token']}"
+        return {"publish_id": publish_id, "upload_url": url}
+
+    async def status_fetch(self, request: Request, account: str) -> Any:
+        body = await _json_body(request)
+        publish_id = body.get("publish_id")
+        if not isinstance(publish_id, str) or not publish_id:
+            raise TikTokError(400, "invalid_params", "publish_id is required")
+        doc = self.state.get(f"publish/{publish_id}")
+        if doc is None or doc["account"] != account:
+            raise TikTokError(400, "invalid_params", f"publish_id {publish_id} is invalid")
+
+        def change(current: dict[str, Any]) -> dict[str, Any]:
+            polls = current["polls"] + 1 if current["completed"] is not None else 0
+            advanced = {**current, "polls": polls}
+            return {**advanced, "shown": self.visible(advanced)["status"]}
+
+        return self.visible(self.state.update(f"publish/{publish_id}", change, default={}))
+
+    async def upload_chunk(self, request: Request) -> Response:
+        try:
+            doc, media = self.upload_of(request)
+            index, first, last, final = self.chunk_of(request, doc)
+            size = last - first + 1
+            resend = index < len(doc["chunks"])
+            seen, sha = await _receive_chunk(
+                request, None if resend else self.spool_path(doc), first, size)
+            if seen != size:
+                raise TikTokError(416, "invalid_params", f"The chunk has {seen} bytes, "
+                                                         f"Content-Range says {size}")
+            if resend and sha != doc["chunks"][index]:
+                raise TikTokError(400, "invalid_file_upload",
+                                  f"bytes {first}-{last} differ from the chunk received "
+                                  f"before")
+        except TikTokError as exc:
+            return self.fail(exc)
+        if not resend:
+            await self.store_chunk(doc, index, last, sha, media, final)
+        elif final and doc["completed"] is None:  # a restart between last chunk and check
+            await self.finish_upload(doc)
+        return Response(status_code=201 if final else 206)
+
+    async def oauth_token(self, request: Request) -> Response:
+        try:
+            form = await _oauth_form(request)
+            return JSONResponse(self.rotate(self.refresh_owner(form["refresh_token"]), form))
+        except OAuthError as exc:
+            return self.oauth_fail(exc)
+
+    # --- control routes --------------------------------------------------------------------
+
+    async def control_config(self, request: Request) -> Response:
+        try:
+            body = await read_control_body(request)
+        except BadControlBody:
+            return _bad("body must be a JSON object")
+        name = body.get("account")
+        if name is not None and _account_param(name) is None:
+            return _bad("account must match [A-Za-z0-9_-]{1,64}")
+        settings = _settings_of(body)
         if isinstance(settings, str):
-            return bad(settings)
-        apply_settings(name, settings, bool(body.get("reset_limits")))
-        acc = account_doc(name)
-        refresh = f"rft.sandbox.{name}.{random_token('refresh', name, 128)}"
-        ttl = int(config(name)["refresh_ttl"])
-        state.update(f"account/{name}", lambda a: {
-            **a, "refresh_fp": fingerprint(refresh), "refresh_expires": ctx.clock() + ttl},
+            return _bad(settings)
+        self.apply_settings(name, settings, bool(body.get("reset_limits")))
+        return JSONResponse(self.snapshot(name))
+
+    async def control_accounts(self, request: Request) -> Response:
+        try:
+            body = await read_control_body(request)
+        except BadControlBody:
+            body = None
+        name = _account_param((body or {}).get("account"))
+        if body is None or name is None:
+            return _bad("account (matching [A-Za-z0-9_-]{1,64}) is required")
+        settings = _settings_of(body)
+        if isinstance(settings, str):
+            return _bad(settings)
+        self.apply_settings(name, settings, bool(body.get("reset_limits")))
+        acc = self.account_doc(name)
+        refresh = f"rft.sandbox.{name}.{self.random_token('refresh', name, 128)}"
+        ttl = int(self.config(name)["refresh_ttl"])
+        self.state.update(f"account/{name}", lambda a: {
+            **a, "refresh_fp": fingerprint(refresh), "refresh_expires": self.ctx.clock() + ttl},
             default={})
-        state.put(f"refresh/{fingerprint(refresh)}", name)
-        access, access_ttl = issue_access(name, acc["epoch"])
+        self.state.put(f"refresh/{fingerprint(refresh)}", name)
+        access, access_ttl = self.issue_access(name, acc["epoch"])
         return JSONResponse({"account": name, "open_id": open_id_of(name),
                              "access_token": access, "expires_in": access_ttl,
                              "refresh_token": refresh, "refresh_expires_in": ttl})
 
-    async def control_state(request: Request) -> Response:
+    async def control_state(self, request: Request) -> Response:
         raw = request.query_params.get("account")
-        name = account_param(raw)
+        name = _account_param(raw)
         if raw is not None and name is None:
-            return bad("account must match [A-Za-z0-9_-]{1,64}")
-        return JSONResponse(snapshot(name))
+            return _bad("account must match [A-Za-z0-9_-]{1,64}")
+        return JSONResponse(self.snapshot(name))
 
-    async def control_expire(request: Request) -> Response:
-        body = await control_body(request) or {}
-        token, name = body.get("access_token"), account_param(body.get("account"))
+    async def control_expire(self, request: Request) -> Response:
+        try:
+            body = await read_control_body(request)
+        except BadControlBody:
+            body = {}
+        token, name = body.get("access_token"), _account_param(body.get("account"))
         if isinstance(token, str) and token:
-            fp = fingerprint(token)
-            match = ACCESS_TOKEN.fullmatch(token)
-            record = state.get(f"token/{fp}")
-            if record is None and match is None:
-                return bad("unknown access_token", 404)
-            owner = record["account"] if record else match.group(1)  # type: ignore[union-attr]
-            epoch = account_doc(owner)["epoch"]
-            state.put(f"token/{fp}", {**(record or {"epoch": epoch, "expires": None}),
-                                      "account": owner, "expired": True})
-            return JSONResponse({"expired": "access_token", "account": owner})
+            return self.expire_access_token(token)
         if name is None:
-            return bad("give account or access_token")
-        account_doc(name)
-        acc = state.update(f"account/{name}", lambda a: {**a, "epoch": a["epoch"] + 1},
-                           default={})
+            return _bad("give account or access_token")
+        self.account_doc(name)
+        acc = self.state.update(f"account/{name}", lambda a: {**a, "epoch": a["epoch"] + 1},
+                                default={})
         return JSONResponse({"expired": "account", "account": name, "epoch": acc["epoch"]})
 
-    async def control_next_posts(request: Request) -> Response:
+    async def control_next_posts(self, request: Request) -> Response:
         if request.method == "DELETE":
-            name = account_param(request.query_params.get("account"))
-            state.put(f"queue/{name or '*'}", [])
+            name = _account_param(request.query_params.get("account"))
+            self.state.put(f"queue/{name or '*'}", [])
             return JSONResponse({"queue": []})
-        body = await control_body(request)
-        if body is None:
-            return bad("body must be a JSON object")
+        try:
+            body = await read_control_body(request)
+        except BadControlBody:
+            return _bad("body must be a JSON object")
         raw, count = body.get("account"), body.get("count", 1)
         reason = body.get("fail_reason", "spam_risk_text")
-        name = account_param(raw)
+        name = _account_param(raw)
         if raw is not None and name is None:
-            return bad("account must match [A-Za-z0-9_-]{1,64}")
+            return _bad("account must match [A-Za-z0-9_-]{1,64}")
         if not isinstance(reason, str) or not reason:
-            return bad("fail_reason must be a non-empty string")
+            return _bad("fail_reason must be a non-empty string")
         if not _is_int(count) or count < 1:
-            return bad("count must be an integer >= 1")
+            return _bad("count must be an integer >= 1")
         entry = {"fail_reason": reason}
-        queue = state.update(f"queue/{name or '*'}", lambda q: [*q, *([entry] * count)],
-                             default=[])
+        queue = self.state.update(f"queue/{name or '*'}", lambda q: [*q, *([entry] * count)],
+                                  default=[])
         return JSONResponse({"queue": queue})
 
-    def post_view(doc: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "publish_id": doc["publish_id"], "post_id": doc["post_id"],
-            "account": doc["account"], "open_id": open_id_of(doc["account"]),
-            "title": doc["title"], "is_aigc": doc["is_aigc"],
-            "privacy_level": doc["privacy_level"], "disable_comment": doc["disable_comment"],
-            "video_sha256": doc["video_sha256"], "video_size": doc["video_size"],
-            "content_type": doc["content_type"], "created_at": _iso(doc["created"]),
-            "completed_at": _iso(doc["completed"]) if doc["completed"] else None,
-            "status": doc["shown"],
-        }
-
-    def posts_of(request: Request) -> list[dict[str, Any]] | None:
-        raw = request.query_params.get("account")
-        name = account_param(raw)
-        if raw is not None and name is None:
-            return None
-        docs = [d for d in state.list_prefix("publish/").values()
-                if name is None or d["account"] == name]
-        return sorted(docs, key=lambda d: (d["created"], d["publish_id"]))
-
-    async def control_published(request: Request) -> Response:
-        docs = posts_of(request)
+    async def control_published(self, request: Request) -> Response:
+        docs = self.posts_of(request)
         if docs is None:
-            return bad("account must match [A-Za-z0-9_-]{1,64}")
-        return JSONResponse([post_view(d) for d in docs
+            return _bad("account must match [A-Za-z0-9_-]{1,64}")
+        return JSONResponse([_post_view(d) for d in docs
                              if d["completed"] is not None and d["outcome"] == "publish"])
 
-    async def control_posts(request: Request) -> Response:
-        docs = posts_of(request)
+    async def control_posts(self, request: Request) -> Response:
+        docs = self.posts_of(request)
         if docs is None:
-            return bad("account must match [A-Za-z0-9_-]{1,64}")
-        return JSONResponse([{**post_view(d), "outcome": d["outcome"],
+            return _bad("account must match [A-Za-z0-9_-]{1,64}")
+        return JSONResponse([{**_post_view(d), "outcome": d["outcome"],
                               "fail_reason": d["fail_reason"], "uploaded_bytes":
                               d["uploaded_bytes"], "chunks_received": len(d["chunks"]),
                               "total_chunk_count": d["total_chunk_count"]} for d in docs])
 
-    async def not_found(request: Request, exc: Exception) -> Response:
-        return fail(TikTokError(404, "not_found", f"Not Found: {request.url.path}"))
+    # --- errors ----------------------------------------------------------------------------
 
-    async def not_allowed(request: Request, exc: Exception) -> Response:
-        return fail(TikTokError(405, "method_not_allowed", f"Method Not Allowed: "
-                                                           f"{request.method}"))
+    async def not_found(self, request: Request, exc: Exception) -> Response:
+        return self.fail(TikTokError(404, "not_found", f"Not Found: {request.url.path}"))
 
-    app = Starlette(
-        routes=[
-            Route(f"{API}/creator_info/query/", api("creator_info", creator_info),
-                  methods=["POST"]),
-            Route(f"{API}/video/init/", api("init", video_init), methods=["POST"]),
-            Route(f"{API}/status/fetch/", api("status", status_fetch), methods=["POST"]),
-            Route("/video/", upload_chunk, methods=["PUT"]),
-            Route("/v2/oauth/token/", oauth_token, methods=["POST"]),
-            Route("/_control/accounts", control_accounts, methods=["POST"]),
-            Route("/_control/config", control_config, methods=["POST"]),
-            Route("/_control/state", control_state, methods=["GET"]),
-            Route("/_control/expire_token", control_expire, methods=["POST"]),
-            Route("/_control/next_posts", control_next_posts, methods=["POST", "DELETE"]),
-            Route("/_control/published", control_published, methods=["GET"]),
-            Route("/_control/posts", control_posts, methods=["GET"]),
-        ],
-        exception_handlers={404: not_found, 405: not_allowed},
-    )
+    async def not_allowed(self, request: Request, exc: Exception) -> Response:
+        return self.fail(TikTokError(405, "method_not_allowed", f"Method Not Allowed: "
+                                                                f"{request.method}"))
 
-    def error_response(status: int, message: str, retry_after: float | None) -> Response:
+    def error_response(self, status: int, message: str, retry_after: float | None) -> Response:
         code = _STATUS_CODES.get(status, "internal_error" if status >= 500 else "invalid_params")
-        return fail(TikTokError(status, code, message))
+        return self.fail(TikTokError(status, code, message))
 
-    return System(app=app, error_response=error_response)
+    def routes(self) -> list[Route]:
+        return [
+            Route(f"{API}/creator_info/query/", self.api("creator_info", self.creator_info),
+                  methods=["POST"]),
+            Route(f"{API}/video/init/", self.api("init", self.video_init), methods=["POST"]),
+            Route(f"{API}/status/fetch/", self.api("status", self.status_fetch),
+                  methods=["POST"]),
+            Route("/video/", self.upload_chunk, methods=["PUT"]),
+            Route("/v2/oauth/token/", self.oauth_token, methods=["POST"]),
+            Route("/_control/accounts", self.control_accounts, methods=["POST"]),
+            Route("/_control/config", self.control_config, methods=["POST"]),
+            Route("/_control/state", self.control_state, methods=["GET"]),
+            Route("/_control/expire_token", self.control_expire, methods=["POST"]),
+            Route("/_control/next_posts", self.control_next_posts, methods=["POST", "DELETE"]),
+            Route("/_control/published", self.control_published, methods=["GET"]),
+            Route("/_control/posts", self.control_posts, methods=["GET"]),
+        ]
+
+    def system(self) -> System:
+        app = Starlette(routes=self.routes(),
+                        exception_handlers={404: self.not_found, 405: self.not_allowed})
+        return System(app=app, error_response=self.error_response)
+
+
+def create(ctx: SystemContext) -> System:
+    return TikTokSystem(ctx).system()

@@ -100,9 +100,9 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from sandbox.connection import cut_connection
-from sandbox.state import SystemState
+from sandbox.control import BadControlBody, read_control_body
+from sandbox.state import SystemState, pop_first
 from sandbox.system import System, SystemContext
-from sandbox.systems.a2e import pop_first
 
 UPLOAD_PATH = "/upload/youtube/v3/videos"
 API = "/youtube/v3"
@@ -414,37 +414,122 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     return int(raw)
 
 
-def create(ctx: SystemContext) -> System:
-    state: SystemState = ctx.state
-    upload_dir = ctx.state.store.state_dir / "youtube" / "uploads"
-    locks: dict[str, asyncio.Lock] = {}
+def _processing_outcome(video: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A just-uploaded video as its processing leaves it (a queued outcome, else processed)."""
+    if video is None or video["uploadStatus"] != "uploaded":
+        return video
+    outcome = video.get("pending_outcome")
+    if outcome == "failed":
+        return {**video, "uploadStatus": "failed",
+                "failureReason": video.get("outcome_reason") or "codec"}
+    if outcome == "rejected":
+        return {**video, "uploadStatus": "rejected",
+                "rejectionReason": video.get("outcome_reason") or "duplicate"}
+    return {**video, "uploadStatus": "processed"}
 
-    def new_id(kind: str, length: int) -> str:
-        rng = ctx.rng(kind, state.next_id(kind))
+
+def _visible(video: dict[str, Any], channel: str) -> bool:
+    return video["channel"] == channel or video["privacyStatus"] != "private"
+
+
+def _list_response(kind: str, items: list[dict[str, Any]], total: int | None = None,
+                   per_page: int | None = None, next_token: str | None = None) -> Response:
+    body: dict[str, Any] = {
+        "kind": f"youtube#{kind}ListResponse",
+        "etag": _sha(json.dumps(items, sort_keys=True))[:27],
+        "pageInfo": {"totalResults": len(items) if total is None else total,
+                     "resultsPerPage": len(items) if per_page is None else per_page},
+        "items": items}
+    if next_token:
+        body["nextPageToken"] = next_token
+    return JSONResponse(body)
+
+
+def _playlist_item(video: dict[str, Any], playlist: str, position: int,
+                   parts: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": "youtube#playlistItem",
+                           "etag": _sha(video["id"] + playlist)[:27],
+                           "id": base64.urlsafe_b64encode(
+                               f"{playlist}.{video['id']}".encode()).decode().rstrip("=")}
+    if "snippet" in parts:
+        out["snippet"] = {
+            "publishedAt": _rfc3339(video["created"]), "channelId": video["channel"],
+            "title": video["title"], "description": video["description"],
+            "channelTitle": f"Sandbox channel {video['channel'][-6:]}",
+            "playlistId": playlist, "position": position,
+            "resourceId": {"kind": "youtube#video", "videoId": video["id"]},
+            "videoOwnerChannelId": video["channel"]}
+    if "contentDetails" in parts:
+        out["contentDetails"] = {"videoId": video["id"],
+                                 "videoPublishedAt": _rfc3339(video["created"])}
+    if "status" in parts:
+        out["status"] = {"privacyStatus": video["privacyStatus"]}
+    return out
+
+
+def _chunk_fault_spec(body: dict[str, Any]) -> dict[str, Any]:
+    """The chunk fault a POST /_control/chunk_faults body describes; 400 when it is not valid."""
+    offset, action = body.get("offset"), body.get("action")
+    phase, times = body.get("phase", "before"), body.get("times", 1)
+    status, upload_id = body.get("status", 503), body.get("upload_id")
+    if not (offset == "last" or (_is_int(offset) and offset >= 0)):
+        raise bad("badRequest", "offset must be a byte offset >= 0 or 'last'")
+    if action not in ("status", "drop") or phase not in ("before", "after"):
+        raise bad("badRequest", "action must be 'status' or 'drop', phase 'before' or "
+                                "'after'")
+    if not _is_int(status) or not 400 <= status <= 599:
+        raise bad("badRequest", "status must be an HTTP error status")
+    if not _is_int(times) or times < 1:
+        raise bad("badRequest", "times must be an integer >= 1")
+    if upload_id is not None and not isinstance(upload_id, str):
+        raise bad("badRequest", "upload_id must be a string")
+    return {"offset": offset, "action": action, "phase": phase, "status": status,
+            "times": times, "upload_id": upload_id}
+
+
+_ApiHandler = Callable[[Request, dict[str, Any]], Awaitable[Response]]
+_Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class YouTubeSystem:
+    """YouTube Data API v3 and Google's OAuth token endpoint: resumable uploads, reads of
+    one's own videos, channels and uploads playlists, per-project daily quota."""
+
+    def __init__(self, ctx: SystemContext) -> None:
+        self.ctx = ctx
+        self.state: SystemState = ctx.state
+        self.upload_dir = ctx.state.store.state_dir / "youtube" / "uploads"
+        # one lock per upload session, so that its chunk PUTs are applied one at a time
+        self.locks: dict[str, asyncio.Lock] = {}
+
+    # --- helpers: ids, config and quota ----------------------------------------------------
+
+    def new_id(self, kind: str, length: int) -> str:
+        rng = self.ctx.rng(kind, self.state.next_id(kind))
         return "".join(rng.choice(_ID_ALPHABET) for _ in range(length))
 
-    # --- config and quota ------------------------------------------------------------------
-
-    def config(project: str | None) -> dict[str, Any]:
-        merged = {**DEFAULTS, **state.get("config", {})}
+    def config(self, project: str | None) -> dict[str, Any]:
+        merged = {**DEFAULTS, **self.state.get("config", {})}
         if project is not None:
-            merged.update(state.get(f"project/{project}", {}))
+            merged.update(self.state.get(f"project/{project}", {}))
         return merged
 
+    @staticmethod
     def limits(cfg: dict[str, Any]) -> dict[str, int]:
         out = {"units": cfg["units_per_day"]}
         if cfg["quota_model"] == "buckets":
             out["inserts"] = cfg["inserts_per_day"]
         return out
 
+    @staticmethod
     def insert_cost(cfg: dict[str, Any]) -> dict[str, int]:
         if cfg["quota_model"] == "buckets":
             return {"inserts": 1}
         return {"units": cfg["insert_units"]}
 
-    def charge(project: str, cost: dict[str, int], *, best_effort: bool = False) -> None:
+    def charge(self, project: str, cost: dict[str, int], *, best_effort: bool = False) -> None:
         """Take `cost` from today's buckets, all or nothing; 403 quotaExceeded if short."""
-        caps = limits(config(project))
+        caps = self.limits(self.config(project))
         short: list[str] = []
 
         def change(used: dict[str, int]) -> dict[str, int]:
@@ -454,54 +539,55 @@ def create(ctx: SystemContext) -> System:
                 return used
             return {**used, **{b: used.get(b, 0) + n for b, n in cost.items()}}
 
-        state.update(f"usage/{project}/{quota_day(ctx.clock())}", change, default={})
+        self.state.update(f"usage/{project}/{quota_day(self.ctx.clock())}", change, default={})
         if short and not best_effort:
             raise YouTubeError(403, "quotaExceeded", QUOTA_MESSAGE, domain="youtube.quota")
 
-    def quota_view(project: str) -> dict[str, Any]:
-        cfg = config(project)
-        day = quota_day(ctx.clock())
-        used = state.get(f"usage/{project}/{day}", {})
-        caps = limits(cfg)
+    def quota_view(self, project: str) -> dict[str, Any]:
+        cfg = self.config(project)
+        day = quota_day(self.ctx.clock())
+        used = self.state.get(f"usage/{project}/{day}", {})
+        caps = self.limits(cfg)
         return {"client_id": project, "day": day, "config": cfg,
                 "used": {b: used.get(b, 0) for b in caps},
                 "remaining": {b: max(0, caps[b] - used.get(b, 0)) for b in caps}}
 
-    # --- auth ------------------------------------------------------------------------------
+    # --- helpers: auth ---------------------------------------------------------------------
 
-    def authenticate(request: Request) -> dict[str, Any]:
+    def authenticate(self, request: Request) -> dict[str, Any]:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise auth_error("Login Required.", "required")
-        record = state.get(f"token/{_sha(token)}")
-        if record is None or record.get("expired") or record["expires_at"] <= ctx.clock():
+        record = self.state.get(f"token/{_sha(token)}")
+        if record is None or record.get("expired") or record["expires_at"] <= self.ctx.clock():
             raise auth_error("Request had invalid authentication credentials. Expected OAuth "
                              "2 access token, login cookie or other valid authentication "
                              "credential.", "authError")
-        grant = state.get(f"refresh/{record['refresh']}", {})
+        grant = self.state.get(f"refresh/{record['refresh']}", {})
         if grant.get("revoked"):
             raise auth_error("Request had invalid authentication credentials (the grant was "
                              "revoked).", "authError")
         return record
 
-    def api(handler: Callable[[Request, dict[str, Any]], Awaitable[Response]]) -> Callable[
-            [Request], Awaitable[Response]]:
+    def api(self, handler: _ApiHandler) -> _Endpoint:
+        """An authenticated API route: Google's error envelope, and 400s still cost a unit."""
         async def endpoint(request: Request) -> Response:
             try:
-                token = authenticate(request)
+                token = self.authenticate(request)
             except YouTubeError as exc:
                 return exc.response()
             try:
                 return await handler(request, token)
             except YouTubeError as exc:
                 if exc.status == 400:  # invalid requests still cost a unit
-                    charge(token["project"], {"units": READ_COST}, best_effort=True)
+                    self.charge(token["project"], {"units": READ_COST}, best_effort=True)
                 return exc.response()
         return endpoint
 
-    # --- OAuth -----------------------------------------------------------------------------
+    # --- helpers: OAuth --------------------------------------------------------------------
 
+    @staticmethod
     async def form(request: Request) -> dict[str, str]:
         media = request.headers.get("content-type", "").split(";")[0].strip().lower()
         raw = (await request.body()).decode("utf-8", "replace")
@@ -511,79 +597,52 @@ def create(ctx: SystemContext) -> System:
                              "Content-Type must be application/x-www-form-urlencoded")
         return {**dict(request.query_params), **fields}
 
-    def check_client(client_id: str, secret: str) -> None:
+    def check_client(self, client_id: str, secret: str) -> None:
         if not CLIENT_ID.fullmatch(client_id):
             raise OAuthError(401, "invalid_client", "The OAuth client was not found.")
-        known = state.update(f"client/{client_id}",
-                             lambda c: c or {"secret": _sha(secret)}, default=None)
+        known = self.state.update(f"client/{client_id}",
+                                  lambda c: c or {"secret": _sha(secret)}, default=None)
         if known["secret"] != _sha(secret):
             raise OAuthError(401, "invalid_client", "Unauthorized")
 
-    async def token_endpoint(request: Request) -> Response:
-        try:
-            fields = await form(request)
-            grant_type = fields.get("grant_type", "")
-            for name in ("client_id", "client_secret", "grant_type"):
-                if not fields.get(name):
-                    raise OAuthError(400, "invalid_request", f"Missing required parameter: "
-                                                             f"{name}")
-            if grant_type != "refresh_token":
-                raise OAuthError(400, "unsupported_grant_type",
-                                 f"Invalid grant_type: {grant_type}")
-            refresh = fields.get("refresh_token", "")
-            if not refresh:
-                raise OAuthError(400, "invalid_request",
-                                 "Missing required parameter: refresh_token")
-            check_client(fields["client_id"], fields["client_secret"])
-            return JSONResponse(issue(refresh, fields["client_id"]))
-        except OAuthError as exc:
-            return exc.response()
-
-    def issue(refresh: str, client_id: str) -> dict[str, Any]:
+    def issue(self, refresh: str, client_id: str) -> dict[str, Any]:
         if not REFRESH_TOKEN.fullmatch(refresh):
             raise OAuthError(400, "invalid_grant", "Bad Request")
         fp = _sha(refresh)
-        grant = state.update(f"refresh/{fp}", lambda g: g or {
+        grant = self.state.update(f"refresh/{fp}", lambda g: g or {
             "client_id": client_id, "channel": channel_id_for(refresh), "revoked": False},
             default=None)
         if grant["revoked"]:
             raise OAuthError(400, "invalid_grant", "Token has been expired or revoked.")
         if grant["client_id"] != client_id:
             raise OAuthError(401, "unauthorized_client", "Unauthorized")
-        token = "ya29.sandbox-" + new_id("access", 64)
-        state.put(f"token/{_sha(token)}", {
+        token = "ya29.sandbox-" + self.new_id("access", 64)
+        self.state.put(f"token/{_sha(token)}", {
             "channel": grant["channel"], "project": client_id, "refresh": fp,
-            "expires_at": ctx.clock() + TOKEN_TTL, "expired": False})
+            "expires_at": self.ctx.clock() + TOKEN_TTL, "expired": False})
         return {"access_token": token, "expires_in": TOKEN_TTL, "scope": SCOPE,
                 "token_type": "Bearer"}
 
-    def revoke(token: str) -> bool:
+    def revoke(self, token: str) -> bool:
         """Revoke a refresh token's grant, or the grant behind an access token."""
         fp = _sha(token)
-        record = state.get(f"token/{fp}")
+        record = self.state.get(f"token/{fp}")
         if record is not None:
             fp = record["refresh"]
-        elif state.get(f"refresh/{fp}") is None:
+        elif self.state.get(f"refresh/{fp}") is None:
             if not REFRESH_TOKEN.fullmatch(token):
                 return False
-            state.put(f"refresh/{fp}", {"client_id": None, "channel": channel_id_for(token),
-                                        "revoked": True})
+            self.state.put(f"refresh/{fp}", {"client_id": None,
+                                             "channel": channel_id_for(token), "revoked": True})
             return True
-        state.update(f"refresh/{fp}", lambda g: {**g, "revoked": True}, default={})
+        self.state.update(f"refresh/{fp}", lambda g: {**g, "revoked": True}, default={})
         return True
 
-    async def revoke_endpoint(request: Request) -> Response:
-        try:
-            token = (await form(request)).get("token", "")
-        except OAuthError as exc:
-            return exc.response()
-        if not token or not revoke(token):
-            return OAuthError(400, "invalid_token", "Token expired or revoked").response()
-        return JSONResponse({})
+    # --- helpers: upload sessions ----------------------------------------------------------
 
-    # --- upload sessions -------------------------------------------------------------------
-
-    async def insert(request: Request, token: dict[str, Any]) -> Response:
+    async def read_insert(self, request: Request) -> tuple[list[str], dict[str, Any],
+                                                            str | None, int | None]:
+        """videos.insert's request checked: (parts, video resource, media type, total size)."""
         query = request.query_params
         if query.get("uploadType") != "resumable":
             raise bad("invalidParameter", "The sandbox accepts videos.insert uploads with "
@@ -605,63 +664,55 @@ def create(ctx: SystemContext) -> System:
         total = request.headers.get("x-upload-content-length")
         if total is not None and (not total.isdigit() or not 0 < int(total) <= MAX_FILE_BYTES):
             raise bad("badContent", f"Invalid X-Upload-Content-Length: {total}")
-        snippet = validate_snippet(body.get("snippet") if "snippet" in parts else None)
-        status = validate_status(body.get("status") if "status" in parts else None,
-                                 ctx.clock())
+        return parts, body, upload_type, int(total) if total else None
+
+    def open_session(self, token: dict[str, Any], parts: list[str], snippet: dict[str, Any],
+                     status: dict[str, Any], total: int | None,
+                     upload_type: str | None) -> str:
+        """Count the upload against the channel and the quota, and start its session."""
         project, channel = token["project"], token["channel"]
-        cfg = config(project)
-        day_key = f"uploads/{channel}/{quota_day(ctx.clock())}"
-        if state.get(day_key, 0) >= cfg["channel_uploads_per_day"]:
+        cfg = self.config(project)
+        day_key = f"uploads/{channel}/{quota_day(self.ctx.clock())}"
+        if self.state.get(day_key, 0) >= cfg["channel_uploads_per_day"]:
             raise bad("uploadLimitExceeded", "The user has exceeded the number of videos they "
                                              "may upload.", "youtube.video")
-        charge(project, insert_cost(cfg))
-        state.update(day_key, lambda n: n + 1, default=0)
-        if not cfg["audited"]:
+        self.charge(project, self.insert_cost(cfg))
+        self.state.update(day_key, lambda n: n + 1, default=0)
+        if not cfg["audited"]:  # unverified API projects upload private only
             status = {**status, "privacyStatus": "private"}
-        upload_id = new_id("upload", 64)
-        state.put(f"session/{upload_id}", {
+        upload_id = self.new_id("upload", 64)
+        self.state.put(f"session/{upload_id}", {
             "upload_id": upload_id, "channel": channel, "project": project,
-            "created": ctx.clock(), "total": int(total) if total else None,
+            "created": self.ctx.clock(), "total": total,
             "content_type": upload_type, "received": 0, "parts": parts,
             "snippet": snippet, "status": status, "video_id": None, "expired": False})
-        location = f"{request.base_url}{UPLOAD_PATH.lstrip('/')}?uploadType=resumable" \
-                   f"&upload_id={upload_id}"
-        return Response(status_code=200, headers={"Location": location,
-                                                  "X-GUploader-UploadID": upload_id})
+        return upload_id
 
-    def live_session(upload_id: str | None) -> dict[str, Any]:
-        session = state.get(f"session/{upload_id}") if upload_id and \
+    def live_session(self, upload_id: str | None) -> dict[str, Any]:
+        session = self.state.get(f"session/{upload_id}") if upload_id and \
             UPLOAD_ID.fullmatch(upload_id) else None
         if session is not None and not session["expired"]:
-            ttl = float(config(session["project"])["session_ttl"])
-            if ctx.clock() <= session["created"] + ttl:
+            ttl = float(self.config(session["project"])["session_ttl"])
+            if self.ctx.clock() <= session["created"] + ttl:
                 return session
         raise bad("notFound", "The upload session was not found or has expired; start a new "
                               "upload.", status=404)
 
+    @staticmethod
     def incomplete(session: dict[str, Any]) -> Response:
         headers = {"X-GUploader-UploadID": session["upload_id"], "Content-Length": "0"}
         if session["received"] > 0:
             headers["Range"] = f"bytes=0-{session['received'] - 1}"
         return Response(status_code=308, headers=headers)
 
-    def finished(session: dict[str, Any], status_code: int) -> Response:
-        video = state.get(f"video/{session['video_id']}")
-        resource = video_resource(video, session["parts"], statistics(video, ctx.rng,
-                                                                      ctx.clock()))
+    def finished(self, session: dict[str, Any], status_code: int) -> Response:
+        video = self.state.get(f"video/{session['video_id']}")
+        resource = video_resource(video, session["parts"],
+                                  statistics(video, self.ctx.rng, self.ctx.clock()))
         return JSONResponse(resource, status_code=status_code,
                             headers={"X-GUploader-UploadID": session["upload_id"]})
 
-    async def upload_put(request: Request) -> Response:
-        upload_id = request.query_params.get("upload_id")
-        try:
-            live_session(upload_id)
-            async with locks.setdefault(str(upload_id), asyncio.Lock()):
-                return await put_locked(request, live_session(upload_id))
-        except YouTubeError as exc:
-            return exc.response()
-
-    async def put_locked(request: Request, session: dict[str, Any]) -> Response:
+    async def put_locked(self, request: Request, session: dict[str, Any]) -> Response:
         length_header = request.headers.get("content-length")
         if length_header is None or not length_header.isdigit():
             raise bad("badRequest", "Content-Length is required.", status=411)
@@ -671,11 +722,25 @@ def create(ctx: SystemContext) -> System:
             first, last, total = 0, length - 1, length
         else:
             first, last, total = parse_content_range(content_range)
-        if first is None:  # a status probe
+        if first is None or last is None:  # a status probe (`bytes */total`)
             if length:
                 raise bad("badContent", "A status request (bytes */total) must have no body.")
-            check_total(session, total)
-            return finished(session, 200) if session["video_id"] else incomplete(session)
+            self.check_total(session, total)
+            return self.finished(session, 200) if session["video_id"] \
+                else self.incomplete(session)
+        total = self.check_chunk(request, session, first, last, total, length)
+        if session["video_id"]:  # a resend after completion
+            return self.finished(session, 200)
+        final = total is not None and last + 1 == total
+        if not final and length % CHUNK_UNIT:
+            raise bad("badContent", f"Invalid chunk: {length} bytes. Every chunk but the last "
+                                    f"must be a multiple of {CHUNK_UNIT} bytes.")
+        return await self.take_chunk(request, session, first, last, total, final)
+
+    def check_chunk(self, request: Request, session: dict[str, Any], first: int, last: int,
+                    total: int | None, length: int) -> int | None:
+        """A chunk's headers checked against each other and the session; its total size."""
+        content_range = request.headers.get("content-range")
         if length != last - first + 1:
             raise bad("badContent", f"Content-Length {length} does not match Content-Range "
                                     f"{content_range}.")
@@ -683,45 +748,45 @@ def create(ctx: SystemContext) -> System:
         if media is not None and not media_type_ok(media):
             raise bad("badContent", f"Media type '{media}' is not supported. Valid media "
                                     "types: [video/*, application/octet-stream]")
-        total = check_total(session, total)
+        total = self.check_total(session, total)
         if total is not None and last >= total:
             raise bad("badContent", f"Content-Range {content_range} goes past the total size.")
-        if session["video_id"]:  # a resend after completion
-            return finished(session, 200)
-        final = total is not None and last + 1 == total
-        if not final and length % CHUNK_UNIT:
-            raise bad("badContent", f"Invalid chunk: {length} bytes. Every chunk but the last "
-                                    f"must be a multiple of {CHUNK_UNIT} bytes.")
-        fault = take_chunk_fault(session, first, final)
-        if fault is not None and fault["phase"] == "before":
-            return await apply_fault(request, fault)
-        if first > session["received"]:  # a gap: keep nothing, say where to continue
-            return incomplete(session)
-        session = await store_chunk(request, session, first, last)
-        if total is not None and session["received"] == total:
-            session = await complete(session)
-        if fault is not None:
-            return await apply_fault(request, fault)
-        if session["video_id"]:
-            return finished(session, 201)
-        return incomplete(session)
+        return total
 
-    def check_total(session: dict[str, Any], total: int | None) -> int | None:
+    async def take_chunk(self, request: Request, session: dict[str, Any], first: int,
+                         last: int, total: int | None, final: bool) -> Response:
+        """Store a valid chunk (with any chunk fault around it) and answer 308 or the video."""
+        fault = self.take_chunk_fault(session, first, final)
+        if fault is not None and fault["phase"] == "before":
+            return await self.apply_fault(request, fault)
+        if first > session["received"]:  # a gap: keep nothing, say where to continue
+            return self.incomplete(session)
+        session = await self.store_chunk(request, session, first, last)
+        if total is not None and session["received"] == total:
+            session = await self.complete(session)
+        if fault is not None:
+            return await self.apply_fault(request, fault)
+        if session["video_id"]:
+            return self.finished(session, 201)
+        return self.incomplete(session)
+
+    def check_total(self, session: dict[str, Any], total: int | None) -> int | None:
         known = session["total"]
         if total is not None and known is not None and total != known:
             raise bad("badContent", f"The total size {total} differs from the upload's "
                                     f"{known} bytes.")
         if total is not None and known is None:
-            state.update(f"session/{session['upload_id']}", lambda s: {**s, "total": total})
+            self.state.update(f"session/{session['upload_id']}",
+                              lambda s: {**s, "total": total})
             session["total"] = total
         return total if total is not None else known
 
-    async def store_chunk(request: Request, session: dict[str, Any], first: int,
+    async def store_chunk(self, request: Request, session: dict[str, Any], first: int,
                           last: int) -> dict[str, Any]:
         """Append the chunk's unseen bytes to the part file; all of them or none."""
         received = session["received"]
         skip = received - first
-        path = upload_dir / f"{session['upload_id']}.part"
+        path = self.upload_dir / f"{session['upload_id']}.part"
         path.parent.mkdir(parents=True, exist_ok=True)
         written = 0
         with path.open("r+b" if path.exists() else "w+b") as out:
@@ -742,30 +807,30 @@ def create(ctx: SystemContext) -> System:
                 out.truncate(received)
                 raise bad("badContent", "The chunk ended before Content-Length bytes.")
         new_received = max(received, last + 1)
-        return state.update(f"session/{session['upload_id']}",
-                            lambda s: {**s, "received": new_received})
+        return self.state.update(f"session/{session['upload_id']}",
+                                 lambda s: {**s, "received": new_received})
 
-    async def complete(session: dict[str, Any]) -> dict[str, Any]:
-        path = upload_dir / f"{session['upload_id']}.part"
+    async def complete(self, session: dict[str, Any]) -> dict[str, Any]:
+        path = self.upload_dir / f"{session['upload_id']}.part"
         digest, size = await asyncio.to_thread(_hash_file, path)
-        plan = pop_first(state, f"next_uploads/{session['channel']}", "next_uploads/*") or {}
-        video_id = new_id("video", 11)
-        outcome = plan.get("outcome")
+        plan = pop_first(self.state, f"next_uploads/{session['channel']}",
+                         "next_uploads/*") or {}
+        video_id = self.new_id("video", 11)
         snippet, status = session["snippet"], session["status"]
-        state.put(f"video/{video_id}", {
+        self.state.put(f"video/{video_id}", {
             "id": video_id, "channel": session["channel"], "project": session["project"],
-            "upload_id": session["upload_id"], "created": ctx.clock(), **snippet, **status,
-            "uploadStatus": "uploaded", "pending_outcome": outcome,
+            "upload_id": session["upload_id"], "created": self.ctx.clock(), **snippet,
+            **status, "uploadStatus": "uploaded", "pending_outcome": plan.get("outcome"),
             "outcome_reason": plan.get("reason"), "failureReason": None,
             "rejectionReason": None, "sha256": digest, "size": size,
             "content_type": session["content_type"]})
         path.unlink(missing_ok=True)
-        return state.update(f"session/{session['upload_id']}",
-                            lambda s: {**s, "video_id": video_id})
+        return self.state.update(f"session/{session['upload_id']}",
+                                 lambda s: {**s, "video_id": video_id})
 
-    # --- chunk faults ----------------------------------------------------------------------
+    # --- helpers: chunk faults -------------------------------------------------------------
 
-    def take_chunk_fault(session: dict[str, Any], first: int,
+    def take_chunk_fault(self, session: dict[str, Any], first: int,
                          final: bool) -> dict[str, Any] | None:
         taken: list[dict[str, Any]] = []
 
@@ -780,52 +845,74 @@ def create(ctx: SystemContext) -> System:
                 return [*faults[:index], *kept, *faults[index + 1:]]
             return faults
 
-        state.update("chunk_faults", change, default=[])
+        self.state.update("chunk_faults", change, default=[])
         return taken[0] if taken else None
 
+    @staticmethod
     async def apply_fault(request: Request, fault: dict[str, Any]) -> Response:
         if fault["action"] == "drop":
             return _Dropped()
         return error_response(fault["status"], f"sandbox chunk fault: HTTP {fault['status']}",
                               None)
 
-    # --- reads -----------------------------------------------------------------------------
+    # --- helpers: reads --------------------------------------------------------------------
 
-    def processed(video_id: str) -> dict[str, Any] | None:
+    def processed(self, video_id: str) -> dict[str, Any] | None:
         """The video, its processing finished on this first read (nothing happens between
         reads, so tests never wait)."""
-        def change(video: dict[str, Any] | None) -> dict[str, Any] | None:
-            if video is None or video["uploadStatus"] != "uploaded":
-                return video
-            outcome = video.get("pending_outcome")
-            if outcome == "failed":
-                return {**video, "uploadStatus": "failed",
-                        "failureReason": video.get("outcome_reason") or "codec"}
-            if outcome == "rejected":
-                return {**video, "uploadStatus": "rejected",
-                        "rejectionReason": video.get("outcome_reason") or "duplicate"}
-            return {**video, "uploadStatus": "processed"}
-
-        if state.get(f"video/{video_id}") is None:
+        if self.state.get(f"video/{video_id}") is None:
             return None
-        return state.update(f"video/{video_id}", change)
+        return self.state.update(f"video/{video_id}", _processing_outcome)
 
-    def visible(video: dict[str, Any], channel: str) -> bool:
-        return video["channel"] == channel or video["privacyStatus"] != "private"
+    def channel_videos(self, channel: str) -> list[dict[str, Any]]:
+        mine = [v for v in self.state.list_prefix("video/").values() if v["channel"] == channel]
+        return sorted(mine, key=lambda v: (v["created"], v["id"]), reverse=True)
 
-    def list_response(kind: str, items: list[dict[str, Any]], total: int | None = None,
-                      per_page: int | None = None, next_token: str | None = None) -> Response:
-        body: dict[str, Any] = {
-            "kind": f"youtube#{kind}ListResponse",
-            "etag": _sha(json.dumps(items, sort_keys=True))[:27],
-            "pageInfo": {"totalResults": len(items) if total is None else total,
-                         "resultsPerPage": len(items) if per_page is None else per_page},
-            "items": items}
-        if next_token:
-            body["nextPageToken"] = next_token
-        return JSONResponse(body)
+    def channel_resource(self, channel: str, parts: list[str], viewer: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": "youtube#channel", "etag": _sha(channel)[:27],
+                               "id": channel}
+        if "snippet" in parts:
+            out["snippet"] = {"title": f"Sandbox channel {channel[-6:]}", "description": "",
+                              "customUrl": f"@sandbox{channel[-6:].lower()}",
+                              "publishedAt": "2024-01-01T00:00:00Z"}
+        if "contentDetails" in parts:
+            out["contentDetails"] = {"relatedPlaylists": {"likes": "",
+                                                          "uploads": uploads_playlist(channel)}}
+        if "statistics" in parts:
+            videos = [v for v in self.channel_videos(channel) if _visible(v, viewer)]
+            views = sum(int(statistics(v, self.ctx.rng, self.ctx.clock())["viewCount"])
+                        for v in videos)
+            out["statistics"] = {"viewCount": str(views),
+                                 "subscriberCount": str(
+                                     self.ctx.rng("subs", channel).randint(0, 500)
+                                     + views // 50),
+                                 "hiddenSubscriberCount": False,
+                                 "videoCount": str(len(videos))}
+        return out
 
-    async def videos_list(request: Request, token: dict[str, Any]) -> Response:
+    # --- API routes ------------------------------------------------------------------------
+
+    async def insert(self, request: Request, token: dict[str, Any]) -> Response:
+        parts, body, upload_type, total = await self.read_insert(request)
+        snippet = validate_snippet(body.get("snippet") if "snippet" in parts else None)
+        status = validate_status(body.get("status") if "status" in parts else None,
+                                 self.ctx.clock())
+        upload_id = self.open_session(token, parts, snippet, status, total, upload_type)
+        location = f"{request.base_url}{UPLOAD_PATH.lstrip('/')}?uploadType=resumable" \
+                   f"&upload_id={upload_id}"
+        return Response(status_code=200, headers={"Location": location,
+                                                  "X-GUploader-UploadID": upload_id})
+
+    async def upload_put(self, request: Request) -> Response:
+        upload_id = request.query_params.get("upload_id")
+        try:
+            self.live_session(upload_id)
+            async with self.locks.setdefault(str(upload_id), asyncio.Lock()):
+                return await self.put_locked(request, self.live_session(upload_id))
+        except YouTubeError as exc:
+            return exc.response()
+
+    async def videos_list(self, request: Request, token: dict[str, Any]) -> Response:
         parts = parse_parts(request.query_params.get("part"), VIDEO_PARTS)
         raw_ids = request.query_params.get("id")
         if not raw_ids:
@@ -835,21 +922,17 @@ def create(ctx: SystemContext) -> System:
         if len(ids) > 50:
             raise bad("invalidParameter", "At most 50 video ids per request.",
                       "youtube.parameter")
-        charge(token["project"], {"units": READ_COST})
-        now = ctx.clock()
+        self.charge(token["project"], {"units": READ_COST})
+        now = self.ctx.clock()
         items = []
         for video_id in ids:
-            video = processed(video_id) if re.fullmatch(r"[A-Za-z0-9_-]{11}", video_id) \
+            video = self.processed(video_id) if re.fullmatch(r"[A-Za-z0-9_-]{11}", video_id) \
                 else None
-            if video is not None and visible(video, token["channel"]):
-                items.append(video_resource(video, parts, statistics(video, ctx.rng, now)))
-        return list_response("video", items)
+            if video is not None and _visible(video, token["channel"]):
+                items.append(video_resource(video, parts, statistics(video, self.ctx.rng, now)))
+        return _list_response("video", items)
 
-    def channel_videos(channel: str) -> list[dict[str, Any]]:
-        mine = [v for v in state.list_prefix("video/").values() if v["channel"] == channel]
-        return sorted(mine, key=lambda v: (v["created"], v["id"]), reverse=True)
-
-    async def channels_list(request: Request, token: dict[str, Any]) -> Response:
+    async def channels_list(self, request: Request, token: dict[str, Any]) -> Response:
         parts = parse_parts(request.query_params.get("part"),
                             frozenset({"id", "snippet", "contentDetails", "statistics"}))
         query = request.query_params
@@ -861,35 +944,15 @@ def create(ctx: SystemContext) -> System:
             raise bad("missingRequiredParameter", "No filter selected. Expected one of: mine, "
                                                   "id, forHandle, forUsername.",
                       "youtube.parameter")
-        charge(token["project"], {"units": READ_COST})
+        self.charge(token["project"], {"units": READ_COST})
         items = []
         for channel in ids:
-            if channel != token["channel"] and not channel_videos(channel):
+            if channel != token["channel"] and not self.channel_videos(channel):
                 continue  # a channel the sandbox has never seen
-            items.append(channel_resource(channel, parts, token["channel"]))
-        return list_response("channel", items)
+            items.append(self.channel_resource(channel, parts, token["channel"]))
+        return _list_response("channel", items)
 
-    def channel_resource(channel: str, parts: list[str], viewer: str) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": "youtube#channel", "etag": _sha(channel)[:27],
-                               "id": channel}
-        if "snippet" in parts:
-            out["snippet"] = {"title": f"Sandbox channel {channel[-6:]}", "description": "",
-                              "customUrl": f"@sandbox{channel[-6:].lower()}",
-                              "publishedAt": "2024-01-01T00:00:00Z"}
-        if "contentDetails" in parts:
-            out["contentDetails"] = {"relatedPlaylists": {"likes": "",
-                                                          "uploads": uploads_playlist(channel)}}
-        if "statistics" in parts:
-            videos = [v for v in channel_videos(channel) if visible(v, viewer)]
-            views = sum(int(statistics(v, ctx.rng, ctx.clock())["viewCount"]) for v in videos)
-            out["statistics"] = {"viewCount": str(views),
-                                 "subscriberCount": str(ctx.rng("subs", channel).randint(0, 500)
-                                                        + views // 50),
-                                 "hiddenSubscriberCount": False,
-                                 "videoCount": str(len(videos))}
-        return out
-
-    async def playlist_items(request: Request, token: dict[str, Any]) -> Response:
+    async def playlist_items(self, request: Request, token: dict[str, Any]) -> Response:
         parts = parse_parts(request.query_params.get("part"),
                             frozenset({"id", "snippet", "contentDetails", "status"}))
         playlist = request.query_params.get("playlistId")
@@ -899,62 +962,74 @@ def create(ctx: SystemContext) -> System:
         per_page = _int_param(request, "maxResults", 5, 0, 50)
         offset = _page_offset(request.query_params.get("pageToken"))
         channel = "UC" + playlist[2:] if playlist.startswith("UU") else None
-        if channel is None or (channel != token["channel"] and not channel_videos(channel)):
+        if channel is None or (channel != token["channel"] and not self.channel_videos(channel)):
             raise bad("playlistNotFound", "The playlist identified with the request's "
                                           "playlistId parameter cannot be found.",
                       "youtube.playlistItem", status=404)
-        charge(token["project"], {"units": READ_COST})
-        videos = [v for v in channel_videos(channel) if visible(v, token["channel"])]
+        self.charge(token["project"], {"units": READ_COST})
+        videos = [v for v in self.channel_videos(channel) if _visible(v, token["channel"])]
         page = videos[offset: offset + per_page]
-        items = [playlist_item(v, playlist, offset + i, parts) for i, v in enumerate(page)]
+        items = [_playlist_item(v, playlist, offset + i, parts) for i, v in enumerate(page)]
         more = offset + per_page < len(videos) and per_page > 0
-        return list_response("playlistItem", items, total=len(videos), per_page=per_page,
-                             next_token=_page_token(offset + per_page) if more else None)
+        return _list_response("playlistItem", items, total=len(videos), per_page=per_page,
+                              next_token=_page_token(offset + per_page) if more else None)
 
-    def playlist_item(video: dict[str, Any], playlist: str, position: int,
-                      parts: list[str]) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": "youtube#playlistItem",
-                               "etag": _sha(video["id"] + playlist)[:27],
-                               "id": base64.urlsafe_b64encode(
-                                   f"{playlist}.{video['id']}".encode()).decode().rstrip("=")}
-        if "snippet" in parts:
-            out["snippet"] = {
-                "publishedAt": _rfc3339(video["created"]), "channelId": video["channel"],
-                "title": video["title"], "description": video["description"],
-                "channelTitle": f"Sandbox channel {video['channel'][-6:]}",
-                "playlistId": playlist, "position": position,
-                "resourceId": {"kind": "youtube#video", "videoId": video["id"]},
-                "videoOwnerChannelId": video["channel"]}
-        if "contentDetails" in parts:
-            out["contentDetails"] = {"videoId": video["id"],
-                                     "videoPublishedAt": _rfc3339(video["created"])}
-        if "status" in parts:
-            out["status"] = {"privacyStatus": video["privacyStatus"]}
-        return out
-
-    # --- control ---------------------------------------------------------------------------
-
-    async def control_json(request: Request) -> dict[str, Any]:
+    async def token_endpoint(self, request: Request) -> Response:
         try:
-            body = json.loads(await request.body() or b"{}")
-        except ValueError:
-            raise bad("parseError", "invalid JSON") from None
-        if not isinstance(body, dict):
-            raise bad("parseError", "body must be a JSON object")
-        return body
+            fields = await self.form(request)
+            grant_type = fields.get("grant_type", "")
+            for name in ("client_id", "client_secret", "grant_type"):
+                if not fields.get(name):
+                    raise OAuthError(400, "invalid_request", f"Missing required parameter: "
+                                                             f"{name}")
+            if grant_type != "refresh_token":
+                raise OAuthError(400, "unsupported_grant_type",
+                                 f"Invalid grant_type: {grant_type}")
+            refresh = fields.get("refresh_token", "")
+            if not refresh:
+                raise OAuthError(400, "invalid_request",
+                                 "Missing required parameter: refresh_token")
+            self.check_client(fields["client_id"], fields["client_secret"])
+            return JSONResponse(self.issue(refresh, fields["client_id"]))
+        except OAuthError as exc:
+            return exc.response()
 
-    def control(handler: Callable[[Request], Awaitable[Any]]) -> Callable[
-            [Request], Awaitable[Response]]:
+    async def revoke_endpoint(self, request: Request) -> Response:
+        try:
+            token = (await self.form(request)).get("token", "")
+        except OAuthError as exc:
+            return exc.response()
+        if not token or not self.revoke(token):
+            return OAuthError(400, "invalid_token", "Token expired or revoked").response()
+        return JSONResponse({})
+
+    @staticmethod
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return bad("notFound", f"Not Found: {request.method} {request.url.path}",
+                   status=404).response()
+
+    @staticmethod
+    async def not_allowed(request: Request, exc: Exception) -> Response:
+        return bad("methodNotAllowed", f"Method Not Allowed: {request.method}",
+                   status=405).response()
+
+    # --- control routes --------------------------------------------------------------------
+
+    @staticmethod
+    def control(handler: Callable[[Request], Awaitable[Any]]) -> _Endpoint:
+        """A control route: its value as JSON, errors as {"error": message}."""
         async def endpoint(request: Request) -> Response:
             try:
                 return JSONResponse(await handler(request))
             except YouTubeError as exc:
                 return JSONResponse({"error": exc.message}, status_code=exc.status)
+            except BadControlBody as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
         return endpoint
 
-    async def published(request: Request) -> Any:
+    async def published(self, request: Request) -> Any:
         account = request.query_params.get("account") or request.query_params.get("channel")
-        videos = [v for v in state.list_prefix("video/").values()
+        videos = [v for v in self.state.list_prefix("video/").values()
                   if account in (None, "", v["channel"])]
         videos.sort(key=lambda v: (v["created"], v["id"]))
         keys = ("id", "channel", "title", "description", "privacyStatus",
@@ -963,33 +1038,33 @@ def create(ctx: SystemContext) -> System:
         return {"videos": [{**{k: v.get(k) for k in keys}, "created": _rfc3339(v["created"])}
                            for v in videos]}
 
-    async def expire_token(request: Request) -> Any:
-        token = (await control_json(request)).get("access_token")
+    async def expire_token(self, request: Request) -> Any:
+        token = (await read_control_body(request)).get("access_token")
         key = f"token/{_sha(token)}" if isinstance(token, str) else ""
-        if not key or state.get(key) is None:
+        if not key or self.state.get(key) is None:
             raise bad("notFound", "unknown access_token", status=404)
-        state.update(key, lambda r: {**r, "expired": True})
+        self.state.update(key, lambda r: {**r, "expired": True})
         return {"expired": True}
 
-    async def revoke_token(request: Request) -> Any:
-        token = (await control_json(request)).get("refresh_token")
-        if not isinstance(token, str) or not revoke(token):
+    async def revoke_token(self, request: Request) -> Any:
+        token = (await read_control_body(request)).get("refresh_token")
+        if not isinstance(token, str) or not self.revoke(token):
             raise bad("notFound", "unknown refresh_token", status=404)
         return {"revoked": True}
 
-    async def expire_session(request: Request) -> Any:
-        body = await control_json(request)
+    async def expire_session(self, request: Request) -> Any:
+        body = await read_control_body(request)
         upload_id = body.get("upload_id")
         if isinstance(body.get("session_uri"), str):
             upload_id = parse_qs(urlsplit(body["session_uri"]).query).get("upload_id", [""])[0]
         key = f"session/{upload_id}"
-        if not isinstance(upload_id, str) or state.get(key) is None:
+        if not isinstance(upload_id, str) or self.state.get(key) is None:
             raise bad("notFound", "unknown upload session", status=404)
-        state.update(key, lambda s: {**s, "expired": True})
+        self.state.update(key, lambda s: {**s, "expired": True})
         return {"expired": True, "upload_id": upload_id}
 
-    async def config_route(request: Request) -> Any:
-        body = await control_json(request)
+    async def config_route(self, request: Request) -> Any:
+        body = await read_control_body(request)
         project = body.get("client_id")
         known = {*_CONFIG_RULES, "client_id", "units_remaining", "inserts_remaining",
                  "reset_usage"}
@@ -1003,62 +1078,47 @@ def create(ctx: SystemContext) -> System:
         if project is None:
             if {"units_remaining", "inserts_remaining", "reset_usage"} & set(body):
                 raise bad("badRequest", "usage changes need a client_id")
-            state.update("config", lambda c: {**c, **settings}, default={})
-            return {"config": config(None)}
+            self.state.update("config", lambda c: {**c, **settings}, default={})
+            return {"config": self.config(None)}
         if not isinstance(project, str) or not project:
             raise bad("badRequest", "client_id must be a string")
-        state.update(f"project/{project}", lambda c: {**c, **settings}, default={})
-        set_usage(project, body)
-        return quota_view(project)
+        self.state.update(f"project/{project}", lambda c: {**c, **settings}, default={})
+        self.set_usage(project, body)
+        return self.quota_view(project)
 
-    def set_usage(project: str, body: dict[str, Any]) -> None:
-        caps = limits(config(project))
-        usage_key = f"usage/{project}/{quota_day(ctx.clock())}"
+    def set_usage(self, project: str, body: dict[str, Any]) -> None:
+        caps = self.limits(self.config(project))
+        usage_key = f"usage/{project}/{quota_day(self.ctx.clock())}"
         if body.get("reset_usage"):
-            state.put(usage_key, {})
+            self.state.put(usage_key, {})
         for field, bucket in (("units_remaining", "units"), ("inserts_remaining", "inserts")):
             value = body.get(field)
             if value is None:
                 continue
             if not _is_int(value) or value < 0:
                 raise bad("badRequest", f"{field} must be an integer >= 0")
-            cap = caps.get(bucket, config(project)["inserts_per_day"])
-            state.update(usage_key, lambda u, b=bucket, c=cap, v=value: {**u, b: max(0, c - v)},
-                         default={})
+            cap = caps.get(bucket, self.config(project)["inserts_per_day"])
+            self.state.update(usage_key,
+                              lambda u, b=bucket, c=cap, v=value: {**u, b: max(0, c - v)},
+                              default={})
 
-    async def quota_route(request: Request) -> Any:
+    async def quota_route(self, request: Request) -> Any:
         project = request.query_params.get("client_id")
         if not project:
             raise bad("badRequest", "client_id is required")
-        return quota_view(project)
+        return self.quota_view(project)
 
-    async def chunk_faults(request: Request) -> Any:
+    async def chunk_faults(self, request: Request) -> Any:
         if request.method == "GET":
-            return {"faults": state.get("chunk_faults", [])}
+            return {"faults": self.state.get("chunk_faults", [])}
         if request.method == "DELETE":
-            state.put("chunk_faults", [])
+            self.state.put("chunk_faults", [])
             return {"faults": []}
-        body = await control_json(request)
-        offset, action = body.get("offset"), body.get("action")
-        phase, times = body.get("phase", "before"), body.get("times", 1)
-        status, upload_id = body.get("status", 503), body.get("upload_id")
-        if not (offset == "last" or (_is_int(offset) and offset >= 0)):
-            raise bad("badRequest", "offset must be a byte offset >= 0 or 'last'")
-        if action not in ("status", "drop") or phase not in ("before", "after"):
-            raise bad("badRequest", "action must be 'status' or 'drop', phase 'before' or "
-                                    "'after'")
-        if not _is_int(status) or not 400 <= status <= 599:
-            raise bad("badRequest", "status must be an HTTP error status")
-        if not _is_int(times) or times < 1:
-            raise bad("badRequest", "times must be an integer >= 1")
-        if upload_id is not None and not isinstance(upload_id, str):
-            raise bad("badRequest", "upload_id must be a string")
-        fault = {"offset": offset, "action": action, "phase": phase, "status": status,
-                 "times": times, "upload_id": upload_id}
-        return {"faults": state.update("chunk_faults", lambda f: [*f, fault], default=[])}
+        fault = _chunk_fault_spec(await read_control_body(request))
+        return {"faults": self.state.update("chunk_faults", lambda f: [*f, fault], default=[])}
 
-    async def next_uploads(request: Request) -> Any:
-        body = await control_json(request)
+    async def next_uploads(self, request: Request) -> Any:
+        body = await read_control_body(request)
         outcome, count = body.get("outcome"), body.get("count", 1)
         reason, account = body.get("reason"), body.get("account")
         if outcome not in ("failed", "rejected"):
@@ -1069,38 +1129,34 @@ def create(ctx: SystemContext) -> System:
             raise bad("badRequest", "reason must be a string")
         entry = {"outcome": outcome, "reason": reason}
         key = f"next_uploads/{account or '*'}"
-        return {"queue": state.update(key, lambda q: [*q, *([entry] * count)], default=[])}
+        return {"queue": self.state.update(key, lambda q: [*q, *([entry] * count)],
+                                           default=[])}
 
-    async def not_found(request: Request, exc: Exception) -> Response:
-        return bad("notFound", f"Not Found: {request.method} {request.url.path}",
-                   status=404).response()
-
-    async def not_allowed(request: Request, exc: Exception) -> Response:
-        return bad("methodNotAllowed", f"Method Not Allowed: {request.method}",
-                   status=405).response()
-
-    app = Starlette(
-        routes=[
-            Route(UPLOAD_PATH, api(insert), methods=["POST"]),
-            Route(UPLOAD_PATH, upload_put, methods=["PUT"]),
-            Route(f"{API}/videos", api(videos_list), methods=["GET"]),
-            Route(f"{API}/channels", api(channels_list), methods=["GET"]),
-            Route(f"{API}/playlistItems", api(playlist_items), methods=["GET"]),
-            Route("/oauth2/token", token_endpoint, methods=["POST"]),
-            Route("/oauth2/revoke", revoke_endpoint, methods=["POST"]),
-            Route("/_control/published", control(published), methods=["GET"]),
-            Route("/_control/expire_token", control(expire_token), methods=["POST"]),
-            Route("/_control/revoke_token", control(revoke_token), methods=["POST"]),
-            Route("/_control/expire_session", control(expire_session), methods=["POST"]),
-            Route("/_control/config", control(config_route), methods=["POST"]),
-            Route("/_control/quota", control(quota_route), methods=["GET"]),
-            Route("/_control/chunk_faults", control(chunk_faults),
+    def routes(self) -> list[Route]:
+        api, control = self.api, self.control
+        return [
+            Route(UPLOAD_PATH, api(self.insert), methods=["POST"]),
+            Route(UPLOAD_PATH, self.upload_put, methods=["PUT"]),
+            Route(f"{API}/videos", api(self.videos_list), methods=["GET"]),
+            Route(f"{API}/channels", api(self.channels_list), methods=["GET"]),
+            Route(f"{API}/playlistItems", api(self.playlist_items), methods=["GET"]),
+            Route("/oauth2/token", self.token_endpoint, methods=["POST"]),
+            Route("/oauth2/revoke", self.revoke_endpoint, methods=["POST"]),
+            Route("/_control/published", control(self.published), methods=["GET"]),
+            Route("/_control/expire_token", control(self.expire_token), methods=["POST"]),
+            Route("/_control/revoke_token", control(self.revoke_token), methods=["POST"]),
+            Route("/_control/expire_session", control(self.expire_session), methods=["POST"]),
+            Route("/_control/config", control(self.config_route), methods=["POST"]),
+            Route("/_control/quota", control(self.quota_route), methods=["GET"]),
+            Route("/_control/chunk_faults", control(self.chunk_faults),
                   methods=["GET", "POST", "DELETE"]),
-            Route("/_control/next_uploads", control(next_uploads), methods=["POST"]),
-        ],
-        exception_handlers={404: not_found, 405: not_allowed},
-    )
-    return System(app=app, error_response=error_response)
+            Route("/_control/next_uploads", control(self.next_uploads), methods=["POST"]),
+        ]
+
+    def system(self) -> System:
+        app = Starlette(routes=self.routes(),
+                        exception_handlers={404: self.not_found, 405: self.not_allowed})
+        return System(app=app, error_response=error_response)
 
 
 class _Dropped(Response):
@@ -1120,3 +1176,7 @@ def _hash_file(path: Path) -> tuple[str, int]:
             digest.update(block)
             size += len(block)
     return digest.hexdigest(), size
+
+
+def create(ctx: SystemContext) -> System:
+    return YouTubeSystem(ctx).system()

@@ -19,7 +19,7 @@ from http_test_server import Reply, ScriptedServer
 
 from sandbox.server import SandboxServer
 from sandbox.systems.instagram import has_ai_label, render_reel
-from waifugen_assets.planning import platform_texts
+from waifugen_assets.planning.plans import platform_texts
 
 V = "v25.0"
 CAPTION = "Rainy day ramen tour, part 2 AI-generated virtual creator. #ramen #AIgenerated"

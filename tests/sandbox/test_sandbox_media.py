@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from resources.url_policy import content_key
 from resources.video_store import LocalVideoStore
 from sandbox.systems.media import media_root
-from waifugen_assets.storage import content_key
 
 
 @pytest.fixture

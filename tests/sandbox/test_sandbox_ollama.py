@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from waifugen_assets.planning import PLAN_SCHEMA
+from waifugen_assets.planning.plans import PLAN_SCHEMA
 
 MODEL = "llama3.1:8b"
 AIKO = ("You are Aiko, a virtual creator. Persona: ramen critic, retro arcade gamer, "

@@ -1,0 +1,425 @@
+"""The `waifugen` command line: database, roster, runs, status, sandbox and the dev stack."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from waifugen_assets.app.cli_common import DATE, _database_url, _fail, _migrated_url, _today
+from waifugen_assets.app.cli_subscribers import dms, subscribers, webhooks
+from waifugen_assets.core import redaction
+from waifugen_assets.core.config import SANDBOX_DEFAULT_PORT, ConfigError, get_settings
+
+
+class _Group(click.Group):
+    """Turns configuration errors into one clear line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except ConfigError as exc:
+            _fail(str(exc))
+        return None
+
+
+@click.group(cls=_Group)
+def main() -> None:
+    """waifugen: daily content operations of AI virtual creators, on Dagster."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    redaction.install_log_filter()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # full URLs at INFO; ours are redacted
+    get_settings()  # production: a missing setting stops here, by name
+    from waifugen_assets.core import clock
+    clock.now()  # a bad WAIFUGEN_NOW, or one in production, stops here too
+
+
+@main.command("config")
+def config_cmd() -> None:
+    """Show the effective settings (secrets masked)."""
+    for name, value in get_settings().public_view().items():
+        click.echo(f"{name:<22} {value}")
+
+
+# --- db ---------------------------------------------------------------------------------------
+
+@main.group()
+def db() -> None:
+    """App database migrations (Alembic)."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+def db_upgrade(revision: str) -> None:
+    """Migrate the app database up to REVISION (default: head)."""
+    from waifugen_assets.core import migrate
+    url = _database_url()
+    migrate.upgrade(url, revision)
+    click.echo(f"app database at {migrate.current(url)}")
+
+
+@db.command("downgrade")
+@click.argument("revision", default="-1")
+def db_downgrade(revision: str) -> None:
+    """Migrate down to REVISION (default: one step; `base` removes every table)."""
+    from waifugen_assets.core import migrate
+    url = _database_url()
+    migrate.downgrade(url, revision)
+    click.echo(f"app database at {migrate.current(url) or 'base (empty)'}")
+
+
+@db.command("current")
+def db_current() -> None:
+    """Print the database's revision and the code's head."""
+    from waifugen_assets.core import migrate
+    rev = migrate.current(_database_url())
+    head = migrate.head()
+    state = "up to date" if rev == head else "behind: run `waifugen db upgrade`"
+    click.echo(f"{rev or 'base (empty)'} (head {head}, {state})")
+
+
+# --- roster -----------------------------------------------------------------------------------
+
+@main.group()
+def roster() -> None:
+    """The roster of characters."""
+
+
+@roster.command("check")
+@click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
+def roster_check(file: Path | None) -> None:
+    """Validate FILE (default: WAIFUGEN_ROSTER); print every error, exit 1 on any."""
+    from waifugen_assets.roster.model import RosterError, load_roster
+
+    path = file or get_settings().roster_path
+    try:
+        loaded = load_roster(path)
+    except RosterError as exc:
+        for issue in exc.issues:
+            click.echo(str(issue), err=True)
+        click.echo(f"{len(exc.issues)} error(s) in {path}", err=True)
+        sys.exit(1)
+    click.echo(f"{path}: ok, {len(loaded.characters)} characters "
+               f"({len(loaded.enabled())} enabled)")
+
+
+# --- tokens -----------------------------------------------------------------------------------
+
+@main.group()
+def tokens() -> None:
+    """Platform tokens, encrypted at rest (WAIFUGEN_SECRET_KEY)."""
+
+
+def _vault():
+    from resources.database import engine_for
+    from waifugen_assets.core.tokens import TokenCipher, TokenVault
+
+    return TokenVault(engine_for(_migrated_url()), TokenCipher(get_settings().secret_keys))
+
+
+@tokens.command("set")
+@click.argument("platform")
+@click.argument("character")
+@click.option("--access-token-file", type=click.File("r"), required=True,
+              help="File (or - for stdin) holding the access token; never pass tokens as "
+              "arguments, they would land in the shell history.")
+@click.option("--refresh-token-file", type=click.File("r"), default=None)
+@click.option("--expires-in", type=int, default=None, help="Seconds the access token lives.")
+def tokens_set(platform: str, character: str, access_token_file: click.File,
+               refresh_token_file: click.File | None, expires_in: int | None) -> None:
+    """Store PLATFORM tokens for CHARACTER (after authorising the account)."""
+    from waifugen_assets.core.tokens import TokenError, TokenSet
+
+    access = access_token_file.read().strip()
+    refresh = refresh_token_file.read().strip() if refresh_token_file else None
+    if not access:
+        _fail("the access token file is empty")
+    vault = _vault()
+    try:
+        with vault.engine.begin() as conn:
+            vault.save(conn, character, platform, TokenSet(access, refresh, expires_in, None))
+    except TokenError as exc:
+        _fail(str(exc))
+    click.echo(f"stored {platform} tokens for {character} (encrypted, key "
+               f"{vault.cipher.current_key_id})")
+
+
+@tokens.command("rekey")
+def tokens_rekey() -> None:
+    """Re-encrypt every token with the newest key (run before retiring an old key)."""
+    click.echo(f"re-encrypted {_vault().rekey()} account(s)")
+
+
+@tokens.command("status")
+def tokens_status() -> None:
+    """Per account: whether a token is stored, when it expires, and the key it is under."""
+    import sqlalchemy as sa
+
+    from waifugen_assets.core import schema
+    pa = schema.platform_accounts
+    with _vault().engine.connect() as conn:
+        rows = conn.execute(sa.select(pa.c.character_id, pa.c.platform, pa.c.status,
+                                      pa.c.token_expires_at, pa.c.refresh_expires_at,
+                                      pa.c.key_id, pa.c.access_token_enc.is_not(None))
+                            .order_by(pa.c.character_id, pa.c.platform)).all()
+    for cid, platform, status, expires, refresh_expires, key, has_token in rows:
+        state = status if has_token else "no token"
+        click.echo(f"{cid:<20} {platform:<10} {state:<13} access until {expires or '-'}  "
+                   f"refresh until {refresh_expires or '-'}  key {key or '-'}")
+
+
+# --- run and status ---------------------------------------------------------------------------
+
+@main.command("run")
+@click.option("--date", "day", type=DATE, default=None,
+              help="Day to run for every character (default: each character's own local "
+              "today).")
+@click.option("--character", "characters", multiple=True, help="Only these characters.")
+@click.option("--publish", "publish", type=click.Choice(["now", "due"]), default=None,
+              help="now: post every branded reel of the day at once; due: only reels whose "
+              "slot has come (the posting sensor posts the rest). Default: now in sandbox "
+              "mode, due in production.")
+@click.option("--post-late", is_flag=True, default=None,
+              help="Post slots older than PUBLISH_STALE_AFTER_HOURS too (default: in sandbox "
+              "mode with --publish now; otherwise they are recorded as skipped).")
+@click.option("--sandbox-port", default=SANDBOX_DEFAULT_PORT, show_default=True,
+              help="Port of the sandbox this run starts (0: any free port).")
+def run_cmd(day: dt.datetime | None, characters: tuple[str, ...], publish: str | None,
+            post_late: bool | None, sandbox_port: int) -> None:
+    """Materialize each character's day into the Dagster instance; exit 1 if a run failed."""
+    import dagster as dg
+
+    from waifugen_assets.app.local_stack import (
+        PublishMode,
+        RunFailed,
+        local_stack,
+        prepare,
+        run_day,
+    )
+    from waifugen_assets.app.sandbox_seeding import simulate_sandbox_audience
+    from waifugen_assets.core.preflight import check_before_spending
+
+    _check_files()  # a bad roster or sequences file: its problems, one per line, and exit 1
+    with local_stack(sandbox_port=sandbox_port) as stack:
+        from waifugen_assets.definitions import defs
+
+        instance = dg.DagsterInstance.get()
+        try:
+            enabled = prepare(stack, defs, instance)
+        except RunFailed as exc:
+            _fail(str(exc))
+        unknown = sorted(set(characters) - set(enabled))
+        if unknown:
+            _fail(f"not enabled characters in the roster: {', '.join(unknown)}")
+        chosen = list(characters) or enabled
+        engine = _engine(stack.database_url)
+        check_before_spending(engine, chosen)  # a ConfigError ends here, before any run
+        days = _local_days(engine, chosen, day.date() if day else None)
+        sandbox = stack.settings.is_sandbox
+        when = publish or ("now" if sandbox else "due")
+        mode = PublishMode(when, post_late if post_late is not None
+                           else (sandbox and when == "now"))
+        if stack.sandbox_url:  # the sandbox's fans of yesterday (UTC), for the DM runs
+            simulate_sandbox_audience(stack.sandbox_url, chosen, day.date() if day else _today())
+        results = run_day(defs, instance, days, mode)
+        _print_status(stack.database_url, day.date() if day else None, chosen, as_json=False,
+                      days=days)
+        if stack.sandbox_url:  # what the sandbox platforms hold, counted there
+            from sandbox.published import published, render, summarize
+
+            click.echo("\nOn the sandbox platforms (every day so far; twice = a reel "
+                       "posted more than once on an account):")
+            click.echo(render(summarize(published(stack.sandbox_url), _today())))
+        failed = [r for r in results if r.failures]
+        click.echo(f"\n{len(results)} character day(s) run, {len(failed)} failed "
+                   f"(publish: {mode.when}{', late slots too' if mode.post_late else ''}); "
+                   f"runs are in the Dagster instance at {os.environ['DAGSTER_HOME']} "
+                   "(`make dev` shows them)")
+    for r in failed:
+        click.echo(redaction.redact(f"{r.character_id} {r.date}: " + "; ".join(r.failures)),
+                   err=True)
+    if failed:
+        sys.exit(1)
+
+
+def _check_files() -> None:
+    """The roster and the sequences file, validated before anything starts."""
+    from waifugen_assets.roster.model import RosterError, load_roster
+    from waifugen_assets.subscribers.assets import sequences_path
+    from waifugen_assets.subscribers.sequences import SequenceError, load_sequences
+
+    path = get_settings().roster_path
+    try:
+        ids = {c.id for c in load_roster(path).characters}
+    except RosterError as exc:
+        _print_issues(exc.issues, path, "roster")
+        sys.exit(1)
+    seq_path = sequences_path()
+    try:
+        load_sequences(seq_path, known_characters=ids)
+    except SequenceError as exc:
+        _print_issues(exc.issues, seq_path, "sequences file")
+        sys.exit(1)
+
+
+def _print_issues(issues: list, path: Path, what: str) -> None:
+    for issue in issues:
+        click.echo(redaction.redact(str(issue)), err=True)
+    click.echo(f"error: {len(issues)} error(s) in the {what} {path}; nothing was run",
+               err=True)
+
+
+def _engine(url: str):
+    from resources.database import engine_for
+
+    return engine_for(url)
+
+
+def _local_days(engine, ids: list[str], fixed: dt.date | None) -> dict[str, dt.date]:
+    """Each character's day: `fixed` when given, else its own local today."""
+    import sqlalchemy as sa
+
+    from waifugen_assets.core import clock, schema
+    ch = schema.characters
+    with engine.connect() as conn:
+        zones = dict(conn.execute(sa.select(ch.c.id, ch.c.timezone)
+                                  .where(ch.c.id.in_(ids))).all())
+    return {cid: fixed or clock.local_today(zones[cid]) for cid in ids}
+
+
+def _print_status(url: str, day: dt.date | None, ids: list[str] | None, as_json: bool,
+                  days: dict[str, dt.date] | None = None) -> None:
+    from resources.database import engine_for
+    from waifugen_assets.app.status import day_status, render_text
+
+    with engine_for(url).connect() as conn:
+        report = day_status(conn, day, get_settings().a2e_monthly_credits, ids, days)
+    click.echo(json.dumps(report, indent=2) if as_json else render_text(report))
+
+
+@main.command("status")
+@click.option("--date", "day", type=DATE, default=None,
+              help="Day (default: each character's own local today).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status_cmd(day: dt.datetime | None, as_json: bool) -> None:
+    """Per character: reels per stage, posts per platform, budget use."""
+    _print_status(_migrated_url(), day.date() if day else None, None, as_json)
+
+
+@main.group()
+def sandbox() -> None:
+    """Local stand-ins for every outside API."""
+
+
+@sandbox.command("serve")
+@click.option("--port", default=SANDBOX_DEFAULT_PORT, show_default=True)
+@click.option("--state", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="State directory (default: WAIFUGEN_HOME/sandbox).")
+@click.option("--seed", default=None, type=int, help="Seed for deterministic behaviour.")
+def sandbox_serve(port: int, state: Path | None, seed: int | None) -> None:
+    """Serve every sandbox system on 127.0.0.1:PORT until interrupted."""
+    from sandbox.server import serve
+    from waifugen_assets.app.local_stack import SANDBOX_SEED
+
+    settings = get_settings()
+    serve(host="127.0.0.1", port=port, state_dir=state or settings.sandbox_state,
+          seed=SANDBOX_SEED if seed is None else seed)
+
+
+@sandbox.command("published")
+@click.option("--url", default=None, help="A running sandbox (default: WAIFUGEN_SANDBOX_URL, "
+              "else the state directory is opened here).")
+@click.option("--state", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="State directory (default: WAIFUGEN_HOME/sandbox).")
+@click.option("--json", "as_json", is_flag=True, help="Every post, machine-readable.")
+def sandbox_published(url: str | None, state: Path | None, as_json: bool) -> None:
+    """What the TikTok, Instagram and YouTube sandboxes published: posts per platform, reels
+    posted twice, AI-disclosure flags."""
+    from sandbox.published import as_dicts, published, render, summarize
+    from sandbox.server import SandboxServer
+    from waifugen_assets.app.local_stack import SANDBOX_SEED
+
+    settings = get_settings()
+    base = url or os.environ.get("WAIFUGEN_SANDBOX_URL")
+    if base:
+        posts = published(base)
+    else:
+        where = state or settings.sandbox_state
+        if not Path(where).is_dir():
+            _fail(f"no sandbox state at {where} (run `make run` first, or pass --url)")
+        with SandboxServer(Path(where), seed=SANDBOX_SEED) as server:
+            posts = published(server.url)
+    if as_json:
+        click.echo(json.dumps({"summary": summarize(posts, _today()), "posts": as_dicts(posts)},
+                              indent=2))
+    else:
+        click.echo(render(summarize(posts, _today())))
+
+
+@main.command("dev")
+@click.option("--port", default=3000, show_default=True, help="Dagster UI port.")
+@click.option("--sandbox-port", default=SANDBOX_DEFAULT_PORT, show_default=True)
+def dev_cmd(port: int, sandbox_port: int) -> None:
+    """Dagster webserver + daemon on 127.0.0.1 (sandbox mode); Ctrl-C stops everything."""
+    import dagster as dg
+
+    from waifugen_assets.app.local_stack import RunFailed, local_stack, prepare
+    from waifugen_assets.core.config import project_root
+
+    with local_stack(sandbox_port=sandbox_port) as stack:
+        from waifugen_assets.definitions import defs
+
+        try:
+            prepare(stack, defs, dg.DagsterInstance.get())
+        except RunFailed as exc:
+            _fail(str(exc))
+        argv = [str(Path(sys.executable).with_name("dagster")), "dev", "-w",
+                str(project_root() / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)]
+        # Own process group: `dagster dev` ignores SIGTERM from a script, so we stop the group.
+        child = subprocess.Popen(argv, cwd=project_root(), env=os.environ.copy(),
+                                 start_new_session=True)
+        click.echo(f"Dagster UI on http://127.0.0.1:{port}  (sandbox: {stack.sandbox_url}); "
+                   "Ctrl-C stops everything")
+        # Explicit handlers: a parent may have left SIGINT ignored (background jobs).
+        previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT,
+                                                                    signal.SIGTERM)}
+        try:
+            child.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            stop_process_group(child)
+
+
+def stop_process_group(child: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+    """SIGINT the child's group (what Ctrl-C does), then SIGKILL whatever is left in it."""
+    try:
+        os.killpg(child.pid, signal.SIGINT)
+    except ProcessLookupError:
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        child.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(child.pid, signal.SIGKILL)  # stragglers (run workers) of the group
+    child.wait()
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+for _group in (webhooks, subscribers, dms):
+    main.add_command(_group)
+
+if __name__ == "__main__":
+    main()

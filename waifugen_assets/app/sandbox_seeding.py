@@ -1,0 +1,98 @@
+"""Sandbox only: what `make run`, `make dev`, the tests and the benchmarks put into the
+simulated world and the app database before a run, so the day publishes and DMs end to end.
+Production modules hold none of this."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+import httpx
+import sqlalchemy as sa
+
+from waifugen_assets.core import schema
+from waifugen_assets.core.sandbox_world import (
+    sandbox_bot_id,
+    sandbox_bot_token,
+    sandbox_bot_username,
+)
+from waifugen_assets.core.tokens import TokenCipher, TokenSet, TokenVault
+
+SANDBOX_YOUTUBE_UNITS = 1_000_000
+
+
+def configure_sandbox_world(url: str) -> None:
+    """The world `make run` and `make dev` see: A2E renders finish by the first status poll
+    (a real deployment polls after the expected render time), so a whole roster's day fits
+    in A2E's 100 requests an hour: TTS, submit and one poll per reel."""
+    httpx.post(f"{url}/a2e/_control/config", json={"states_per_poll": 10},
+               timeout=10).raise_for_status()
+    # A whole roster's day is ~30 uploads; a real project asks Google for that much quota.
+    httpx.post(f"{url}/youtube/_control/config", json={"units_per_day": SANDBOX_YOUTUBE_UNITS},
+               timeout=10).raise_for_status()
+
+
+def simulate_sandbox_audience(url: str, character_ids: list[str], day: dt.date) -> None:
+    """Sandbox only: the day before `day` on each character's Fanvue creator and Telegram bot
+    (sign-ups, replies, tips, opt-outs; seeded, so every `make run` sees the same fans), so
+    the DM run has subscribers whose day-0 welcome is due."""
+    before = (day - dt.timedelta(days=1)).isoformat()
+    for cid in character_ids:
+        httpx.post(f"{url}/fanvue/_control/simulate", json={"creator": cid, "day": before},
+                   timeout=10).raise_for_status()
+        httpx.post(f"{url}/telegram/_control/simulate",
+                   json={"bot": sandbox_bot_username(cid), "day": before},
+                   timeout=10).raise_for_status()
+
+
+def seed_sandbox_tokens(vault: TokenVault, suffix: str = "") -> list[tuple[str, str]]:
+    """Sandbox only: give every publish account without a token its sandbox token, so
+    `make run` publishes. YouTube gets an expired access token: the first use refreshes."""
+    pa = schema.platform_accounts
+    with vault.engine.connect() as conn:
+        rows = conn.execute(sa.select(pa.c.character_id, pa.c.platform).where(
+            pa.c.platform.in_(schema.SOCIAL_PLATFORMS), pa.c.access_token_enc.is_(None))).all()
+    seeded = []
+    for cid, platform in rows:
+        account = f"{cid}{suffix}"
+        if platform == "tiktok":
+            tokens = TokenSet(f"act.sandbox.{account}", f"rft.sandbox.{account}", 7200, 86400)
+        elif platform == "instagram":
+            token = f"IGAAsandbox{account.replace('-', '')}"
+            tokens = TokenSet(token, token, 60 * 86400, 60 * 86400)
+        else:
+            tokens = TokenSet(f"ya29.expired-{account}", f"1//sandbox-{account}", -60, None)
+        with vault.engine.begin() as conn:
+            vault.save(conn, cid, platform, tokens)
+        seeded.append((cid, platform))
+    return seeded
+
+
+def seed_sandbox_subscriber_tokens(vault: TokenVault, suffix: str = "") -> list[tuple[str, str]]:
+    """Sandbox only: each Fanvue and Telegram account without a token gets its sandbox one
+    (Fanvue: the creator `<character><suffix>`; Telegram: that account's bot)."""
+    pa = schema.platform_accounts
+    with vault.engine.connect() as conn:
+        rows = conn.execute(sa.select(pa.c.id, pa.c.character_id, pa.c.platform).where(
+            pa.c.platform.in_(("fanvue", "telegram")), pa.c.access_token_enc.is_(None))).all()
+    seeded = []
+    for account_id, cid, platform in rows:
+        account = f"{cid}{suffix}"
+        with vault.engine.begin() as conn:
+            if platform == "fanvue":
+                vault.save(conn, cid, platform, TokenSet(
+                    f"fv_at.sandbox.{account}", f"fv_rt.sandbox.{account}", 30 * 86400, None))
+            else:
+                vault.save(conn, cid, platform, TokenSet(
+                    sandbox_bot_token(account), None, None, None))
+                conn.execute(sa.update(pa).where(pa.c.id == account_id)
+                             .values(external_user_id=str(sandbox_bot_id(account))))
+        seeded.append((cid, platform))
+    return seeded
+
+
+def seed_all_tokens(engine: sa.Engine, secret_keys: Sequence[str]) -> None:
+    """Every account without a token gets its sandbox token (publishing and subscribers)."""
+    vault = TokenVault(engine, TokenCipher(secret_keys))
+    seed_sandbox_tokens(vault)
+    seed_sandbox_subscriber_tokens(vault)
