@@ -6,7 +6,15 @@ Reads the app database only. One run per partition with due reels; its run key l
 reel as `<reel>.<n>`: n is 0 until some post of the reel waits for a retry whose time has
 passed, then the reel's attempt count, so each due retry gets one run and a reel that is
 merely in flight is never asked for twice. Slots older than two days are not looked at (long
-stale, and the tick stays flat).
+stale).
+
+The tick stays flat however many years of reels there are (benchmarks/sensor_ticks.py). It
+reads the `branded` reels of the last two days by slot time (the partial index
+`ix_reels_awaiting_post`: published reels, nearly all of history, are not in it; one left
+`branded` by a skipped post is, but outside the two days the range never reaches it) and the
+`published` ones with a post open again (a retry after the platform took it back: the open
+states of the `social_posts (state, next_attempt_at)` index). A `published` reel was settled
+on every platform its character had then; a platform account added later does not reopen it.
 """
 
 # No `from __future__ import annotations`: Dagster reads parameter annotations at runtime.
@@ -21,7 +29,20 @@ from waifugen_assets.pipeline.partitions import partition_key
 from waifugen_assets.publishing.flows import DONE, WAITING
 from waifugen_assets.publishing.jobs import publish_job
 
-LOOKBACK = dt.timedelta(days=2)  # older slots are long stale: the tick stays flat
+LOOKBACK = dt.timedelta(days=2)  # older slots are long stale
+OPEN = tuple(s for s in schema.POST_STATES if s not in DONE)  # a post not settled yet
+
+
+def awaiting_publication(now: dt.datetime) -> sa.Subquery:
+    """Ids of the reels whose slot came in the last two days and that may still need a post:
+    `branded` ones, and `published` ones with a post open again. Each part is an index range
+    scan over unfinished work only."""
+    r, sp = schema.reels, schema.social_posts
+    window = (r.c.scheduled_at <= now, r.c.scheduled_at > now - LOOKBACK)
+    branded = sa.select(r.c.id).where(r.c.status == "branded", *window)
+    reopened = (sa.select(sp.c.reel_id).join(r, r.c.id == sp.c.reel_id)
+                .where(sp.c.state.in_(OPEN), r.c.status == "published", *window))
+    return sa.union(branded, reopened).subquery("awaiting")
 
 
 def due_posts(conn: sa.Connection,
@@ -29,6 +50,7 @@ def due_posts(conn: sa.Connection,
     """(reel id, character, date, n) for each reel the sensor should post now."""
     r, pa, sp = schema.reels, schema.platform_accounts, schema.social_posts
     now = now or clock.now()
+    awaiting = awaiting_publication(now)
     platforms = (sa.select(sa.func.count()).where(
         pa.c.character_id == r.c.character_id, pa.c.platform.in_(schema.SOCIAL_PLATFORMS))
         .scalar_subquery())
@@ -42,9 +64,8 @@ def due_posts(conn: sa.Connection,
     rows = conn.execute(
         sa.select(r.c.id, r.c.character_id, r.c.date,
                   sa.case((retry_due, attempts), else_=0))
-        # `published` too: a post the platform FAILED after acceptance reopens its reel
-        .where(r.c.status.in_(("branded", "published")), r.c.scheduled_at <= now,
-               r.c.scheduled_at > now - LOOKBACK, settled < platforms)
+        .join(awaiting, awaiting.c.id == r.c.id)
+        .where(settled < platforms)
         .order_by(r.c.scheduled_at, r.c.id)).all()
     return [(int(a), str(b), c, int(d)) for a, b, c, d in rows]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import psutil
 import sqlalchemy as sa
 
 from waifugen_assets.core import schema
@@ -149,3 +151,75 @@ def test_roster_check_reports_every_error(tmp_path: Path) -> None:
 
     ok = _cli("roster", "check", env=dict(os.environ))
     assert ok.returncode == 0 and "ok, 8 characters" in ok.stdout
+
+
+def _one_reel_roster(project_dir: Path, tmp_path: Path, cid: str) -> Path:
+    from ruamel.yaml import YAML
+
+    yaml = YAML()
+    data = yaml.load((project_dir / "characters.yaml").read_text())
+    data["characters"] = [c for c in data["characters"] if c["id"] == cid]
+    data["characters"][0]["slots"] = data["characters"][0]["slots"][:1]
+    path = tmp_path / "characters.yaml"
+    with path.open("w") as out:
+        yaml.dump(data, out)
+    return path
+
+
+def _processes_using(marker: str) -> list[list[str]]:
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error, TypeError):
+            if marker in " ".join(p.info["cmdline"] or []) and p.pid != os.getpid():
+                found.append(p.info["cmdline"])
+    return found
+
+
+def test_two_first_runs_on_a_fresh_home_at_once(tmp_path: Path, project_dir: Path) -> None:
+    """Two `make run`s on a fresh state directory, started together: one embedded PostgreSQL,
+    one app database and one schema (created once, not raced), one sandbox; both runs
+    succeed, and when both have exited nothing they started is left running."""
+    home = tmp_path / "home"
+    cid = "greta-vollmond"
+    env = {k: v for k, v in os.environ.items() if k != "WAIFUGEN_SANDBOX_URL"}
+    env.update(WAIFUGEN_HOME=str(home),
+               WAIFUGEN_ROSTER=str(_one_reel_roster(project_dir, tmp_path, cid)))
+    argv = [sys.executable, "-m", "waifugen_assets.app.cli", "run", "--date", DAY,
+            "--sandbox-port", "0"]
+    runs = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True) for _ in range(2)]
+    outputs = [p.communicate(timeout=600)[0] for p in runs]
+    for proc, out in zip(runs, outputs, strict=True):
+        assert proc.returncode == 0, out
+        assert "Traceback" not in out
+        assert "1 character day(s) run, 0 failed" in out
+    # Published once on every platform, whichever run got to each post.
+    for platform in ("tiktok", "instagram", "youtube"):
+        assert _published_row(outputs[-1], platform)[1:5] == ["1", "1", "1", "0"]
+    assert _processes_using(str(home)) == []  # PostgreSQL and the sandbox stopped
+
+
+def test_run_while_another_checkout_holds_the_sandbox_port(
+        db_url: str, tmp_path: Path, project_dir: Path) -> None:
+    """`make dev` in another checkout holds the default sandbox port: `make run` here takes a
+    free port (and says so) instead of refusing, and sends nothing to the other sandbox."""
+    from sandbox.server import SandboxServer
+    from waifugen_assets.core.config import SANDBOX_DEFAULT_PORT
+
+    env = {k: v for k, v in os.environ.items() if k != "WAIFUGEN_SANDBOX_URL"}
+    env.update(WAIFUGEN_HOME=str(tmp_path / "home"), DATABASE_URL=db_url,
+               WAIFUGEN_ROSTER=str(_one_reel_roster(project_dir, tmp_path, "greta-vollmond")))
+    with contextlib.ExitStack() as stack:
+        try:  # the other checkout's sandbox (or someone's real one already there)
+            other = stack.enter_context(SandboxServer(tmp_path / "other",
+                                                      port=SANDBOX_DEFAULT_PORT))
+        except OSError:
+            other = None
+        proc = subprocess.run([sys.executable, "-m", "waifugen_assets.app.cli", "run",
+                               "--date", DAY], env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert f"127.0.0.1:{SANDBOX_DEFAULT_PORT} is in use" in proc.stdout
+        assert "1 character day(s) run, 0 failed" in proc.stdout
+        if other is not None:
+            assert other.journal() == []  # nothing of ours went to the other checkout

@@ -4,15 +4,18 @@ Each test's runs use their own sandbox (their own accounts and journal)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import sqlalchemy as sa
 from cryptography.fernet import Fernet
@@ -165,3 +168,115 @@ def test_a_wrong_secret_key_stops_the_run_before_anything_is_paid(
     tiktok = greta["posts"]["tiktok"]
     assert tiktok["published"] + tiktok["pending"] == 4 and tiktok["published"] >= 2
     assert all("tiktok rate limit" in key for key in greta["open"]), greta["open"]
+
+
+# --- refused before anything starts: one line on stderr, exit 1 --------------------------
+
+def raw_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The command exactly as given (no `--sandbox-port 0` added)."""
+    return subprocess.run([sys.executable, "-m", "waifugen_assets.app.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], *words: str) -> str:
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert_no_traceback(proc)
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("error: ")
+    for word in words:
+        assert word in line, line
+    return line
+
+
+def assert_nothing_started(home: Path) -> None:
+    """No sandbox, embedded PostgreSQL or Dagster instance was made, and no process runs
+    there (the settings' sandbox key file may exist: reading the settings creates it)."""
+    made = sorted(p.name for p in home.iterdir()) if home.exists() else []
+    assert set(made) <= {"sandbox-secret.key"}, made
+    users = []
+    for p in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error, TypeError):
+            if str(home) in " ".join(p.info["cmdline"] or []) and p.pid != os.getpid():
+                users.append(p.info["cmdline"])
+    assert users == []
+
+
+def _rows(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return sum(conn.scalar(sa.select(sa.func.count()).select_from(t))
+                   for t in (schema.characters, schema.reels, schema.platform_accounts))
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when the block ends: nobody listens
+
+
+@pytest.mark.parametrize("offset_days", [-4000, 30])
+def test_a_date_outside_the_partitions_is_refused_before_anything_starts(
+        env, engine, tmp_path, offset_days) -> None:
+    from waifugen_assets.pipeline import partitions
+
+    day = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=offset_days)).isoformat()
+    proc = cli("run", "--date", day, env=env)
+    dates = partitions.daily_partitions  # the range as the definition gives it now
+    assert_one_line_error(proc, f"--date {day}", dates.get_first_partition_key(),
+                          dates.get_last_partition_key(), "nothing was run")
+    assert_nothing_started(Path(env["WAIFUGEN_HOME"]))
+    assert _rows(engine) == 0  # not even the roster was loaded
+
+
+@pytest.mark.parametrize("args", [("run", "--sandbox-port", "99999"),
+                                  ("dev", "--sandbox-port", "99999"),
+                                  ("dev", "--port", "-1"),
+                                  ("sandbox", "serve", "--port", "65536")])
+def test_a_port_out_of_range_is_one_line(env, engine, args) -> None:
+    proc = raw_cli(*args, env=env)
+    assert_one_line_error(proc, f"{args[-2]} {args[-1]}", "0 to 65535")
+    assert_nothing_started(Path(env["WAIFUGEN_HOME"]))
+    assert _rows(engine) == 0
+
+
+@pytest.mark.parametrize("command", [("run",), ("status",), ("tokens", "status")])
+def test_a_key_that_is_not_a_fernet_key_is_one_line(env, engine, command) -> None:
+    bad = "not-a-fernet-key-0123456789"
+    proc = cli(*command, env={**env, "WAIFUGEN_SECRET_KEY": f"{Fernet.generate_key().decode()},"
+                                                             f"{bad}"})
+    line = assert_one_line_error(proc, "WAIFUGEN_SECRET_KEY", "Fernet")
+    assert bad not in line
+    assert_nothing_started(Path(env["WAIFUGEN_HOME"]))
+    assert _rows(engine) == 0
+
+
+PASSWORD = "pw-s3cret-4242"
+
+
+@pytest.mark.parametrize(("url", "words"), [
+    ("not a database url", ["DATABASE_URL is not a database URL", "postgresql://"]),
+    ("mysql://app:{pw}@127.0.0.1/waifugen", ["DATABASE_URL is a mysql URL", "PostgreSQL"]),
+    ("postgresql+psycopg://app:{pw}@127.0.0.1/waifugen",
+     ["driver psycopg", "not installed", "postgresql://"]),
+    ("postgresql://app:{pw}@127.0.0.1:{port}/waifugen",
+     ["cannot connect to the app database waifugen on 127.0.0.1:{port}", "DATABASE_URL",
+      "refused"]),
+])
+@pytest.mark.parametrize("command", [("run",), ("status",), ("db", "upgrade")])
+def test_a_bad_database_url_is_one_line(tmp_path, url, words, command) -> None:
+    port = _closed_port()
+    home = tmp_path / "home"
+    env = {**os.environ, "WAIFUGEN_HOME": str(home),
+           "DATABASE_URL": url.format(pw=PASSWORD, port=port)}
+    line = assert_one_line_error(cli(*command, env=env),
+                                 *(w.format(port=port) for w in words))
+    assert PASSWORD not in line
+    assert_nothing_started(home)
+
+
+def test_sandbox_published_at_a_closed_port_is_one_line(tmp_path) -> None:
+    home = tmp_path / "home"
+    url = f"http://127.0.0.1:{_closed_port()}"
+    proc = raw_cli("sandbox", "published", "--url", url,
+                   env={**os.environ, "WAIFUGEN_HOME": str(home)})
+    assert_one_line_error(proc, f"cannot read the sandbox at {url}")
+    assert_nothing_started(home)

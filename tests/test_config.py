@@ -97,3 +97,29 @@ def test_redaction_masks_credential_shapes() -> None:
     cleaned = redaction.redact(line)
     assert "abc123def456" not in cleaned and "sk_live_abcdef" not in cleaned
     assert "AAE-xyz_123" not in cleaned and "a=1" in cleaned
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("postgresql://app:p%40ss%3Aw@db:5432/waifugen",
+     "postgresql+psycopg2://app:p%40ss%3Aw@db:5432/waifugen"),
+    ("postgres://app@db/waifugen", "postgresql+psycopg2://app@db/waifugen"),
+    (" postgresql+psycopg2://app:x@db/w?sslmode=require\n",
+     "postgresql+psycopg2://app:x@db/w?sslmode=require"),
+])
+def test_database_urls_that_work_keep_their_parts(raw: str, expected: str) -> None:
+    from resources.database import checked_database_url
+
+    assert checked_database_url(raw) == expected
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ("db.example:5432", "is not a database URL"),
+    ("sqlite:///waifugen.db", "is a sqlite URL"),
+    ("postgresql+asyncpg://app:hunter2-hunter2@db/w", "driver asyncpg"),
+])
+def test_database_urls_that_cannot_work_name_the_setting(raw: str, message: str) -> None:
+    from resources.database import checked_database_url
+
+    with pytest.raises(ConfigError, match="DATABASE_URL") as err:
+        checked_database_url(raw)
+    assert message in str(err.value) and "hunter2" not in str(err.value)

@@ -112,6 +112,15 @@ def test_fanvue_event_types(kind: str, data: dict[str, Any], expected: dict[str,
         (fanvue_body("subscriber.renewed", {"currency": "USD"}), "data.amount"),
         (fanvue_body("message.received", {"messageUuid": "m"}), "data.text"),
         ({**fanvue_body("tip.received", {}), "data": "nope"}, "data"),
+        ({k: v for k, v in fanvue_body("tip.received", {}).items() if k != "creatorUuid"},
+         "creatorUuid"),
+        ({**fanvue_body("tip.received", {}), "creatorUuid": 7}, "creatorUuid"),
+        ({**fanvue_body("tip.received", {}), "creatorUuid": "c" * 201}, "creatorUuid"),
+        (fanvue_body("tip.received", {"userUuid": "u" * 201, "amount": 5, "currency": "USD"}),
+         "data.userUuid"),
+        (fanvue_body("tip.received", {"amount": 2**63, "currency": "USD"}), "data.amount"),
+        (fanvue_body("tip.received", {"amount": 5, "currency": "USD"},
+                     created="0001-01-01T00:00:00+01:00"), "createdAt"),
     ],
 )
 def test_fanvue_bad_payloads_name_the_field(body: Any, field: str) -> None:
@@ -126,6 +135,11 @@ def test_fanvue_unknown_type_is_unsupported_and_bad_timezone_dropped() -> None:
         from_fanvue(fanvue_body("story.liked", {}), CHAR)
     event = from_fanvue(fanvue_body("subscriber.created", {"timezone": "Mars/Olympus"}), CHAR)
     assert event.timezone is None and event.occurred_at == T0
+    assert event.creator_uuid == "creator-1"
+    # Names ZoneInfo cannot load for other reasons (a directory, a path, NUL) are dropped too.
+    for name in ("America", "/etc/passwd", "../x", "Europe/\x00", "zone.tab"):
+        odd = from_fanvue(fanvue_body("subscriber.created", {"timezone": name}), CHAR)
+        assert odd.timezone is None, name
 
 
 # --- Telegram normalization -----------------------------------------------------------------------
@@ -189,6 +203,13 @@ def test_telegram_ignored_updates(update: dict[str, Any]) -> None:
          "message.successful_payment.total_amount"),
         (tg_message(1, successful_payment={"currency": "stars", "total_amount": 5}),
          "message.successful_payment.currency"),
+        (tg_message(1, "hi", date=10**20), "message.date"),
+        (tg_message(1, "hi", date=-(10**20)), "message.date"),
+        (tg_message(1, "hi", chat_id=10**250), "message.chat.id"),
+        ({"update_id": 1, "my_chat_member": {"chat": {"id": 1, "type": "private"},
+                                             "date": 10**20,
+                                             "new_chat_member": {"status": "kicked"}}},
+         "my_chat_member.date"),
     ],
 )
 def test_telegram_bad_updates_name_the_field(update: dict[str, Any], field: str) -> None:
@@ -202,6 +223,9 @@ def test_normalized_event_rejects_unknown_type_and_naive_time() -> None:
         NormalizedEvent("fanvue", "e", "subscriber.exploded", CHAR, FAN, T0)
     with pytest.raises(BadEvent, match="occurred_at"):
         NormalizedEvent("fanvue", "e", "subscriber.new", CHAR, FAN, T0.replace(tzinfo=None))
+    # The subscriber id is indexed: a longer one would fail in the database instead.
+    with pytest.raises(BadEvent, match="external_id: longer than 200 characters"):
+        NormalizedEvent("fanvue", "e", "subscriber.new", CHAR, "x" * 201, T0)
 
 
 # --- polling fallback -----------------------------------------------------------------------------
@@ -484,3 +508,41 @@ def test_event_the_database_refuses_is_rejected_alone(engine: sa.Engine) -> None
     assert by_id["e-bad"]["error"] == "could not apply: CheckViolation"
     assert by_id["e-bad"]["processed_at"] is not None and by_id["e-good"]["error"] is None
     assert [r["amount_cents"] for r in rows(engine, schema.revenue_events)] == [7]
+
+
+# --- the Fanvue creator binding, at apply time ----------------------------------------------------
+
+def test_apply_rejects_an_event_for_another_creator_once_the_uuid_is_known(
+        engine: sa.Engine) -> None:
+    add_character(engine)
+    add_character(engine, "mei-lin")
+    with engine.begin() as conn:
+        for slug, uuid in ((CHAR, "creator-1"), ("mei-lin", None)):
+            conn.execute(sa.insert(schema.platform_accounts).values(
+                character_id=slug, platform="fanvue", account_ref=slug, external_user_id=uuid))
+
+    def tip(event_id: str, creator: str, character: str) -> NormalizedEvent:
+        body = {**fanvue_body("tip.received", {"amount": 5, "currency": "USD"},
+                              event_id=event_id), "creatorUuid": creator}
+        return from_fanvue(body, character)
+
+    store_events(engine, [
+        tip("ours", "creator-1", CHAR),
+        tip("theirs", "creator-2", CHAR),  # Aiko's uuid is known and is not creator-2
+        tip("unknown-yet", "creator-2", "mei-lin"),  # Mei's uuid is not known: applied
+        # Polled events carry no creatorUuid: read with the character's own token, so bound.
+        NormalizedEvent("fanvue", "poll:msg:1", "message.received", CHAR, FAN, T0, text="hi",
+                        payload={"source": "poll:messages"}),
+        # A Telegram update is never checked against a Fanvue creator, whatever it holds.
+        NormalizedEvent("telegram", f"{BOT}:1", "message.received", CHAR, "4242", T0,
+                        text="hi", payload={"creatorUuid": "creator-9"}),
+    ])
+    stats = apply_pending(engine, now=T0)
+    assert (stats.applied, stats.rejected, stats.revenue_events) == (4, 1, 2)
+    by_id = {r["event_id"]: r for r in rows(engine, schema.inbound_events)}
+    assert by_id["theirs"]["error"] == inbound.WRONG_CREATOR
+    assert by_id["theirs"]["processed_at"] == T0 and by_id["theirs"]["subscriber_id"] is None
+    assert all(by_id[e]["error"] is None for e in ("ours", "unknown-yet", "poll:msg:1",
+                                                   f"{BOT}:1"))
+    assert sorted(r["event_id"] for r in rows(engine, schema.revenue_events)) == [
+        "ours", "unknown-yet"]

@@ -60,14 +60,21 @@ def test_schedule_and_sensors_use_local_days(pipeline_resources: dict, db_url: s
             planned = {r.partition_key.keys_by_dimension["character"]:
                        r.partition_key.keys_by_dimension["date"]
                        for r in daily_plans_schedule(ctx)}
+        # DM work (an event not applied yet) for two characters: the sensor asks for their
+        # runs, each on the character's own day (the poll run of the tick has no partition).
+        with pipeline_resources["database"].get_engine().begin() as conn:
+            conn.execute(sa.insert(schema.inbound_events), [
+                {"platform": "telegram", "event_id": f"local-day-{cid}",
+                 "event_type": "message.received", "character_id": cid, "occurred_at": NOW}
+                for cid in ("nova-castellane", TOKYO)])
         with clock.running_from(NOW):
             sensed = {r.partition_key.keys_by_dimension["character"]:
                       r.partition_key.keys_by_dimension["date"]
                       for r in dm_sensor(dg.build_sensor_context(
-                          instance=instance, resources={"database": database})).run_requests}
+                          instance=instance, resources={"database": database})).run_requests
+                      if r.partition_key is not None}
     assert planned[LA] == BEFORE.isoformat() and planned[TOKYO] == AFTER.isoformat()
-    # The DM sensor asks for characters with subscriber channels (LA's has none): New York
-    # at 03:00 UTC is 22:00 the evening before.
+    # New York at 03:00 UTC is 22:00 the evening before.
     assert sensed["nova-castellane"] == BEFORE.isoformat()
     assert sensed[TOKYO] == AFTER.isoformat()
 

@@ -20,6 +20,7 @@ from waifugen_assets.subscribers.manual_queue import (
     NotQueued,
     export_csv,
     mark_sent,
+    spreadsheet_safe,
 )
 
 UTC = dt.UTC
@@ -150,3 +151,51 @@ def test_cli_export_and_mark_sent(engine: sa.Engine, db_url: str, queue: dict[st
     done = _cli("dms", "mark-sent", str(queue["fa0"]), db_url=db_url, home=home)
     assert done.returncode == 0 and "1 message(s) marked sent" in done.stdout
     assert states(engine)[queue["fa0"]][0] == "sent"
+
+
+# --- CSV injection: the export is opened in a spreadsheet -------------------------------------
+
+DANGEROUS = ["=1+1", "-2+3+cmd|' /C calc'!A0", "+SUM(A1:A2)", "@SUM(A1)", "\tTAB", "\rCR",
+             '=HYPERLINK("http://x","y")']
+
+
+def test_spreadsheet_safe_prefixes_formula_starts_only() -> None:
+    for value in DANGEROUS:
+        assert spreadsheet_safe(value) == "'" + value
+    for value in ("ken", "", "a=b", " =1", "'=1", "2026-11-25T10:00:00+00:00", "1-2"):
+        assert spreadsheet_safe(value) == value
+    assert spreadsheet_safe(-5) == -5  # numbers are not text cells
+
+
+def test_cli_export_neutralises_formulas_in_every_text_cell(engine: sa.Engine, db_url: str,
+                                                           tmp_path: Path) -> None:
+    """Imported handles such as `=1+1` used to be exported unchanged."""
+    with engine.begin() as conn:
+        conn.execute(sa.insert(schema.characters).values(id="aiko-tanaka", name="Aiko", age=25,
+                                                         timezone="UTC"))
+        seq = insert(conn, schema.dm_sequences, key="default/standard/welcome@1",
+                     tier="standard", definition={"steps": []})
+        for n, value in enumerate(DANGEROUS):
+            sub = insert(conn, schema.subscribers, character_id="aiko-tanaka",
+                         platform="onlyfans", external_id=value, handle=value)
+            insert(conn, schema.dm_messages, subscriber_id=sub, sequence_id=seq, step=0,
+                   state="queued_manual", due_at=T0 + dt.timedelta(minutes=n), text=value,
+                   variant=value)
+
+    def snapshot() -> list[tuple[Any, ...]]:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(sa.select(schema.dm_messages)
+                                                   .order_by(schema.dm_messages.c.id))]
+
+    before = snapshot()
+    target = tmp_path / "queue.csv"
+    out = _cli("dms", "export", "--output", str(target), db_url=db_url, home=tmp_path / "home")
+    assert out.returncode == 0, out.stderr
+    raw = target.read_bytes()
+    assert raw.startswith(b"message_id,character,platform,") and raw.count(b"\r\n") >= 8
+    with target.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))  # the standard (excel) dialect reads it back
+    assert [(r["subscriber_handle"], r["external_id"], r["variant"], r["text"])
+            for r in rows] == [("'" + v,) * 4 for v in DANGEROUS]
+    assert all(r["character"] == "aiko-tanaka" and r["step"] == "0" for r in rows)
+    assert snapshot() == before  # read-only

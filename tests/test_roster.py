@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import subprocess
+import sys
 from datetime import UTC, date, datetime, time
 from io import StringIO
 from pathlib import Path
@@ -16,6 +19,7 @@ from ruamel.yaml import YAML
 
 from waifugen_assets.core.config import project_root
 from waifugen_assets.roster.model import (
+    MAX_AGE,
     MAX_SLOTS,
     PLATFORMS,
     PUBLISH_PLATFORMS,
@@ -61,6 +65,11 @@ def write(tmp_path: Path, text: str, name: str = "characters.yaml") -> Path:
 def broken(old: str, new: str) -> str:
     assert old in VALID, old  # a case that stopped matching would silently test nothing
     return VALID.replace(old, new, 1)
+
+
+def renamed(text: str, ident: str) -> str:
+    """ana-sol's id and handle as `ident`'s: an account belongs to one character."""
+    return text.replace("ana-sol", ident).replace("@anasol", f"@{ident}")
 
 
 def problems(path: Path | str) -> list[str]:
@@ -167,8 +176,8 @@ def test_optional_blocks() -> None:
 
 def test_budget_shares_split_what_named_shares_leave() -> None:
     rest = VALID.split("characters:\n", 1)[1].replace("    budget_share: 40\n", "")
-    text = (VALID + rest.replace("ana-sol", "bo-2") + rest.replace("ana-sol", "cy-3")
-            + rest.replace("ana-sol", "di-4").replace("age: 25", "age: 25\n    enabled: false"))
+    text = (VALID + renamed(rest, "bo-2") + renamed(rest, "cy-3")
+            + renamed(rest, "di-4").replace("age: 25", "age: 25\n    enabled: false"))
     roster = validate_roster_text(text)
 
     assert roster.by_id["bo-2"].budget_share is None
@@ -216,6 +225,12 @@ CASES = [
      "characters.yaml:6: characters[0].age: must be a whole number (got number 25.5)"),
     ("age: 25", "age:",
      "characters.yaml:6: characters[0].age: must be a whole number (got null)"),
+    ("age: 25", "age: 121", "characters.yaml:6: characters[0].age: must be at most 120 (got 121)"),
+    ("age: 25", "age: 100000000000000000000000",  # 10^23 fails the INTEGER column
+     "characters.yaml:6: characters[0].age: must be at most 120 (got 100000000000000000000000)"),
+    ("age: 25", "age: 0x" + "f" * 5000,  # read by ruamel, too long for Python to print
+     "characters.yaml:6: characters[0].age: must be at most 120 (got an integer of 6021 digits "
+     "or so)"),
     ("id: ana-sol", "id: Ana_Sol",
      "characters.yaml:3: characters[0].id: must be a slug: lowercase letters and digits in "
      "words joined by single hyphens (got 'Ana_Sol')"),
@@ -355,13 +370,26 @@ def test_too_many_slots() -> None:
 
 def test_duplicate_id_points_at_the_second_and_names_the_first() -> None:
     second = VALID.split("characters:\n", 1)[1].replace("budget_share: 40", "budget_share: 10")
+    second = second.replace("@anasol", "@anasol2")  # only the id repeats
     assert text_problems(VALID + second) == [
         "characters.yaml:12: characters[1].id: duplicate id 'ana-sol' (first used at line 3)"
     ]
 
 
-def test_budget_shares_of_enabled_characters_over_100_are_reported_once() -> None:
+def test_an_account_shared_by_two_characters_points_at_the_second() -> None:
+    # The database keeps each platform's handle once; the insert used to fail on it.
     second = VALID.split("characters:\n", 1)[1].replace("ana-sol", "bo-2")
+    second = second.replace("budget_share: 40", "budget_share: 10")
+    assert text_problems(VALID + second) == [
+        "characters.yaml:20: characters[1].platforms.tiktok.account: tiktok account '@anasol' "
+        "is another character's (first used at line 11)"
+    ]
+    other_platform = second.replace("tiktok:", "instagram:")  # the same handle elsewhere is fine
+    assert len(validate_roster_text(VALID + other_platform).characters) == 2
+
+
+def test_budget_shares_of_enabled_characters_over_100_are_reported_once() -> None:
+    second = renamed(VALID.split("characters:\n", 1)[1], "bo-2")
     third = second.replace("bo-2", "cy-3").replace("budget_share: 40", "budget_share: 30.5")
     assert text_problems(VALID + second + third) == [
         "characters.yaml:2: characters[*].budget_share: budget shares of enabled characters "
@@ -373,7 +401,7 @@ def test_budget_shares_of_enabled_characters_over_100_are_reported_once() -> Non
 
 
 def test_an_invalid_character_still_counts_towards_the_budget() -> None:
-    second = VALID.split("characters:\n", 1)[1].replace("ana-sol", "bo-2")
+    second = renamed(VALID.split("characters:\n", 1)[1], "bo-2")
     second = second.replace("budget_share: 40", "budget_share: 70").replace("age: 25", "age: 16")
     assert text_problems(VALID + second) == [
         "characters.yaml:2: characters[*].budget_share: budget shares of enabled characters "
@@ -407,6 +435,178 @@ def test_every_mistake_is_reported_in_one_go(monkeypatch: pytest.MonkeyPatch) ->
         "bottom-left, bottom-right (got string 'center')",
         "broken.yaml:19: characters[0].watermark.opacity: must be between 0 and 1 (got 1.5)",
         "broken.yaml:29: characters[2].id: duplicate id 'lucia' (first used at line 20)",
+    ]
+
+
+# --- hostile input: where the logo is, how old, what a name holds ---------------------------
+# Each was accepted once and failed later (branding, the database insert, a terminal).
+
+IMAGE_LINE = 7  # the watermark line `with_image` adds
+
+
+def with_image(image: str) -> str:
+    return broken("    age: 25\n", "    age: 25\n    watermark: {text: '@anasol', image: "
+                  f"{json.dumps(image)}}}\n")
+
+
+def image_problem(message: str) -> str:
+    return f"characters.yaml:{IMAGE_LINE}: characters[0].watermark.image: {message}"
+
+
+OUTSIDE = "must stay inside the roster file's folder"
+
+BAD_IMAGES = [
+    ("../../../../etc/passwd", f"{OUTSIDE} (got '../../../../etc/passwd')"),
+    ("logos/../../shared/logo.png", f"{OUTSIDE} (got 'logos/../../shared/logo.png')"),
+    ("..", f"{OUTSIDE} (got '..')"),
+    ("/etc/passwd", "must be a path relative to the roster file's folder, not an absolute path "
+     "(got '/etc/passwd')"),
+    ("//cdn.example.com/logo.png", "must be a path relative to the roster file's folder, not an "
+     "absolute path (got '//cdn.example.com/logo.png')"),
+    ("https://cdn.example.com/logo.png", "must be a file path, not a URL or protocol "
+     "(got 'https://cdn.example.com/logo.png')"),
+    ("file:logo.png", "must be a file path, not a URL or protocol (got 'file:logo.png')"),
+    ("concat:a.png|b.png", "must be a file path, not a URL or protocol (got 'concat:a.png|b.png')"),
+    ("", "must not be empty"),
+]
+
+
+@pytest.mark.parametrize(("image", "expected"), BAD_IMAGES)
+def test_watermark_image_outside_the_folder_or_with_a_scheme_is_refused(
+    tmp_path: Path, image: str, expected: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path, with_image(image))
+    monkeypatch.chdir(tmp_path)
+    assert problems("characters.yaml") == [image_problem(expected)]
+    # Checked as text alone too, without a folder to resolve in.
+    assert text_problems(with_image(image)) == [image_problem(expected)]
+
+
+def test_watermark_image_symlinked_out_of_the_folder_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, elsewhere = tmp_path / "roster", tmp_path / "elsewhere"
+    (folder / "logos").mkdir(parents=True)
+    elsewhere.mkdir()
+    (elsewhere / "secret.png").write_bytes(b"not a logo")
+    (folder / "logo.png").symlink_to(elsewhere / "secret.png")
+    (folder / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (folder / "loop.png").symlink_to(folder / "loop.png")
+    monkeypatch.chdir(folder)
+    target = elsewhere.resolve() / "secret.png"
+
+    for image in ("logo.png", "linked/secret.png", "logos/../linked/secret.png"):
+        write(folder, with_image(image))
+        expected = image_problem(f"{OUTSIDE} (got {image!r}, which leads to '{target}')")
+        assert problems("characters.yaml") == [expected], image
+        assert isinstance(outcome(with_image(image)), Roster)  # text alone sees no links
+        with pytest.raises(RosterError) as caught:
+            validate_roster_text(with_image(image), folder=folder)
+        assert [str(i) for i in caught.value.issues] == [expected]
+    write(folder, with_image("loop.png"))
+    (issue,) = problems("characters.yaml")
+    assert issue.startswith(image_problem("cannot be resolved: ")), issue
+
+
+def test_watermark_images_inside_the_folder_are_fine_through_links(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    (real / "logos" / "v2").mkdir(parents=True)
+    (real / "logos" / "v2" / "ana.png").write_bytes(b"png")
+    (real / "logos" / "current.png").symlink_to(real / "logos" / "v2" / "ana.png")
+    (tmp_path / "deployed").symlink_to(real, target_is_directory=True)  # the folder is a link
+    for image in ("logos/v2/ana.png", "logos/current.png", "./logos/../logos/current.png",
+                  "logos/not-there-yet.png"):  # a missing logo is branding's to report
+        path = write(tmp_path / "deployed", with_image(image))
+        (ana,) = load_roster(path).characters
+        assert ana.watermark is not None and ana.watermark.image == image
+
+
+UNSAFE_CHARACTERS = [
+    ("\u202e", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+    ("\u202a", "U+202A (LEFT-TO-RIGHT EMBEDDING)"),
+    ("\u2066", "U+2066 (LEFT-TO-RIGHT ISOLATE)"),
+    ("\u2069", "U+2069 (POP DIRECTIONAL ISOLATE)"),
+    ("\x1b", "U+001B (a control character)"),  # ESC: terminal escape sequences
+    ("\r", "U+000D (a control character)"),  # rewrites the terminal line
+    ("\x00", "U+0000 (a control character)"),  # PostgreSQL text cannot hold it
+    ("\x7f", "U+007F (a control character)"),  # DEL
+    ("\x9b", "U+009B (a control character)"),  # C1 CSI
+    ("\u2028", "U+2028 (LINE SEPARATOR)"),
+]
+# (text in VALID, the field, its line): each field gets "@ana<character>los".
+DISPLAY_FIELDS = [
+    ("name: Ana Sol", "characters[0].name", 4),
+    ("persona: A travel vlogger who films night markets.", "characters[0].persona", 5),
+    ('tiktok: {account: "@anasol"}', "characters[0].platforms.tiktok.account", 11),
+    ("    age: 25\n", "characters[0].watermark.text", 7),
+    ("    age: 25\n", "characters[0].a2e.voice_id", 7),
+]
+
+
+def _with_value(old: str, field: str, value: str) -> str:
+    quoted = json.dumps(value)  # \uXXXX escapes: YAML double quotes read them back
+    if field.endswith("watermark.text"):
+        return broken(old, f"    age: 25\n    watermark: {{text: {quoted}}}\n")
+    if field.endswith("a2e.voice_id"):
+        return broken(old, f"    age: 25\n    a2e: {{avatar_id: av1, voice_id: {quoted}}}\n")
+    key, _ = old.split(":", 1)
+    if key == "tiktok":
+        return broken(old, f"tiktok: {{account: {quoted}}}")
+    return broken(old, f"{key}: {quoted}")
+
+
+@pytest.mark.parametrize(("char", "named"), UNSAFE_CHARACTERS)
+@pytest.mark.parametrize(("old", "field", "line"), DISPLAY_FIELDS)
+def test_control_and_bidi_characters_in_displayed_texts_are_named_not_echoed(
+    char: str, named: str, old: str, field: str, line: int
+) -> None:
+    issues = text_problems(_with_value(old, field, f"@ana{char}los"))
+    assert issues == [f"characters.yaml:{line}: {field}: must not contain {named} at character 5: "
+                      "control and bidi formatting characters are not allowed"]
+    assert char not in issues[0]
+
+
+def test_a_raw_bidi_override_in_the_file_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, VALID.replace("name: Ana Sol", "name: Ana \u202eloS"))
+    assert problems(path) == [
+        f"{path}:4: characters[0].name: must not contain U+202E (RIGHT-TO-LEFT OVERRIDE) at "
+        "character 5: control and bidi formatting characters are not allowed"]
+
+
+def test_names_in_any_script_and_a_persona_paragraph_are_fine() -> None:
+    text = (VALID.replace("name: Ana Sol", 'name: "Lucía 美咲 ليلى 👩\u200d🍳"')
+            .replace("persona: A travel vlogger who films night markets.",
+                     "persona: |\n      A travel vlogger.\n      She films night markets."))
+    (ana,) = validate_roster_text(text).characters
+    assert ana.name == "Lucía 美咲 ليلى 👩\u200d🍳"  # a zero-width joiner inside an emoji stays
+    assert ana.persona == "A travel vlogger.\nShe films night markets.\n"
+    assert text_problems(VALID.replace("name: Ana Sol", 'name: "Ana\\nSol"')) == [
+        "characters.yaml:4: characters[0].name: must not contain U+000A (a control character) "
+        "at character 4: control and bidi formatting characters are not allowed"]
+
+
+def test_the_oldest_age_is_accepted() -> None:
+    (ana,) = validate_roster_text(broken("age: 25", f"age: {MAX_AGE}")).characters
+    assert ana.age == MAX_AGE == 120
+
+
+def test_roster_check_cli_refuses_each_with_its_line_and_exit_1(tmp_path: Path) -> None:
+    text = (broken("age: 25", "age: 100000000000000000000000")
+            .replace("name: Ana Sol", 'name: "Ana \\u202eloS"')
+            .replace("    budget_share: 40\n", "    budget_share: 40\n    watermark: "
+                     "{text: '@anasol', image: ../../../../etc/passwd}\n"))
+    path = write(tmp_path, text)
+    env = {**os.environ, "WAIFUGEN_HOME": str(tmp_path / "home")}
+    proc = subprocess.run([sys.executable, "-m", "waifugen_assets.app.cli", "roster", "check",
+                           str(path)], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        f"{path}:4: characters[0].name: must not contain U+202E (RIGHT-TO-LEFT OVERRIDE) at "
+        "character 5: control and bidi formatting characters are not allowed",
+        f"{path}:6: characters[0].age: must be at most 120 (got 100000000000000000000000)",
+        f"{path}:9: characters[0].watermark.image: {OUTSIDE} (got '../../../../etc/passwd')",
+        f"3 error(s) in {path}",
     ]
 
 

@@ -59,14 +59,6 @@ def test_daily_schedule_uses_each_local_day(pipeline_resources: dict, db_url: st
     assert len(requests) == 8
 
 
-def test_partitions_reach_the_local_day_east_of_utc() -> None:
-    from waifugen_assets.pipeline.partitions import daily_partitions
-
-    today = dt.datetime.now(dt.UTC).date()
-    keys = daily_partitions.get_partition_keys()
-    assert (today + dt.timedelta(days=1)).isoformat() == keys[-1]
-
-
 def test_weekly_premium_plans_one_premium_reel(pipeline_resources: dict, db_url: str,
                                                engine: sa.Engine) -> None:
     sunday = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)

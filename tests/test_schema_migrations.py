@@ -44,7 +44,7 @@ def test_migrations_round_trip(empty_db_url: str) -> None:
     assert migrate.current(empty_db_url) is None
 
     migrate.upgrade(empty_db_url)
-    assert migrate.current(empty_db_url) == migrate.head() == "0008_alerts"
+    assert migrate.current(empty_db_url) == migrate.head() == "0009_sensor_indexes"
     assert _tables(empty_db_url) == {*schema.metadata.tables, "alembic_version"}
 
     migrate.downgrade(empty_db_url, "base")

@@ -40,10 +40,15 @@ Eve,eve,u1007,25.11.2026 21:15,,€7,
 """
 
 
-def add_character(engine: sa.Engine, slug: str = CHAR) -> None:
+def add_character(engine: sa.Engine, slug: str = CHAR,
+                  platforms: tuple[str, ...] = ("onlyfans", "fansly")) -> None:
+    """The character with accounts on `platforms` (imports need one on the roster)."""
     with engine.begin() as conn:
         conn.execute(sa.insert(schema.characters).values(
             id=slug, name="Aiko", age=24, timezone="Asia/Tokyo"))
+        for platform in platforms:
+            conn.execute(sa.insert(schema.platform_accounts).values(
+                character_id=slug, platform=platform, account_ref=f"{slug}-{platform}"))
 
 
 def subscribers(engine: sa.Engine) -> dict[str, dict[str, Any]]:
@@ -238,3 +243,116 @@ def test_cli_reports_bad_rows_and_exit_codes(engine: sa.Engine, db_url: str,
                 home=tmp_path / "home")
     assert nope.returncode == 1 and "unknown character 'nobody'" in nope.stderr
     assert "Traceback" not in nope.stderr
+
+
+# --- bad input: RFC 4180 quoting, the roster's accounts, one-line errors, nothing written ------
+
+def _count(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return conn.scalar(sa.select(sa.func.count()).select_from(schema.subscribers))
+
+
+QUOTED = ('User ID,Name,Subscribed\r\n'
+          'u1,"Ann ""Nicky"" Lee",2026-11-01\r\n'
+          'u2,"He said ""hi, there""",2026-11-02\r\n'
+          'u3,"two\r\nlines, ""quoted""",2026-11-03\r\n'
+          'u4,plain,2026-11-04\r\n')
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t"])
+def test_doubled_quotes_are_read_as_rfc_4180(engine: sa.Engine, db_url: str, tmp_path: Path,
+                                             delimiter: str) -> None:
+    """The header alone used to choose the dialect: doubled quotes were misread or refused."""
+    add_character(engine)
+    text = QUOTED.replace(",2026", f"{delimiter}2026").replace("u1,", f"u1{delimiter}") \
+        .replace("u2,", f"u2{delimiter}").replace("u3,", f"u3{delimiter}") \
+        .replace("u4,", f"u4{delimiter}").replace("User ID,Name,", f"User ID{delimiter}Name"
+                                                   f"{delimiter}")
+    path = write(tmp_path, text)
+    done = _cli("subscribers", "import", "onlyfans", CHAR, str(path), db_url=db_url,
+                home=tmp_path / "home")
+    assert done.returncode == 0, done.stderr
+    assert "4 imported, 0 updated, 0 unchanged, 0 bad row(s)" in done.stdout
+    names = {k: v["display_name"] for k, v in subscribers(engine).items()}
+    assert names == {"u1": 'Ann "Nicky" Lee', "u2": 'He said "hi, there"',
+                     "u3": 'two\r\nlines, "quoted"', "u4": "plain"}
+
+
+def test_a_platform_the_character_has_no_account_for_is_refused(engine: sa.Engine,
+                                                                db_url: str,
+                                                                tmp_path: Path) -> None:
+    add_character(engine, platforms=("onlyfans",))
+    path = write(tmp_path, "Username,Subscribed\nken,2026-11-01\n")
+    refused = _cli("subscribers", "import", "fansly", CHAR, str(path), db_url=db_url,
+                   home=tmp_path / "home")
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines() == [
+        f"error: {path}: character 'aiko-tanaka' has no fansly account on the roster (add it to "
+        "characters.yaml first); nothing imported"]
+    assert _count(engine) == 0
+    with engine.begin() as conn:
+        conn.execute(sa.update(schema.platform_accounts).values(status="disabled"))
+    disabled = _cli("subscribers", "import", "onlyfans", CHAR, str(path), db_url=db_url,
+                    home=tmp_path / "home")
+    assert disabled.returncode == 1
+    assert disabled.stderr.splitlines() == [
+        f"error: {path}: the onlyfans account of character 'aiko-tanaka' is disabled; "
+        "nothing imported"]
+    assert _count(engine) == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"Username,Subscribed\nken,2026-11-01\nb\x00d,2026-11-02\n",
+         "line 3: NUL character (not a text CSV export)"),
+        (b"Username,Subscribed\nJos\xe9,2026-11-01\n",
+         "line 2: not UTF-8 text (export the CSV as UTF-8)"),
+        (b'Username,Subscribed\nken,"' + b"x" * 200_000 + b'"\n',
+         "line 2: unreadable CSV (field larger than field limit (131072))"),
+        (b'"Na\nme",Subscribed\nken,2026-11-01\n',
+         "no user id or username column (e.g. 'User ID' or 'Username'); columns found: "
+         "'Na\\nme', Subscribed"),
+    ],
+)
+def test_file_problems_are_one_line_and_import_nothing(engine: sa.Engine, db_url: str,
+                                                       tmp_path: Path, content: bytes,
+                                                       message: str) -> None:
+    add_character(engine)
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    refused = _cli("subscribers", "import", "onlyfans", CHAR, str(path), db_url=db_url,
+                   home=tmp_path / "home")
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines() == [f"error: {path}: {message}"]
+    assert _count(engine) == 0
+
+
+def test_cells_the_database_cannot_hold_are_bad_rows(engine: sa.Engine, db_url: str,
+                                                     tmp_path: Path) -> None:
+    add_character(engine)
+    long_id = "u" * 201
+    path = write(tmp_path, "\n".join([
+        'User ID,"Sub\nscribed",Total spent,Timezone,Tier',
+        f"{long_id},2026-11-01,,,",
+        "u2,0001-01-01T00:00:00+01:00,,,",
+        "u3,2026-11-01,$99999999999999999999999999999999,,",
+        "u4,2026-11-01,,America,",
+        "u5,2026-11-01,,,Gold VIP",
+        "u6,2026-11-01,,,Basic fan",
+    ]) + "\n")
+    done = _cli("subscribers", "import", "onlyfans", CHAR, str(path), db_url=db_url,
+                home=tmp_path / "home")
+    assert done.returncode == 1
+    # One line per bad row, the column named on that line even when its header has a break
+    # (the header takes lines 1-2, so the first row is line 3).
+    assert done.stderr.splitlines() == [
+        f"{path}:line 3: User ID: longer than 200 characters",
+        f"{path}:line 4: 'Sub\\nscribed': date out of range: '0001-01-01T00:00:00+01:00'",
+        f"{path}:line 5: Total spent: too large: '$99999999999999999999999999999999'",
+        f"{path}:line 6: Timezone: not an IANA time zone: 'America'",
+    ]
+    assert "2 imported, 0 updated, 0 unchanged, 4 bad row(s)" in done.stdout
+    # Tier names are ours, as for Fanvue: the DM sequences know standard and vip only.
+    assert {k: v["tier"] for k, v in subscribers(engine).items()} == {
+        "u5": "vip", "u6": "standard"}

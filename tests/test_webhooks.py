@@ -310,3 +310,167 @@ def test_cli_serves_on_the_configured_database(world: sa.Engine, db_url: str,
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+# --- bad input: refused with a 4xx naming the problem, never a 500, nothing stored -------------
+
+def _nested(depth: int) -> bytes:
+    return (b'{"id": "evt_deep", "type": "tip.received", "createdAt": "2026-11-25T10:00:00Z", '
+            b'"creatorUuid": "creator", "data": ' + b"[" * depth + b"]" * depth + b"}")
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"),
+    [
+        (_nested(5000), "body: nested deeper than 32 levels"),  # RecursionError in json
+        (_nested(40), "body: nested deeper than 32 levels"),  # parses, but refused as deep
+        (json.dumps(body(text="a\u0000b", kind="message.received", messageUuid="m")).encode(),
+         "body: contains a NUL character (\\u0000), which cannot be stored"),
+        (b'{"id": "evt_1", "type": "tip.received", "\\u0000": 1}',
+         "body: contains a NUL character (\\u0000), which cannot be stored"),
+        (b'{"id": "evt_\\ud800", "type": "tip.received"}',
+         "body: contains an unpaired surrogate (not valid Unicode)"),
+        (b'{"id": "evt_1", "type": "tip.received", "x": NaN}',
+         "body: NaN is not a JSON number PostgreSQL can store"),
+        (b'{"id": "evt_1", "type": "tip.received", "x": 1e400}',
+         "body: number out of range: 1e400"),
+        (b"\xff\xfe\x00", "body is not JSON"),
+        (json.dumps(body(amount=2**63, currency="USD")).encode(), "data.amount: too large"),
+        (json.dumps({**body(), "createdAt": "9999-12-31T23:00:00-05:00"}).encode(),
+         "createdAt: out of range: 9999-12-31T23:00:00-05:00"),
+        (json.dumps(body(userUuid="u" * 201, amount=5, currency="USD")).encode(),
+         "data.userUuid: longer than 200 characters"),
+        (json.dumps({**body(), "creatorUuid": "c" * 201}).encode(),
+         "creatorUuid: longer than 200 characters"),
+        (json.dumps({k: v for k, v in body().items() if k != "creatorUuid"}).encode(),
+         "creatorUuid: missing"),
+    ],
+)
+def test_signed_bodies_the_database_cannot_hold_are_400(service: Service, world: sa.Engine,
+                                                        raw: bytes, error: str) -> None:
+    response = service.fanvue(raw)
+    assert (response.status_code, response.json()) == (400, {"error": error})
+    assert stored(world) == []
+
+
+@pytest.mark.parametrize("segment", ["aiko%00tanaka", "%00", "aiko-tanaka%0A", "AIKO-TANAKA",
+                                     "%C3%A9", "aiko%20tanaka", "a" * 300])
+def test_a_character_segment_that_is_no_slug_is_404(service: Service, world: sa.Engine,
+                                                     segment: str) -> None:
+    fanvue = service.fanvue(body(), character=segment)
+    assert (fanvue.status_code, fanvue.json()) == (404, {"error": "unknown character"})
+    telegram = service.telegram(tg_text(1, "hi"), character=segment)
+    assert (telegram.status_code, telegram.json()) == (404, {"error": "unknown character"})
+    assert stored(world) == []
+
+
+def test_telegram_values_out_of_range_are_400(service: Service, world: sa.Engine) -> None:
+    late = tg_text(1, "hi")
+    late["message"]["date"] = 10**20
+    response = service.telegram(late)
+    assert (response.status_code, response.json()) == (
+        400, {"error": "message.date: not a Unix time in range"})
+    huge_chat = tg_text(2, "hi")
+    huge_chat["message"]["chat"]["id"] = 10**250  # would not fit the external id index
+    assert service.telegram(huge_chat).json() == {
+        "error": "message.chat.id: longer than 200 characters"}
+    paid = tg_text(3, "hi")
+    paid["message"]["successful_payment"] = {"currency": "XTR", "total_amount": 2**63}
+    assert service.telegram(paid).json() == {
+        "error": "message.successful_payment.total_amount: too large"}
+    assert stored(world) == []
+
+
+def test_a_signature_timestamp_too_long_for_int_is_401(service: Service, world: sa.Engine) -> None:
+    response = service.fanvue(body(), header=f"t={'9' * 5000},v1={'0' * 64}")
+    assert (response.status_code, response.json()) == (401, {"error": "malformed signature "
+                                                                      "header"})
+    assert stored(world) == []
+
+
+def test_a_fan_time_zone_naming_a_directory_is_dropped(service: Service,
+                                                       world: sa.Engine) -> None:
+    # ZoneInfo("America") raises IsADirectoryError, which once escaped as a 500.
+    response = service.fanvue(body("subscriber.created", "evt_tz", handle="ken",
+                                   timezone="America"))
+    assert (response.status_code, response.json()) == (200, {"stored": 1})
+    with world.connect() as conn:
+        assert conn.scalar(sa.select(schema.inbound_events.c.data)) == {"handle": "ken"}
+
+
+# --- the Fanvue creator: an event is bound to the character its creator is --------------------
+
+MEI = "mei-lin"
+AIKO_CREATOR = "c0ffee00-0000-4000-8000-00000000a1c0"
+MEI_CREATOR = "c0ffee00-0000-4000-8000-0000000003e1"
+
+
+def _fanvue_accounts(engine: sa.Engine, **uuids: str | None) -> None:
+    """Fanvue accounts for the characters named (slug with '_' for '-'), creating them."""
+    with engine.begin() as conn:
+        for name, uuid in uuids.items():
+            slug = name.replace("_", "-")
+            if conn.scalar(sa.select(schema.characters.c.id)
+                           .where(schema.characters.c.id == slug)) is None:
+                conn.execute(sa.insert(schema.characters).values(
+                    id=slug, name=slug, age=25, timezone="UTC"))
+            conn.execute(sa.insert(schema.platform_accounts).values(
+                character_id=slug, platform="fanvue", account_ref=f"{slug}-fv",
+                external_user_id=uuid))
+
+
+def _for(creator: str, event_id: str) -> dict[str, Any]:
+    return {**body(event_id=event_id), "creatorUuid": creator}
+
+
+def _inbound_count(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return conn.scalar(sa.select(sa.func.count()).select_from(schema.inbound_events))
+
+
+def test_an_event_posted_to_another_characters_url_is_refused(service: Service,
+                                                              world: sa.Engine) -> None:
+    _fanvue_accounts(world, aiko_tanaka=AIKO_CREATOR, mei_lin=MEI_CREATOR)
+    before = _inbound_count(world)
+    wrong = service.fanvue(_for(AIKO_CREATOR, "evt_a"), character=MEI)
+    assert (wrong.status_code, wrong.json()) == (403, {
+        "error": "creatorUuid: the event is for another Fanvue creator than mei-lin's account"})
+    assert _inbound_count(world) == before == 0
+    # The same signed event at its own character's URL is stored, under that character.
+    right = service.fanvue(_for(AIKO_CREATOR, "evt_a"))
+    assert (right.status_code, right.json()) == (200, {"stored": 1})
+    assert service.fanvue(_for(MEI_CREATOR, "evt_m"), character=MEI).json() == {"stored": 1}
+    with world.connect() as conn:
+        assert sorted(conn.execute(sa.select(schema.inbound_events.c.event_id,
+                                             schema.inbound_events.c.character_id)).all()) == [
+            ("evt_a", CHAR), ("evt_m", MEI)]
+
+
+def test_while_the_creator_is_unknown_events_are_stored_and_bound_when_applied(
+        world: sa.Engine) -> None:
+    # Mei's account exists but no DM run has asked Fanvue for its uuid yet; Aiko has none.
+    _fanvue_accounts(world, mei_lin=None)
+    svc = Service(world, character_bots={CHAR: BOT}, creator_cache_seconds=0)
+    try:
+        assert svc.fanvue(_for(AIKO_CREATOR, "evt_1"), character=MEI).json() == {"stored": 1}
+        assert svc.fanvue(_for(MEI_CREATOR, "evt_2"), character=MEI).json() == {"stored": 1}
+        assert svc.fanvue(_for(AIKO_CREATOR, "evt_3")).json() == {"stored": 1}
+        # A DM run learns Mei's uuid (GET /users/me) before it applies events.
+        with world.begin() as conn:
+            conn.execute(sa.update(schema.platform_accounts)
+                         .where(schema.platform_accounts.c.character_id == MEI)
+                         .values(external_user_id=MEI_CREATOR))
+        stats = apply_pending(world)
+        assert (stats.applied, stats.rejected) == (2, 1)
+        ie = schema.inbound_events
+        with world.connect() as conn:
+            errors = dict(conn.execute(sa.select(ie.c.event_id, ie.c.error)).all())
+            subscribers = conn.execute(sa.select(schema.subscribers.c.character_id)).scalars()
+            assert sorted(subscribers) == [CHAR, MEI]  # Mei's fan from evt_2, Aiko's from evt_3
+        assert errors == {"evt_1": "event is for another Fanvue creator than the character's "
+                                   "account", "evt_2": None, "evt_3": None}
+        # From now on the service knows it too: refused at the door, nothing stored.
+        late = svc.fanvue(_for(AIKO_CREATOR, "evt_4"), character=MEI)
+        assert late.status_code == 403 and _inbound_count(world) == 3
+    finally:
+        svc.close()

@@ -9,6 +9,7 @@ import pytest
 from pydantic import PlainValidator, ValidationInfo
 
 from waifugen_assets.core.yaml_check import (
+    MAX_DEPTH,
     Bool,
     OptionalText,
     Slug,
@@ -19,6 +20,7 @@ from waifugen_assets.core.yaml_check import (
     YamlModel,
     at_least_one,
     describe,
+    display_text,
     format_version,
     integer,
     item_line,
@@ -28,6 +30,7 @@ from waifugen_assets.core.yaml_check import (
     node_line,
     number,
     one_of,
+    show,
     valid,
     value_line,
 )
@@ -304,6 +307,100 @@ def test_read_reports_what_keeps_a_file_from_being_read(tmp_path: Path) -> None:
     assert checker.read(path) is None
     assert [str(i) for i in checker.issues] == [
         "kit.yaml:2: not UTF-8 text (bad byte at offset 17)"]
+
+
+# --- hostile input ------------------------------------------------------------------------
+# Whatever the file holds, the checker reports issues; it never raises anything else.
+
+
+def test_nesting_deeper_than_the_limit_is_refused_where_it_passes_it() -> None:
+    # The top mapping is level 1, so the 32nd "[" (column 6 + 32) opens level 33.
+    too_deep = "version: 1\nkits: " + "[" * MAX_DEPTH + "]" * MAX_DEPTH + "\n"
+    assert problems(too_deep) == [
+        f"kit.yaml:2: invalid YAML at column {6 + MAX_DEPTH}: nested more than {MAX_DEPTH} "
+        "levels deep"]
+    deepest = "version: 1\nkits: " + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1) + "\n"
+    assert problems(deepest) == ["kit.yaml:2: kits[0]: must be a mapping of kit fields (got list)"]
+
+
+@pytest.mark.parametrize("text", [
+    "kits: " + "[" * 100_000,  # not even closed: refused before the parser reaches the end
+    "kits: " + "{a: " * 5_000 + "1" + "}" * 5_000,
+    "kits:\n" + "".join("  " * level + "- \n" for level in range(1, 2_000)),
+])
+def test_nesting_that_would_exhaust_the_stack_is_a_yaml_error(text: str) -> None:
+    (issue,) = problems(text)
+    assert issue.endswith(f"nested more than {MAX_DEPTH} levels deep")
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    ("2026-02-30", "day is out of range for month"),
+    ("2026-01-01t25:00:00", "hour must be in 0..23"),
+    ("!!int twelve", "invalid literal for int() with base 10: 'twelve'"),
+    ("!!float x", "could not convert string to float: 'x'"),
+    ("1" * 5000, "Exceeds the limit (4300 digits) for integer string conversion: value has "
+     "5000 digits"),
+])
+def test_a_value_python_cannot_build_is_a_yaml_error_at_the_value(value: str, reason: str) -> None:
+    assert problems(VALID + f"    weight: {value}\n") == [
+        f"kit.yaml:11: invalid YAML at column 13: cannot read this value ({reason})"]
+
+
+def test_a_mapping_python_cannot_build_is_a_yaml_error_at_the_mapping() -> None:
+    # A duplicate key too long to print: ruamel's own message about it cannot be formatted.
+    huge = "0x" + "f" * 5000
+    assert problems(f"version: 1\n? {huge}\n: 1\n? {huge}\n: 2\n") == [
+        "kit.yaml:1: invalid YAML at column 1: cannot read this value (Exceeds the limit "
+        "(4300 digits) for integer string conversion)"]
+
+
+def test_integers_too_long_to_print_are_shown_by_their_size() -> None:
+    huge = 16**5000  # 0xfff...: ruamel reads hex of any length, str() refuses it
+    assert show(10**23) == "100000000000000000000000"
+    assert show(huge) == "an integer of 6021 digits or so"
+    assert describe(-huge) == "an integer of 6021 digits or so"
+    assert describe(10**23) == "integer 100000000000000000000000"
+    with pytest.raises(ValueError, match=r"must be between 1 and 10 \(got an integer of 6021 "):
+        integer(1, 10)(huge)
+    assert problems(broken("version: 1", "version: 0x" + "f" * 5000)) == [
+        "kit.yaml:1: version: unsupported version an integer of 6021 digits or so (this release "
+        "reads version 1)"]
+
+
+@pytest.mark.parametrize(("value", "named"), [
+    ("a\u202eb", "U+202E (RIGHT-TO-LEFT OVERRIDE)"),
+    ("a\u2067b", "U+2067 (RIGHT-TO-LEFT ISOLATE)"),
+    ("a\x1b[2Jb", "U+001B (a control character)"),
+    ("a\tb", "U+0009 (a control character)"),
+    ("a\x85b", "U+0085 (a control character)"),  # NEL, a C1 line break
+    ("a\u2029b", "U+2029 (PARAGRAPH SEPARATOR)"),
+])
+def test_display_text_names_the_code_point_it_refuses(value: str, named: str) -> None:
+    for newlines in (False, True):
+        with pytest.raises(ValueError, match="must not contain") as caught:
+            display_text(value, newlines=newlines)
+        assert str(caught.value) == (f"must not contain {named} at character 2: control and "
+                                     "bidi formatting characters are not allowed")
+        assert value[1] not in str(caught.value)
+
+
+def test_display_text_takes_any_script_and_line_feeds_only_when_asked() -> None:
+    assert display_text("Lucía 美咲 ليلى \u200f👩\u200d🍳") == "Lucía 美咲 ليلى \u200f👩\u200d🍳"
+    assert display_text("two\nlines", newlines=True) == "two\nlines"
+    with pytest.raises(ValueError, match=r"must not contain U\+000A \(a control character\)"):
+        display_text("two\nlines")
+    with pytest.raises(ValueError, match="must not be empty"):
+        display_text(" ")
+
+
+def test_an_issue_never_prints_a_control_or_bidi_character_raw() -> None:
+    checker = YamlChecker("kit.yaml")
+    checker.report(3, "a", "x\x1b[2Jy\u202ez\x9b\x7f")
+    assert [str(i) for i in checker.issues] == ["kit.yaml:3: a: x\\u001b[2Jy\\u202ez\\u009b\\u007f"]
+    # ruamel's own messages quote keys raw; the issue escapes them.
+    (issue,) = problems(VALID + "    colo\u202er: 1\n    colo\u202er: 2\n")
+    assert "\u202e" not in issue
+    assert 'found duplicate key "colo\\u202er"' in issue
 
 
 # --- the pieces ---------------------------------------------------------------------------

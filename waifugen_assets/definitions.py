@@ -24,7 +24,9 @@ from sensors.dms import dm_sensor
 from sensors.generation import generation_sensor
 from sensors.posting import posting_sensor
 from sensors.roster import roster_sensor
+from sensors.status import status_sensor
 from waifugen_assets.core.config import get_settings
+from waifugen_assets.pipeline.catalog import with_code_references
 from waifugen_assets.planning.assets import reel_plans
 from waifugen_assets.planning.jobs import plan_job, weekly_premium_job
 from waifugen_assets.planning.schedules import daily_plans_schedule, weekly_premium_schedule
@@ -32,21 +34,24 @@ from waifugen_assets.publishing.assets import social_posts
 from waifugen_assets.publishing.jobs import daily_content_job, publish_job
 from waifugen_assets.rendering.assets import reels
 from waifugen_assets.rendering.jobs import render_job
+from waifugen_assets.reporting.assets import daily_status
+from waifugen_assets.reporting.jobs import status_job
+from waifugen_assets.reporting.schedules import daily_status_schedule
 from waifugen_assets.roster.assets import characters
 from waifugen_assets.roster.jobs import roster_job
 from waifugen_assets.subscribers.assets import dm_messages
-from waifugen_assets.subscribers.jobs import subscriber_dms_job
+from waifugen_assets.subscribers.jobs import subscriber_dms_job, subscriber_poll_job
 from waifugen_assets.videos.assets import branded_videos, stored_videos
 
 
 def build_defs() -> dg.Definitions:
     return dg.Definitions(
-        assets=[characters, reel_plans, reels, stored_videos, branded_videos, social_posts,
-                dm_messages],
+        assets=with_code_references([characters, reel_plans, reels, stored_videos,
+                                     branded_videos, social_posts, dm_messages, daily_status]),
         jobs=[roster_job, plan_job, render_job, publish_job, daily_content_job,
-              weekly_premium_job, subscriber_dms_job],
-        schedules=[daily_plans_schedule, weekly_premium_schedule],
-        sensors=[roster_sensor, generation_sensor, posting_sensor, dm_sensor],
+              weekly_premium_job, subscriber_dms_job, subscriber_poll_job, status_job],
+        schedules=[daily_plans_schedule, weekly_premium_schedule, daily_status_schedule],
+        sensors=[roster_sensor, generation_sensor, posting_sensor, dm_sensor, status_sensor],
         resources={
             "database": DatabaseResource(),
             "roster": RosterResource(),

@@ -1261,6 +1261,13 @@ class InstagramSystem:
         return [{**{k: m[k] for k in keys}, "timestamp": graph_time(m["published"])}
                 for m in mine]
 
+    def c_published_post(self, request: Request, body: dict[str, Any]) -> Any:
+        wanted = request.path_params["media_id"]
+        found = [m for m in self.c_published(request, body) if m["id"] == wanted]
+        if not found:
+            raise LookupError(f"no published media {wanted}")
+        return found[0]
+
     # --- control routes ------------------------------------------------------------------------
 
     async def control_account(self, request: Request) -> Response:
@@ -1296,6 +1303,10 @@ class InstagramSystem:
     async def control_published(self, request: Request) -> Response:
         return await self.answer_control(request, self.c_published)
 
+    async def control_published_post(self, request: Request) -> Response:
+        """One published media by id: what a status link opens."""
+        return await self.answer_control(request, self.c_published_post)
+
     # --- wiring --------------------------------------------------------------------------------
 
     def routes(self) -> list[Route]:
@@ -1312,6 +1323,8 @@ class InstagramSystem:
             Route("/_control/config", self.control_config, methods=both),
             Route("/_control/containers", self.control_containers, methods=["GET"]),
             Route("/_control/published", self.control_published, methods=["GET"]),
+            Route("/_control/published/{media_id}", self.control_published_post,
+                  methods=["GET"]),
             Route("/rupload/ig-api-upload/{v}/{cid}", self.api_rupload, methods=both),
             Route("/refresh_access_token", self.api_refresh, methods=["GET"]),
             Route("/{v}/refresh_access_token", self.api_refresh, methods=["GET"]),

@@ -977,6 +977,15 @@ class TikTokSystem:
         return JSONResponse([_post_view(d) for d in docs
                              if d["completed"] is not None and d["outcome"] == "publish"])
 
+    async def control_published_post(self, request: Request) -> Response:
+        """One published post by its post id (or publish id): what a status link opens."""
+        wanted = request.path_params["post_id"]
+        for d in self.state.list_prefix("publish/").values():
+            if (d["completed"] is not None and d["outcome"] == "publish"
+                    and wanted in (str(d["post_id"]), d["publish_id"])):
+                return JSONResponse(_post_view(d))
+        return JSONResponse({"error": f"no published post {wanted}"}, status_code=404)
+
     async def control_posts(self, request: Request) -> Response:
         docs = self.posts_of(request)
         if docs is None:
@@ -1014,6 +1023,8 @@ class TikTokSystem:
             Route("/_control/expire_token", self.control_expire, methods=["POST"]),
             Route("/_control/next_posts", self.control_next_posts, methods=["POST", "DELETE"]),
             Route("/_control/published", self.control_published, methods=["GET"]),
+            Route("/_control/published/{post_id}", self.control_published_post,
+                  methods=["GET"]),
             Route("/_control/posts", self.control_posts, methods=["GET"]),
         ]
 

@@ -1038,6 +1038,14 @@ class YouTubeSystem:
         return {"videos": [{**{k: v.get(k) for k in keys}, "created": _rfc3339(v["created"])}
                            for v in videos]}
 
+    async def published_video(self, request: Request) -> Any:
+        """One published video by id: what a status link opens."""
+        wanted = request.path_params["video_id"]
+        for video in (await self.published(request))["videos"]:
+            if video["id"] == wanted:
+                return video
+        raise YouTubeError(404, "videoNotFound", f"no published video {wanted}")
+
     async def expire_token(self, request: Request) -> Any:
         token = (await read_control_body(request)).get("access_token")
         key = f"token/{_sha(token)}" if isinstance(token, str) else ""
@@ -1143,6 +1151,8 @@ class YouTubeSystem:
             Route("/oauth2/token", self.token_endpoint, methods=["POST"]),
             Route("/oauth2/revoke", self.revoke_endpoint, methods=["POST"]),
             Route("/_control/published", control(self.published), methods=["GET"]),
+            Route("/_control/published/{video_id}", control(self.published_video),
+                  methods=["GET"]),
             Route("/_control/expire_token", control(self.expire_token), methods=["POST"]),
             Route("/_control/revoke_token", control(self.revoke_token), methods=["POST"]),
             Route("/_control/expire_session", control(self.expire_session), methods=["POST"]),

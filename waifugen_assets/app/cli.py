@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import logging
@@ -10,11 +9,20 @@ import os
 import signal
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import click
 
-from waifugen_assets.app.cli_common import DATE, _database_url, _fail, _migrated_url, _today
+from waifugen_assets.app.cli_common import (
+    DATE,
+    _database_url,
+    _fail,
+    _migrated_url,
+    _today,
+    check_partition_date,
+    port_option,
+)
 from waifugen_assets.app.cli_subscribers import dms, subscribers, webhooks
 from waifugen_assets.core import redaction
 from waifugen_assets.core.config import SANDBOX_DEFAULT_PORT, ConfigError, get_settings
@@ -37,9 +45,21 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     redaction.install_log_filter()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # full URLs at INFO; ours are redacted
-    get_settings()  # production: a missing setting stops here, by name
+    # Warnings raised inside Dagster (beta/preview APIs it uses on itself) are for whoever
+    # writes the definitions (`dagster dev` shows them); here they would break "one line on
+    # stderr per failure".
+    warnings.filterwarnings("ignore", module="dagster")
+    # SIGTERM stops what a command started (sandbox, embedded PostgreSQL), as Ctrl-C does;
+    # the default action would end the process without its cleanup.
+    signal.signal(signal.SIGTERM, _interrupt)
+    settings = get_settings()  # production: a missing setting stops here, by name
     from waifugen_assets.core import clock
+    from waifugen_assets.core.tokens import TokenCipher, TokenError
     clock.now()  # a bad WAIFUGEN_NOW, or one in production, stops here too
+    try:  # a key that is no Fernet key, before it is needed halfway through a run
+        TokenCipher(settings.secret_keys)
+    except TokenError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 @main.command("config")
@@ -60,9 +80,10 @@ def db() -> None:
 @click.argument("revision", default="head")
 def db_upgrade(revision: str) -> None:
     """Migrate the app database up to REVISION (default: head)."""
+    from waifugen_assets.app.local_stack import migrate_serialized
     from waifugen_assets.core import migrate
     url = _database_url()
-    migrate.upgrade(url, revision)
+    migrate_serialized(url, revision)
     click.echo(f"app database at {migrate.current(url)}")
 
 
@@ -190,10 +211,11 @@ def tokens_status() -> None:
 @click.option("--post-late", is_flag=True, default=None,
               help="Post slots older than PUBLISH_STALE_AFTER_HOURS too (default: in sandbox "
               "mode with --publish now; otherwise they are recorded as skipped).")
-@click.option("--sandbox-port", default=SANDBOX_DEFAULT_PORT, show_default=True,
-              help="Port of the sandbox this run starts (0: any free port).")
+@click.option("--sandbox-port", type=int, default=None, callback=port_option,
+              help="Port of the sandbox, if this run starts it (0: any free port). Default: "
+              f"this home's port ({SANDBOX_DEFAULT_PORT} at first, unless taken).")
 def run_cmd(day: dt.datetime | None, characters: tuple[str, ...], publish: str | None,
-            post_late: bool | None, sandbox_port: int) -> None:
+            post_late: bool | None, sandbox_port: int | None) -> None:
     """Materialize each character's day into the Dagster instance; exit 1 if a run failed."""
     import dagster as dg
 
@@ -207,7 +229,13 @@ def run_cmd(day: dt.datetime | None, characters: tuple[str, ...], publish: str |
     from waifugen_assets.app.sandbox_seeding import simulate_sandbox_audience
     from waifugen_assets.core.preflight import check_before_spending
 
-    _check_files()  # a bad roster or sequences file: its problems, one per line, and exit 1
+    # Everything the command line can get wrong is refused before anything starts.
+    if day is not None:
+        check_partition_date(day.date())
+    listed = _check_files()  # a bad roster or sequences file: its problems, one per line
+    unknown = sorted(set(characters) - set(listed))
+    if unknown:
+        _fail(f"not enabled characters in the roster: {', '.join(unknown)}; nothing was run")
     with local_stack(sandbox_port=sandbox_port) as stack:
         from waifugen_assets.definitions import defs
 
@@ -216,9 +244,6 @@ def run_cmd(day: dt.datetime | None, characters: tuple[str, ...], publish: str |
             enabled = prepare(stack, defs, instance)
         except RunFailed as exc:
             _fail(str(exc))
-        unknown = sorted(set(characters) - set(enabled))
-        if unknown:
-            _fail(f"not enabled characters in the roster: {', '.join(unknown)}")
         chosen = list(characters) or enabled
         engine = _engine(stack.database_url)
         check_before_spending(engine, chosen)  # a ConfigError ends here, before any run
@@ -230,6 +255,12 @@ def run_cmd(day: dt.datetime | None, characters: tuple[str, ...], publish: str |
         if stack.sandbox_url:  # the sandbox's fans of yesterday (UTC), for the DM runs
             simulate_sandbox_audience(stack.sandbox_url, chosen, day.date() if day else _today())
         results = run_day(defs, instance, days, mode)
+        # No daemon runs the `status` sensor here: the day's report is refreshed by the CLI.
+        from waifugen_assets.app.local_stack import PID_TAG
+        from waifugen_assets.app.status import refresh_daily_status
+
+        for line in refresh_daily_status(defs, instance, days, {PID_TAG: str(os.getpid())}):
+            click.echo(redaction.redact(f"warning: {line}"), err=True)
         _print_status(stack.database_url, day.date() if day else None, chosen, as_json=False,
                       days=days)
         if stack.sandbox_url:  # what the sandbox platforms hold, counted there
@@ -250,24 +281,26 @@ def run_cmd(day: dt.datetime | None, characters: tuple[str, ...], publish: str |
         sys.exit(1)
 
 
-def _check_files() -> None:
-    """The roster and the sequences file, validated before anything starts."""
+def _check_files() -> list[str]:
+    """The roster and the sequences file, validated before anything starts; returns the
+    enabled characters."""
     from waifugen_assets.roster.model import RosterError, load_roster
     from waifugen_assets.subscribers.assets import sequences_path
     from waifugen_assets.subscribers.sequences import SequenceError, load_sequences
 
     path = get_settings().roster_path
     try:
-        ids = {c.id for c in load_roster(path).characters}
+        roster = load_roster(path)
     except RosterError as exc:
         _print_issues(exc.issues, path, "roster")
         sys.exit(1)
     seq_path = sequences_path()
     try:
-        load_sequences(seq_path, known_characters=ids)
+        load_sequences(seq_path, known_characters={c.id for c in roster.characters})
     except SequenceError as exc:
         _print_issues(exc.issues, seq_path, "sequences file")
         sys.exit(1)
+    return [c.id for c in roster.enabled()]
 
 
 def _print_issues(issues: list, path: Path, what: str) -> None:
@@ -320,7 +353,7 @@ def sandbox() -> None:
 
 
 @sandbox.command("serve")
-@click.option("--port", default=SANDBOX_DEFAULT_PORT, show_default=True)
+@click.option("--port", default=SANDBOX_DEFAULT_PORT, show_default=True, callback=port_option)
 @click.option("--state", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="State directory (default: WAIFUGEN_HOME/sandbox).")
 @click.option("--seed", default=None, type=int, help="Seed for deterministic behaviour.")
@@ -343,14 +376,20 @@ def sandbox_serve(port: int, state: Path | None, seed: int | None) -> None:
 def sandbox_published(url: str | None, state: Path | None, as_json: bool) -> None:
     """What the TikTok, Instagram and YouTube sandboxes published: posts per platform, reels
     posted twice, AI-disclosure flags."""
+    import httpx
+
     from sandbox.published import as_dicts, published, render, summarize
     from sandbox.server import SandboxServer
-    from waifugen_assets.app.local_stack import SANDBOX_SEED
+    from waifugen_assets.app.local_stack import SANDBOX_SEED, one_line
+    from waifugen_assets.app.processes import home_sandbox_url
 
     settings = get_settings()
-    base = url or os.environ.get("WAIFUGEN_SANDBOX_URL")
+    base = url or os.environ.get("WAIFUGEN_SANDBOX_URL") or home_sandbox_url(settings.home)
     if base:
-        posts = published(base)
+        try:
+            posts = published(base)
+        except (httpx.HTTPError, ValueError) as exc:  # closed port, not a sandbox, bad URL
+            _fail(one_line(f"cannot read the sandbox at {base}: {str(exc) or type(exc).__name__}"))
     else:
         where = state or settings.sandbox_state
         if not Path(where).is_dir():
@@ -365,15 +404,26 @@ def sandbox_published(url: str | None, state: Path | None, as_json: bool) -> Non
 
 
 @main.command("dev")
-@click.option("--port", default=3000, show_default=True, help="Dagster UI port.")
-@click.option("--sandbox-port", default=SANDBOX_DEFAULT_PORT, show_default=True)
-def dev_cmd(port: int, sandbox_port: int) -> None:
+@click.option("--port", default=3000, show_default=True, callback=port_option,
+              help="Dagster UI port.")
+@click.option("--sandbox-port", type=int, default=None, callback=port_option,
+              help="Port of the sandbox, if this starts it (0: any free port). Default: this "
+              f"home's port ({SANDBOX_DEFAULT_PORT} at first, unless taken).")
+def dev_cmd(port: int, sandbox_port: int | None) -> None:
     """Dagster webserver + daemon on 127.0.0.1 (sandbox mode); Ctrl-C stops everything."""
     import dagster as dg
 
     from waifugen_assets.app.local_stack import RunFailed, local_stack, prepare
+    from waifugen_assets.app.processes import port_free, stop_process_group
     from waifugen_assets.core.config import project_root
 
+    if not port_free(port):
+        _fail(f"cannot serve the Dagster UI on 127.0.0.1:{port}: the port is in use (another "
+              "`make dev`?); choose another with --port")
+    # Explicit handlers: a parent may have left SIGINT ignored (background jobs), and a
+    # SIGTERM must stop what we started as Ctrl-C does.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _interrupt)
     with local_stack(sandbox_port=sandbox_port) as stack:
         from waifugen_assets.definitions import defs
 
@@ -388,30 +438,15 @@ def dev_cmd(port: int, sandbox_port: int) -> None:
                                  start_new_session=True)
         click.echo(f"Dagster UI on http://127.0.0.1:{port}  (sandbox: {stack.sandbox_url}); "
                    "Ctrl-C stops everything")
-        # Explicit handlers: a parent may have left SIGINT ignored (background jobs).
-        previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT,
-                                                                    signal.SIGTERM)}
         try:
             child.wait()
         except KeyboardInterrupt:
             pass
         finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            # Stopping takes seconds: a second Ctrl-C must not leave half of it running.
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_IGN)
             stop_process_group(child)
-
-
-def stop_process_group(child: subprocess.Popen[bytes], grace: float = 15.0) -> None:
-    """SIGINT the child's group (what Ctrl-C does), then SIGKILL whatever is left in it."""
-    try:
-        os.killpg(child.pid, signal.SIGINT)
-    except ProcessLookupError:
-        return
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        child.wait(timeout=grace)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(child.pid, signal.SIGKILL)  # stragglers (run workers) of the group
-    child.wait()
 
 
 def _interrupt(*_: object) -> None:

@@ -1,5 +1,5 @@
-"""What the `waifugen` command groups share: date arguments, one-line failures, the app
-database URL after checking its schema."""
+"""What the `waifugen` command groups share: date and port arguments checked before anything
+starts, one-line failures, the app database URL after checking it answers and its schema."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import click
 
 from waifugen_assets.core import redaction
-from waifugen_assets.core.config import get_settings
+from waifugen_assets.core.config import ConfigError, get_settings
 
 DATE = click.DateTime(formats=["%Y-%m-%d"])
 
@@ -26,9 +26,35 @@ def _fail(message: str) -> None:
 
 
 def _database_url() -> str:
-    from resources.database import resolve_database_url
+    """The app database URL; a DATABASE_URL that is malformed or does not answer stops here
+    in one line (the embedded server is started, or joined, instead when it is unset)."""
+    from resources.database import check_connection, resolve_database_url
 
-    return resolve_database_url(get_settings())
+    settings = get_settings()
+    url = resolve_database_url(settings)
+    if settings.database_url:
+        check_connection(url)
+    return url
+
+
+def port_option(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    """A TCP port, checked before anything starts: one line and exit 1 (click's own range
+    check is a usage error: exit 2 and the usage text)."""
+    if value is not None and not 0 <= value <= 65535:
+        raise ConfigError(f"{param.opts[0]} {value}: a port is a number from 0 to 65535")
+    return value
+
+
+def check_partition_date(day: dt.date) -> None:
+    """Refuse a day the date partitions do not have, before anything starts. The range is
+    read from the partitions definition now (its first date is a setting)."""
+    from waifugen_assets.pipeline import partitions
+
+    dates = partitions.daily_partitions
+    if not dates.has_partition_key(day.isoformat()):
+        raise ConfigError(f"--date {day} is not a partition date (the dates run from "
+                          f"{dates.get_first_partition_key()} to "
+                          f"{dates.get_last_partition_key()}); nothing was run")
 
 
 def _migrated_url() -> str:

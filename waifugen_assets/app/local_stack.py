@@ -1,9 +1,9 @@
 """What `make run`, `make dev` and the CLI start around a run, and stop afterwards.
 
-Sandbox mode: the embedded PostgreSQL (shared with any other process on the same data
-directory), the sandbox servers on loopback (unless WAIFUGEN_SANDBOX_URL points at running
-ones) and a Dagster home under WAIFUGEN_HOME. Production: nothing is started; DATABASE_URL and
-DAGSTER_HOME must be given.
+Sandbox mode: the embedded PostgreSQL and the sandbox server process (each shared by every
+process on the same WAIFUGEN_HOME and stopped by the last one out; the sandbox is not started
+when WAIFUGEN_SANDBOX_URL points at a running one) and a Dagster home under WAIFUGEN_HOME.
+Production: nothing is started; DATABASE_URL and DAGSTER_HOME must be given.
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from pathlib import Path
 import dagster as dg
 import psutil
 
-from resources.database import resolve_database_url
+from resources.database import check_connection, resolve_database_url
+from waifugen_assets.app.processes import home_sandbox
 from waifugen_assets.core import migrate
 from waifugen_assets.core.config import ConfigError, Settings, get_settings, project_root
+from waifugen_assets.core.embedded_pg import advisory_lock, stop_embedded
 from waifugen_assets.pipeline.partitions import characters_partitions, partition_key
 from waifugen_assets.roster.assets import enabled_character_ids, partition_changes
 
@@ -51,44 +53,65 @@ def ensure_dagster_home(settings: Settings) -> Path:
     home = settings.dagster_home
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
-        shutil.copyfile(SANDBOX_INSTANCE_TEMPLATE, config)
+    if not config.exists():  # whole or not at all: a second process may read it right now
+        partial = home / f".dagster.yaml.{os.getpid()}"
+        shutil.copyfile(SANDBOX_INSTANCE_TEMPLATE, partial)
+        os.replace(partial, config)
     os.environ["DAGSTER_HOME"] = str(home)
+    _init_instance_storage(home)
     return home
 
 
+def _init_instance_storage(home: Path) -> None:
+    """Create the sandbox instance's SQLite storages once, one process at a time: two first
+    starts creating them together fail with "table ... already exists"."""
+    import fcntl
+
+    done = home / ".storage-ready"
+    if done.exists():
+        return
+    with open(home / ".storage.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if done.exists():
+            return
+        with dg.DagsterInstance.get() as instance:  # each storage creates its tables on use
+            instance.get_runs(limit=1)
+            instance.get_latest_materialization_event(dg.AssetKey("daily_status"))
+            instance.all_instigator_state()
+        done.touch()
+
+
 @contextlib.contextmanager
-def local_stack(sandbox_port: int = 0) -> Iterator[Stack]:
-    """Fixed ports keep the sandbox's URLs (stored in the database) valid across runs."""
-    """Start what the current mode needs; stop what was started on exit."""
+def local_stack(sandbox_port: int | None = None) -> Iterator[Stack]:
+    """Start what the current mode needs; stop what was started on exit.
+
+    A DATABASE_URL is checked first (a bad one stops here, nothing started or written), then
+    the home's sandbox (`processes.home_sandbox`: `sandbox_port` None = the home's port) and
+    the embedded PostgreSQL, which this process lets go of on exit: it stops unless another
+    live process still uses it."""
     settings = get_settings()
+    database_url = None
+    if settings.database_url:
+        database_url = resolve_database_url(settings)
+        check_connection(database_url)
     with contextlib.ExitStack() as stack:
         sandbox_url = None
         if settings.is_sandbox:
             if os.environ.get("WAIFUGEN_SANDBOX_URL"):
                 sandbox_url = settings.sandbox_url
             else:
-                from sandbox.server import SandboxServer
-
-                try:
-                    server = stack.enter_context(SandboxServer(
-                        state_dir=settings.sandbox_state, seed=SANDBOX_SEED, port=sandbox_port))
-                except OSError as exc:
-                    raise ConfigError(
-                        f"cannot start the sandbox on 127.0.0.1:{sandbox_port} ({exc.strerror});"
-                        f" if `make dev` is running, use it: WAIFUGEN_SANDBOX_URL="
-                        f"http://127.0.0.1:{sandbox_port}") from None
-                from waifugen_assets.app.sandbox_seeding import configure_sandbox_world
-
-                configure_sandbox_world(server.url)
-                sandbox_url = server.url
+                sandbox_url = stack.enter_context(
+                    home_sandbox(settings.home, SANDBOX_SEED, sandbox_port))
                 os.environ["WAIFUGEN_SANDBOX_URL"] = sandbox_url
                 stack.callback(os.environ.pop, "WAIFUGEN_SANDBOX_URL", None)
                 stack.callback(get_settings.cache_clear)
                 get_settings.cache_clear()
                 settings = get_settings()
+        if database_url is None:
+            stack.callback(stop_embedded, settings.home)  # also after a failed start
+            database_url = resolve_database_url(settings)
         ensure_dagster_home(settings)
-        yield Stack(settings, resolve_database_url(settings), sandbox_url)
+        yield Stack(settings, database_url, sandbox_url)
 
 
 PID_TAG = "waifugen/pid"
@@ -115,10 +138,10 @@ def reap_dead_cli_runs(instance: dg.DagsterInstance) -> list[str]:
 def prepare(stack: Stack, defs: dg.Definitions, instance: dg.DagsterInstance) -> list[str]:
     """Migrate, load the roster and sync partitions; returns the enabled character ids."""
     reap_dead_cli_runs(instance)
-    migrate.upgrade(stack.database_url)
+    migrate_serialized(stack.database_url)
     result = defs.resolve_job_def("roster").execute_in_process(
         instance=instance, raise_on_error=False, run_config=QUIET,
-        tags={"waifugen/trigger": "cli", PID_TAG: str(os.getpid())})
+        tags={"waifugen/trigger": "cli", PID_TAG: str(os.getpid()), **roster_run_tags(defs)})
     if not result.success:
         raise RunFailed("roster", failure_messages(result))
     from resources.database import engine_for
@@ -132,6 +155,27 @@ def prepare(stack: Stack, defs: dg.Definitions, instance: dg.DagsterInstance) ->
         seed_all_tokens(engine, stack.settings.secret_keys)
     sync_partitions(instance, wanted)
     return wanted
+
+
+def migrate_serialized(url: str, revision: str = "head") -> None:
+    """Alembic upgrade, one process at a time: two first starts would both find the schema
+    missing and both create it."""
+    from resources.database import engine_for
+
+    with engine_for(url).connect() as conn:
+        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        with advisory_lock(conn, "waifugen:migrate"):
+            migrate.upgrade(url, revision)
+
+
+def roster_run_tags(defs: dg.Definitions) -> dict[str, str]:
+    """The roster sensor asks for one `roster` run per version of the file (run key
+    `roster-<sha256>`, sensors/roster.py). Tagged with that key and the sensor's name, the
+    CLI's run is that version's load, and the daemon of `make dev` does not load it again
+    (Dagster skips a sensor's run key that a run already has: `fetch_existing_runs` in
+    dagster/_daemon/sensor.py)."""
+    fingerprint = defs.resources["roster"].fingerprint()
+    return {"dagster/run_key": f"roster-{fingerprint}", "dagster/sensor_name": "roster"}
 
 
 def sync_partitions(instance: dg.DagsterInstance, wanted: list[str]) -> None:

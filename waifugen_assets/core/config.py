@@ -9,7 +9,9 @@ as soon as they are read, so they can never be printed.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -39,6 +41,9 @@ class Setting:
 
 
 SANDBOX_DEFAULT_PORT = 8765
+# Before every date the tests and the sandbox's fixed world use, and close enough to a first
+# install that the catalog's partition health counts days the pipeline could have run.
+DEFAULT_LAUNCH_DATE = "2026-11-01"
 
 # The one list of settings. README's configuration table mirrors it (a test keeps them in step).
 SETTINGS: tuple[Setting, ...] = (
@@ -123,6 +128,9 @@ SETTINGS: tuple[Setting, ...] = (
             "serve) or `polling` (each DM run asks Telegram and Fanvue)", default="polling"),
     Setting("WAIFUGEN_SEQUENCES", "DM sequences file",
             default="sequences.yaml under the project root"),
+    Setting("WAIFUGEN_LAUNCH_DATE", "first day of the date partitions (YYYY-MM-DD): the day "
+            "the roster started; earlier days do not exist in Dagster",
+            default=DEFAULT_LAUNCH_DATE),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -166,6 +174,7 @@ class Settings:
     a2e_requests_per_hour: int = 100
     a2e_render_seconds: float = 240.0
     publish_stale_after_hours: float = 3.0
+    launch_date: dt.date = dt.date(2026, 11, 1)  # DEFAULT_LAUNCH_DATE
     env: dict[str, str | None] = field(default_factory=dict, repr=False, compare=False)
 
     def get(self, name: str, sandbox_default: str | None = None,
@@ -216,6 +225,7 @@ class Settings:
             "A2E_REQUESTS_PER_HOUR": str(self.a2e_requests_per_hour),
             "A2E_RENDER_SECONDS": f"{self.a2e_render_seconds:g}",
             "PUBLISH_STALE_AFTER_HOURS": f"{self.publish_stale_after_hours:g}",
+            "WAIFUGEN_LAUNCH_DATE": self.launch_date.isoformat(),
         }
         view = {}
         for spec in SETTINGS:
@@ -258,6 +268,20 @@ def _float(name: str, raw: str, *, zero_ok: bool = False) -> float:
     if value < 0 or (value == 0 and not zero_ok):
         raise ConfigError(f"{name}={raw!r}: must be {'0 or more' if zero_ok else 'positive'}")
     return value
+
+
+def launch_date(environ: Mapping[str, str] | None = None) -> dt.date:
+    """WAIFUGEN_LAUNCH_DATE (or its default): read on its own, because the partitions are
+    defined at import, before (and without) the rest of the settings."""
+    raw = read_setting("WAIFUGEN_LAUNCH_DATE", os.environ if environ is None else environ)
+    raw = (raw or DEFAULT_LAUNCH_DATE).strip()
+    try:  # fromisoformat alone would also take 20261101 and 2026-W44
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+            return dt.date.fromisoformat(raw)
+    except ValueError:
+        pass
+    raise ConfigError(f"WAIFUGEN_LAUNCH_DATE={raw!r}: expected a date YYYY-MM-DD "
+                      f"(e.g. {DEFAULT_LAUNCH_DATE})")
 
 
 def _sandbox_secret_key(home: Path) -> str:
@@ -332,6 +356,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
                                   or ("0" if mode is Mode.SANDBOX else "240"), zero_ok=True),
         publish_stale_after_hours=_float("PUBLISH_STALE_AFTER_HOURS",
                                          values["PUBLISH_STALE_AFTER_HOURS"] or "3"),
+        launch_date=launch_date(env),
         env=values,
     )
 

@@ -284,6 +284,10 @@ reels = sa.Table(
              postgresql_where=sa.text("status IN ("
                                       + ", ".join(f"'{s}'" for s in UNFINISHED_REEL_STATUSES)
                                       + ")")),
+    # The posting sensor's query: reels branded and not yet published everywhere (a reel
+    # becomes `published` once every platform has it), by slot time.
+    sa.Index("ix_reels_awaiting_post", "scheduled_at",
+             postgresql_where=sa.text("status = 'branded'")),
     sa.CheckConstraint("slot >= 0", name="slot_nonneg"),
     _in("tier", REEL_TIERS),
     _in("content_rating", CONTENT_RATINGS),
@@ -440,6 +444,7 @@ engagement_snapshots = sa.Table(
     sa.Column("shares", sa.BigInteger, nullable=True),
     sa.Column("saves", sa.BigInteger, nullable=True),
     sa.UniqueConstraint("post_id", "captured_at"),
+    sa.Index(None, "captured_at"),  # the weekly_premium schedule's "last 7 days"
     *_nonneg("views", "likes", "comments", "shares", "saves"),
 )
 
@@ -561,9 +566,19 @@ inbound_events = sa.Table(
              postgresql_where=sa.text("processed_at IS NULL")),
     sa.Index(None, "platform", "external_id"),
     sa.Index(None, "subscriber_id"),
+    # The poll run's "newest fan message stored" per character: one step back from the end.
+    sa.Index("ix_inbound_events_fanvue_messages", "character_id", "occurred_at",
+             postgresql_where=sa.text("platform = 'fanvue' AND event_type = 'message.received'")),
     _in("platform", PLATFORMS),
     _in("event_type", INBOUND_EVENT_TYPES),
 )
+# The poll run's Telegram offset: a bot's newest update id (event ids `<bot>:<update>`). The
+# same bot prefix, so the longest id and then the greatest is the greatest update id: the last
+# entry for the bot, where a numeric cast could fail a write on an odd id.
+sa.Index("ix_inbound_events_telegram_update",
+         sa.func.split_part(inbound_events.c.event_id, ":", 1),
+         sa.func.length(inbound_events.c.event_id), inbound_events.c.event_id,
+         postgresql_where=sa.text("platform = 'telegram'"))
 
 dm_sequences = sa.Table(
     "dm_sequences",

@@ -7,7 +7,9 @@ a file's problems are reported at once (three typos should not take three deploy
 
 Domain rules stay with the domain: validators on the models (raise ValueError with the
 message), or post-checks on the loaded tree that call `YamlChecker.report` with a line from
-`key_line` / `value_line` / `item_line` / `node_line`. Core layer: no project imports.
+`key_line` / `value_line` / `item_line` / `node_line`. The value validators are in
+waifugen_assets.core.yaml_values, re-exported here so a file's models import one kit.
+Core layer: no project imports beyond the kit.
 """
 
 from __future__ import annotations
@@ -16,33 +18,91 @@ import difflib
 import os
 import re
 import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    PlainValidator,
-    ValidationError,
-)
+from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
+from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import CollectionEndEvent, CollectionStartEvent
 from ruamel.yaml.reader import ReaderError
 
-T = TypeVar("T")
+from waifugen_assets.core.yaml_values import (
+    UNSAFE_CHARACTERS,
+    Bool,
+    DisplayParagraph,
+    DisplayText,
+    OptionalText,
+    Slug,
+    Text,
+    YamlModel,
+    at_least_one,
+    boolean,
+    describe,
+    display_text,
+    format_version,
+    integer,
+    listing,
+    mapping,
+    number,
+    one_of,
+    optional_text,
+    quote,
+    show,
+    slug,
+    text,
+    valid,
+)
+
+# Public names, with the value validators of yaml_values: a file's models import one kit.
+__all__ = [
+    "MAX_DEPTH",
+    "UNSAFE_CHARACTERS",
+    "Bool",
+    "DisplayParagraph",
+    "DisplayText",
+    "OptionalText",
+    "Slug",
+    "Text",
+    "YamlChecker",
+    "YamlError",
+    "YamlIssue",
+    "YamlModel",
+    "at_least_one",
+    "boolean",
+    "describe",
+    "display_text",
+    "format_version",
+    "integer",
+    "item_line",
+    "join",
+    "key_line",
+    "listing",
+    "mapping",
+    "node_line",
+    "number",
+    "one_of",
+    "optional_text",
+    "quote",
+    "show",
+    "slug",
+    "text",
+    "valid",
+    "value_line",
+]
+
 M = TypeVar("M", bound=BaseModel)
 
-_SLUG = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 # Path segments that need no quoting in a field path (anything else is shown repr()-quoted,
 # which also keeps a stray newline in a key from breaking the one-line format).
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_-]+")
+MAX_DEPTH = 32  # nesting far beyond any of the project's files; ruamel composes recursively
 
 
 # --- issues -------------------------------------------------------------------------------
@@ -60,8 +120,9 @@ class YamlIssue:
     def __str__(self) -> str:
         where = self.file if self.line is None else f"{self.file}:{self.line}"
         field = f" {self.field}:" if self.field else ""
-        text = f"{where}:{field} {self.message}"
-        return " ".join(text.splitlines())  # one issue, one line, whatever the input held
+        text = " ".join(f"{where}:{field} {self.message}".splitlines())  # one issue, one line
+        # and no character that acts on a terminal, whatever the input (or ruamel) put there
+        return UNSAFE_CHARACTERS.sub(lambda found: f"\\u{ord(found[0]):04x}", text)
 
 
 class YamlError(ValueError):
@@ -70,170 +131,6 @@ class YamlError(ValueError):
     def __init__(self, issues: Sequence[YamlIssue]) -> None:
         self.issues = list(issues)
         super().__init__("\n".join(str(issue) for issue in self.issues))
-
-
-# --- values and field validators ---------------------------------------------------------
-
-
-def quote(value: str, limit: int = 40) -> str:
-    return repr(value if len(value) <= limit else value[: limit - 3] + "...")
-
-
-def describe(value: Any) -> str:
-    """A value as YAML would name it, for "(got ...)" in messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"boolean {str(value).lower()}"
-    if isinstance(value, int):
-        return f"integer {value}"
-    if isinstance(value, float):
-        return f"number {value}"
-    if isinstance(value, str):
-        return f"string {quote(value)}"
-    if isinstance(value, Mapping):
-        return "mapping"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, date):
-        return f"date {value.isoformat()}"
-    return f"{type(value).__name__} value"
-
-
-# Validators take the raw YAML value and return the clean one or raise ValueError with the
-# message. As PlainValidator they replace pydantic's coercion, so `age: "25"`, `age: true`
-# and an explicit `null` are refused in the project's wording.
-
-
-def text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"must be text (got {describe(value)})")
-    if not value.strip():
-        raise ValueError("must not be empty")
-    return str(value)  # drop ruamel's scalar-string subclasses
-
-
-def optional_text(value: Any) -> str | None:
-    return None if value is None else text(value)
-
-
-def slug(value: Any) -> str:
-    value = text(value)
-    if not _SLUG.fullmatch(value):
-        raise ValueError("must be a slug: lowercase letters and digits in words joined by "
-                         f"single hyphens (got {quote(value)})")
-    return value
-
-
-def boolean(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"must be true or false (got {describe(value)})")
-    return value
-
-
-def integer(low: int | None = None, high: int | None = None) -> Callable[[Any], int]:
-    def convert(value: Any) -> int:
-        # bool is an int in Python, but `age: true` is surely a mistake.
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"must be a whole number (got {describe(value)})")
-        if low is not None and high is not None and not low <= value <= high:
-            raise ValueError(f"must be between {low} and {high} (got {value})")
-        if (low is not None and value < low) or (high is not None and value > high):
-            bound = f"at least {low}" if high is None else f"at most {high}"
-            raise ValueError(f"must be {bound} (got {value})")
-        return int(value)
-
-    return convert
-
-
-def number(low: float, high: float) -> Callable[[Any], float]:
-    """An int stays an int (a share of 40 is stored as 40); NaN and infinities are refused."""
-
-    def convert(value: Any) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"must be a number (got {describe(value)})")
-        if not low <= value <= high:  # also false for NaN; no float() so huge ints cannot overflow
-            raise ValueError(f"must be between {low:g} and {high:g} (got {value})")
-        return int(value) if isinstance(value, int) else float(value)
-
-    return convert
-
-
-def one_of(options: Sequence[str]) -> Callable[[Any], str]:
-    def convert(value: Any) -> str:
-        if not isinstance(value, str) or value not in options:
-            raise ValueError(f"must be one of {', '.join(options)} (got {describe(value)})")
-        return str(value)
-
-    return convert
-
-
-def format_version(supported: int, low: int | None = None) -> Callable[[Any], int]:
-    """The file's `version:`; anything but `supported` is a file for another release."""
-    whole = integer(low)
-
-    def convert(value: Any) -> int:
-        version = whole(value)
-        if version != supported:
-            raise ValueError(f"unsupported version {version} (this release reads version "
-                             f"{supported})")
-        return version
-
-    return convert
-
-
-def valid(convert: Callable[[Any], T], value: Any) -> T | None:
-    """`convert(value)`, or None if it is invalid (post-checks skip what was reported)."""
-    try:
-        return convert(value)
-    except ValueError:
-        return None
-
-
-# Shape guards for containers, run before pydantic looks inside, so a wrong shape gets the
-# field's own wording ("must be a list of steps (got mapping)").
-
-
-def _shape(accepts: Callable[[Any], bool], what: str) -> BeforeValidator:
-    def check(value: Any) -> Any:
-        if accepts(value):
-            return value
-        raise ValueError(f"must be {what} (got {describe(value)})")
-
-    return BeforeValidator(check)
-
-
-def mapping(what: str, *, null: bool = False) -> BeforeValidator:
-    """Must be a mapping, described as `what`; `null=True` also lets an explicit null through."""
-    return _shape(lambda value: isinstance(value, Mapping) or (null and value is None), what)
-
-
-def listing(what: str) -> BeforeValidator:
-    return _shape(lambda value: isinstance(value, list), what)
-
-
-def at_least_one(what: str) -> AfterValidator:
-    """Runs once the items are valid; an empty list or mapping has no item to be wrong."""
-
-    def check(value: Any) -> Any:
-        if not value:
-            raise ValueError(f"must list at least one {what}")
-        return value
-
-    return AfterValidator(check)
-
-
-Text = Annotated[str, PlainValidator(text)]
-OptionalText = Annotated[str | None, PlainValidator(optional_text)]
-Slug = Annotated[str, PlainValidator(slug)]
-Bool = Annotated[bool, PlainValidator(boolean)]
-
-
-class YamlModel(BaseModel):
-    """Base for the file models: unknown keys are errors and plain types are strict (no
-    "25" for 25, no `true` for 1), so a typo never passes silently."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 # --- lines --------------------------------------------------------------------------------
@@ -270,7 +167,7 @@ def item_line(node: Any, index: int) -> int | None:
 
 def join(path: str, key: Any) -> str:
     """`path.key`, with a key that is not a plain word quoted."""
-    segment = key if isinstance(key, str) and _PLAIN_KEY.fullmatch(key) else quote(str(key))
+    segment = key if isinstance(key, str) and _PLAIN_KEY.fullmatch(key) else quote(show(key))
     return f"{path}.{segment}" if path else segment
 
 
@@ -298,7 +195,8 @@ def _walk(doc: Any, loc: tuple[int | str, ...]) -> tuple[str, list[tuple[Any, An
     for item in loc:
         key: Any = _ABSENT
         if isinstance(node, Mapping):  # pydantic names a key like `[a, b]` by its str()
-            key = item if item in node else next((k for k in node if str(k) == str(item)), _ABSENT)
+            key = item if item in node else next(
+                (k for k in node if show(k) == show(item)), _ABSENT)
         elif isinstance(node, list) and item in range(len(node)):
             key = item
         if key is _ABSENT:  # not in the tree (a missing field); name it as pydantic did
@@ -348,7 +246,7 @@ def _fields_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[str,
 def _unknown_field(key: Any, allowed: tuple[str, ...]) -> str:
     if not allowed:
         return "unknown field"
-    close = difflib.get_close_matches(str(key), allowed, n=1)
+    close = difflib.get_close_matches(show(key), allowed, n=1)
     hint = f"did you mean '{close[0]}'?" if close else f"expected one of: {', '.join(allowed)}"
     return f"unknown field ({hint})"
 
@@ -378,6 +276,57 @@ def _checking_order(errors: list[ErrorDetails]) -> list[ErrorDetails]:
         else:
             out.append(error)
     return out
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
+def _check_depth(text: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH before composing, whose recursion it would
+    exhaust; ruamel's parser yields events without recursing."""
+    depth = 0
+    for event in YAML(typ="rt").parse(text):
+        depth += isinstance(event, CollectionStartEvent) - isinstance(event, CollectionEndEvent)
+        if depth > MAX_DEPTH:
+            raise ConstructorError(problem=f"nested more than {MAX_DEPTH} levels deep",
+                                   problem_mark=event.start_mark)
+
+
+class _Constructor(RoundTripConstructor):
+    """Whatever a constructor raises on a value it cannot build (`2001-02-30`, 5000 digits;
+    `!!float ''` raises IndexError, `!!set` on a scalar AttributeError) becomes a YAML error at
+    that value instead of an exception with no place."""
+
+    def construct_non_recursive_object(self, node: Any, tag: str | None = None) -> Any:
+        queued = len(self.state_generators)
+        with _marked(node):
+            data = super().construct_non_recursive_object(node, tag)
+        # A mapping or list is filled in later, by a generator: mark its errors the same way.
+        self.state_generators[queued:] = [_marking(g, node) for g in self.state_generators[queued:]]
+        return data
+
+
+def _marking(generator: Iterator[Any], node: Any) -> Iterator[Any]:
+    with _marked(node):
+        yield from generator
+
+
+@contextmanager
+def _marked(node: Any) -> Iterator[None]:
+    try:
+        yield
+    except YAMLError:
+        raise
+    except Exception as exc:  # ruamel's constructors are not hardened against odd input
+        reason = str(exc).split(";")[0] or type(exc).__name__  # not Python's int-digits hint
+        raise ConstructorError(problem=f"cannot read this value ({reason})",
+                               problem_mark=node.start_mark) from None
+
+
+def _yaml() -> YAML:
+    yaml = YAML(typ="rt")
+    yaml.Constructor = _Constructor
+    return yaml
 
 
 # --- the checker --------------------------------------------------------------------------
@@ -429,7 +378,8 @@ class YamlChecker:
         says what an empty file should have held.
         """
         try:
-            doc = YAML(typ="rt").load(text)  # a duplicate key is a syntax error here
+            _check_depth(text)
+            doc = _yaml().load(text)  # a duplicate key is a syntax error here
         except MarkedYAMLError as exc:
             self._report_yaml_error(exc)
             return None

@@ -22,6 +22,12 @@ from waifugen_assets.core.config import get_settings
 from waifugen_assets.core.schema import REEL_TIERS
 from waifugen_assets.money.budget import CostModel, Level
 from waifugen_assets.money.credits import budget_report, record_alerts
+from waifugen_assets.pipeline.catalog import (
+    CONTENT_TEAM,
+    check_result,
+    row_counts,
+    table_metadata,
+)
 from waifugen_assets.pipeline.partitions import character_daily_partitions, split_partition_key
 from waifugen_assets.planning.plans import PlanRequest, llm_writer, plan_texts
 from waifugen_assets.roster.assets import characters
@@ -42,6 +48,8 @@ class PlanConfig(dg.Config):
     deps=[characters],
     group_name="content",
     kinds={"ollama", "postgres"},
+    owners=[CONTENT_TEAM],
+    metadata=table_metadata(schema.reels),
     pool="llm",
     check_specs=[dg.AssetCheckSpec(
         BUDGET_CHECK, asset="reel_plans", blocking=True,
@@ -73,10 +81,16 @@ def reel_plans(
                          "materialize `characters` first", allow_retries=False)
     if not row["enabled"]:
         context.log.info("character %s is disabled: nothing planned", character_id)
+        with engine.connect() as conn:
+            counts = _row_counts(conn, character_id, day)
         return dg.MaterializeResult(
-            metadata={"planned": 0, "existing": len(existing), "note": "character disabled"},
-            check_results=[dg.AssetCheckResult(check_name=BUDGET_CHECK, passed=True,
-                                               metadata={"note": "character disabled"})])
+            metadata={"planned": 0, "existing": len(existing), "note": "character disabled",
+                      **counts},
+            check_results=[check_result(
+                BUDGET_CHECK, character_id, day, passed=True,
+                severity=dg.AssetCheckSeverity.WARN,
+                summary="character disabled: nothing planned, nothing to judge",
+                metadata={"note": "character disabled"})])
 
     zone = ZoneInfo(row["timezone"])
     writer = llm_writer(ollama)
@@ -105,6 +119,7 @@ def reel_plans(
                 index_elements=[reels.c.character_id, reels.c.date, reels.c.tier, reels.c.slot])
             inserted = len(conn.execute(stmt.returning(reels.c.id)).all())
         check = budget_check(conn, character_id, day)
+        counts = _row_counts(conn, character_id, day)
     alerts_note = alerts.send_pending(engine, telegram.send_alert if telegram.configured
                                       else None, context.log)
     sources = [r["plan"]["source"] for r in new_rows]
@@ -117,9 +132,16 @@ def reel_plans(
             "llm_plans": sources.count("ollama"),
             "template_fallbacks": sources.count("template"),
             "alerts": alerts_note,
+            **counts,
         },
         check_results=[check],
     )
+
+
+def _row_counts(conn: sa.Connection, character_id: str, day: dt.date) -> dict[str, object]:
+    r = schema.reels
+    return row_counts(conn, sa.select(r.c.id),
+                      sa.select(r.c.id).where(r.c.character_id == character_id, r.c.date == day))
 
 
 def budget_check(conn: sa.Connection, character_id: str, day: dt.date) -> dg.AssetCheckResult:
@@ -138,18 +160,24 @@ def budget_check(conn: sa.Connection, character_id: str, day: dt.date) -> dg.Ass
             status="planned", failure_reason=None, updated_at=sa.func.now()))
     record_alerts(conn, character_id, day, view.percent)
     record_alerts(conn, None, day, report.roster.percent)
-    return dg.AssetCheckResult(
-        check_name=BUDGET_CHECK,
+    finite = view.percent != float("inf")
+    return check_result(
+        BUDGET_CHECK, character_id, day,
         passed=view.level is Level.OK,
         severity=dg.AssetCheckSeverity.ERROR if view.level is Level.BLOCK
         else dg.AssetCheckSeverity.WARN,
+        summary=f"budget {view.level.value}: {view.spent} spent + {view.projected} projected "
+        f"of {view.limit} credits"
+        + (f" ({view.percent:.1f} %)" if finite else " (no credits for this character)"),
         metadata={
             "level": view.level.value,
             "limit": view.limit,
             "spent": view.spent,
             "projected": view.projected,
-            "percent": round(view.percent, 1) if view.percent != float("inf") else -1,
-            "roster_percent": round(report.roster.percent, 1),
+            "committed": view.committed,
+            "percent": round(view.percent, 1) if finite else -1,  # -1: over a zero limit
+            "roster_percent": round(report.roster.percent, 1)
+            if report.roster.percent != float("inf") else -1,
             "projected_exhaustion": report.exhaustion.isoformat() if report.exhaustion
             else "not this month",
         },

@@ -44,8 +44,11 @@ def engagement_last_week(conn: sa.Connection, as_of: dt.date) -> dict[str, int]:
     score = sum(sa.func.coalesce(c, 0) for c in (e.c.views, e.c.likes, e.c.comments, e.c.shares))
     rows = conn.execute(
         sa.select(r.c.character_id, sa.func.sum(score))
+        # The window again on the join: the planner then reads only the week's snapshots,
+        # not every snapshot of each post (benchmarks/sensor_ticks.py, weekly_premium).
         .select_from(latest.join(e, sa.and_(e.c.post_id == latest.c.post_id,
-                                            e.c.captured_at == latest.c.at))
+                                            e.c.captured_at == latest.c.at,
+                                            e.c.captured_at >= since, e.c.captured_at < until))
                      .join(p, p.c.id == e.c.post_id).join(r, r.c.id == p.c.reel_id))
         .group_by(r.c.character_id))
     return {cid: int(total or 0) for cid, total in rows}

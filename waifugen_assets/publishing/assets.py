@@ -26,8 +26,19 @@ from waifugen_assets.core.claims import Claims
 from waifugen_assets.core.config import get_settings
 from waifugen_assets.core.preflight import check_before_spending
 from waifugen_assets.core.tokens import TokenCipher, TokenVault
+from waifugen_assets.pipeline.catalog import (
+    CONTENT_TEAM,
+    cell,
+    check_result,
+    link,
+    md_table,
+    reasons_table,
+    row_counts,
+    table_metadata,
+)
 from waifugen_assets.pipeline.partitions import character_daily_partitions, split_partition_key
 from waifugen_assets.pipeline.runs import asks_late, stop_on_config_error
+from waifugen_assets.publishing.deadline import GRACE, last_post_deadline, roster_at_load
 from waifugen_assets.publishing.flows import (
     DONE,
     ELSEWHERE,
@@ -39,6 +50,7 @@ from waifugen_assets.publishing.flows import (
     ensure_post,
     publish_post,
 )
+from waifugen_assets.publishing.live_posts import PartitionPost, partition_posts
 from waifugen_assets.publishing.platform_flows import (
     InstagramFlow,
     TikTokFlow,
@@ -49,6 +61,17 @@ from waifugen_assets.roster.model import PUBLISH_PLATFORMS
 from waifugen_assets.videos.assets import branded_videos
 
 DISCLOSURE_CHECK = "ai_disclosure"
+
+
+def posts_freshness() -> dg.FreshnessPolicy | None:
+    """Today's posts out by the roster's last slot plus an hour (publishing/deadline.py), from
+    the roster file as the code location loads; none without a readable roster."""
+    roster = roster_at_load()
+    deadline = roster and last_post_deadline(roster.enabled(), dt.datetime.now(dt.UTC).date())
+    if not deadline:
+        return None
+    return dg.FreshnessPolicy.cron(deadline_cron=deadline.cron, lower_bound_delta=GRACE,
+                                   timezone=deadline.timezone)
 
 
 class PublishConfig(dg.Config):
@@ -125,7 +148,10 @@ def _platform_clients(character_id: str, platform: str, vault: TokenVault,
     partitions_def=character_daily_partitions,
     deps=[branded_videos],
     group_name="content",
-    kinds={"tiktok", "instagram", "youtube"},
+    kinds={"tiktok", "instagram", "youtube", "postgres"},
+    owners=[CONTENT_TEAM],
+    metadata=table_metadata(schema.social_posts),
+    freshness_policy=posts_freshness(),
     check_specs=[dg.AssetCheckSpec(
         DISCLOSURE_CHECK, asset="social_posts", blocking=False,
         description="Every post of the partition that reached the platform carries the AI "
@@ -177,7 +203,7 @@ def social_posts(context: dg.AssetExecutionContext, config: PublishConfig,
         alerts.raise_alert(engine, key, text)
 
     scratch = Path(tempfile.mkdtemp(prefix="wg-publish-"))
-    verified: dict[str, int] = {}
+    verified = {"checked": 0, "public_ids": 0, "failed_after_publish": 0}  # no TikTok: zeros
     try:
         flows: dict[str, tuple[Flow, TokenSource] | None] = {}
         for platform, account in accounts.items():
@@ -223,6 +249,10 @@ def social_posts(context: dg.AssetExecutionContext, config: PublishConfig,
     for key, reason in outcome.reasons.items():
         context.log.warning("post %s: %s", key, reason)
     counts = outcome.totals()
+    with engine.connect() as conn:
+        posts = partition_posts(conn, character_id, day)
+        rows = row_counts(conn, sa.select(sp.c.id), sa.select(sp.c.id).join(
+            r, r.c.id == sp.c.reel_id).where(r.c.character_id == character_id, r.c.date == day))
     return dg.MaterializeResult(
         metadata={"reels": len(reels), "published_everywhere": complete,
                   "published": counts.get("published", 0),
@@ -230,11 +260,31 @@ def social_posts(context: dg.AssetExecutionContext, config: PublishConfig,
                   "deferred": counts.get("deferred", 0),
                   "in_another_run": counts.get(ELSEWHERE, 0),
                   "failed": counts.get("failed_permanent", 0),
+                  "live_posts": sum(1 for p in posts if p.state == "published"),
+                  "live_links": sum(1 for p in posts if p.url),
+                  **{f"tiktok_{k}": v for k, v in verified.items()},
+                  # kept as it was for existing readers; the numbers are beside it
                   "tiktok_verified": dg.MetadataValue.json(verified),
                   "alerts": alerts_note,
-                  "states": dg.MetadataValue.json(outcome.states),
-                  "reasons": dg.MetadataValue.json(outcome.reasons)},
+                  "posts": posts_table(posts),
+                  "states": states_table(outcome.states),
+                  "reasons": reasons_table(outcome.reasons, key="post"),
+                  **rows},
         check_results=[disclosure_check(engine, character_id, day)])
+
+
+def posts_table(posts: list[PartitionPost]) -> dg.MetadataValue:
+    """Every post of the partition, each live one linked to where it can be seen."""
+    return md_table(["reel", "slot", "platform", "state", "post"], (
+        [cell(p.reel_id), cell(p.slot_time), cell(p.platform), cell(p.state),
+         link("open", p.url) if p.url else "-"] for p in posts))
+
+
+def states_table(states: dict[str, dict[str, int]]) -> dg.MetadataValue:
+    """This run's posts by platform and state."""
+    return md_table(["platform", "state", "posts"], (
+        [cell(platform), cell(state), str(n)]
+        for platform, per in states.items() for state, n in per.items()))
 
 
 def mark_published(engine: sa.Engine, reel_ids: list[int], platforms: int) -> int:
@@ -250,13 +300,22 @@ def mark_published(engine: sa.Engine, reel_ids: list[int], platforms: int) -> in
                             .values(status="published", updated_at=sa.func.now())).rowcount
 
 
-def disclosure_check(engine: sa.Engine, character_id: str, day: object) -> dg.AssetCheckResult:
+def disclosure_check(engine: sa.Engine, character_id: str,
+                     day: dt.date) -> dg.AssetCheckResult:
     r, sp = schema.reels, schema.social_posts
     with engine.connect() as conn:
-        missing = list(conn.execute(
-            sa.select(sp.c.id).join(r, r.c.id == sp.c.reel_id)
+        sent = dict(conn.execute(
+            sa.select(sp.c.id, sp.c.ai_disclosure).join(r, r.c.id == sp.c.reel_id)
             .where(r.c.character_id == character_id, r.c.date == day,
-                   sa.or_(sp.c.attempts > 0, sp.c.state.not_in(("planned", "deferred"))),
-                   sa.not_(sp.c.ai_disclosure))).scalars())
-    return dg.AssetCheckResult(check_name=DISCLOSURE_CHECK, passed=not missing,
-                               metadata={"undisclosed_posts": dg.MetadataValue.json(missing)})
+                   sa.or_(sp.c.attempts > 0, sp.c.state.not_in(("planned", "deferred"))))
+            .order_by(sp.c.id)).all())
+    missing = [post_id for post_id, disclosed in sent.items() if not disclosed]
+    return check_result(
+        DISCLOSURE_CHECK, character_id, day, passed=not missing,
+        severity=dg.AssetCheckSeverity.ERROR,
+        summary=f"{len(missing)} of {len(sent)} post(s) that went to a platform lack the AI "
+        "disclosure" if missing
+        else f"all {len(sent)} post(s) that went to a platform carry the AI disclosure",
+        # the ids: a list that varies, beside its count
+        metadata={"posts_checked": len(sent), "undisclosed": len(missing),
+                  "undisclosed_posts": dg.MetadataValue.json(missing)})

@@ -19,6 +19,13 @@ from waifugen_assets.core.clock import parse_instant
 from waifugen_assets.core.config import get_settings
 from waifugen_assets.core.preflight import check_before_spending
 from waifugen_assets.money.credits import budget_report
+from waifugen_assets.pipeline.catalog import (
+    CONTENT_TEAM,
+    check_result,
+    reasons_table,
+    row_counts,
+    table_metadata,
+)
 from waifugen_assets.pipeline.partitions import character_daily_partitions, split_partition_key
 from waifugen_assets.pipeline.runs import asks_late, stop_on_config_error
 from waifugen_assets.planning.assets import reel_plans
@@ -68,6 +75,8 @@ def budget_guard(day: dt.date) -> Callable[[sa.Connection, int], str | None]:
 
 
 RENDERABLE = schema.reels.c.status.in_(RENDERABLE_STATUSES)
+# A reel with its video made: what the `reels` asset counts as its rows.
+RENDERED_STATUSES = ("generated", "stored", "branded", "published")
 
 
 @dg.asset(
@@ -75,6 +84,8 @@ RENDERABLE = schema.reels.c.status.in_(RENDERABLE_STATUSES)
     deps=[reel_plans],
     group_name="content",
     kinds={"a2e", "postgres"},
+    owners=[CONTENT_TEAM],
+    metadata=table_metadata(schema.reels),
     pool="video_api",
     check_specs=[dg.AssetCheckSpec(
         MADE_IN_TIME_CHECK, asset="reels", blocking=False,
@@ -134,13 +145,21 @@ def reels(context: dg.AssetExecutionContext, config: RenderConfig, database: Dat
     out = renderer.outcome
     for reel_id, reason in {**out.failed, **out.skipped}.items():
         context.log.warning("reel %s: %s", reel_id, reason)
+    rendered = r.c.status.in_(RENDERED_STATUSES)
     with engine.connect() as conn:
         missed = dict(conn.execute(sa.select(r.c.id, r.c.failure_reason).where(
             r.c.character_id == character_id, r.c.date == day, r.c.status == "skipped")).all())
-    check = dg.AssetCheckResult(
-        check_name=MADE_IN_TIME_CHECK, passed=not missed, severity=dg.AssetCheckSeverity.WARN,
-        metadata={"missed": len(missed),
-                  "reasons": dg.MetadataValue.json({str(k): v for k, v in missed.items()})})
+        reels_of_day = conn.scalar(sa.select(sa.func.count()).where(
+            r.c.character_id == character_id, r.c.date == day))
+        counts = row_counts(conn, sa.select(r.c.id).where(rendered), sa.select(r.c.id).where(
+            rendered, r.c.character_id == character_id, r.c.date == day))
+    check = check_result(
+        MADE_IN_TIME_CHECK, character_id, day, passed=not missed,
+        severity=dg.AssetCheckSeverity.WARN,
+        summary=f"{len(missed)} of {reels_of_day} reel(s) missed their slot unrendered"
+        if missed else f"no reel of {reels_of_day} missed its slot",
+        metadata={"missed": len(missed), "reels": int(reels_of_day or 0),
+                  "reasons": reasons_table(missed)})
     return dg.MaterializeResult(check_results=[check], metadata={
         "generated": len(out.generated),
         "failed": len(out.failed),
@@ -149,6 +168,6 @@ def reels(context: dg.AssetExecutionContext, config: RenderConfig, database: Dat
         "in_another_run": len(out.elsewhere),
         "via_fallback": len(out.fallback),
         "status_requests": out.polls,
-        "reasons": dg.MetadataValue.json(
-            {str(k): v for k, v in {**out.pending, **out.failed, **out.skipped}.items()}),
+        "reasons": reasons_table({**out.pending, **out.failed, **out.skipped}),
+        **counts,
     })

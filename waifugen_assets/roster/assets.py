@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import insert
 from resources.database import DatabaseResource
 from resources.roster_file import RosterResource
 from waifugen_assets.core import schema
+from waifugen_assets.pipeline.catalog import CONTENT_TEAM, row_counts, table_metadata
 from waifugen_assets.roster.model import Character, Roster, RosterError, load_roster
 
 _COMPARED = ("name", "persona", "age", "timezone", "content_rating", "slots", "watermark",
@@ -111,6 +112,8 @@ def roster_failure(exc: RosterError) -> dg.Failure:
 @dg.asset(
     group_name="roster",
     kinds={"yaml", "postgres"},
+    owners=[CONTENT_TEAM],
+    metadata=table_metadata(schema.characters),
     description="The roster file validated and upserted into the characters table.",
 )
 def characters(database: DatabaseResource, roster: RosterResource) -> dg.MaterializeResult:
@@ -120,14 +123,20 @@ def characters(database: DatabaseResource, roster: RosterResource) -> dg.Materia
         raise roster_failure(exc) from None
     with database.get_engine().begin() as conn:
         sync = sync_roster(conn, loaded)
+        counts = row_counts(conn, sa.select(schema.characters.c.id))
     return dg.MaterializeResult(
         metadata={
             "characters": len(loaded.characters),
             "enabled": len(loaded.enabled()),
+            # counts to plot, names to read
+            "added_count": len(sync.added),
+            "updated_count": len(sync.updated),
+            "disabled_count": len(sync.disabled),
             "added": ", ".join(sync.added) or "-",
             "updated": ", ".join(sync.updated) or "-",
             "disabled": ", ".join(sync.disabled) or "-",
             "roster_sha256": loaded.sha256,
+            **counts,
         }
     )
 

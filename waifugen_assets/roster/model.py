@@ -5,7 +5,9 @@ jump to (`characters.yaml:14: characters[2].age: must be at least 18 (got 17)`),
 roster with three typos should not take three deploys to fix. The file's shape is the
 pydantic models below, checked with the project's YAML kit (waifugen_assets.core.yaml_check),
 which takes the line numbers from ruamel.yaml's round-trip loader; the rules across characters
-(duplicate ids and slots, the budget) are post-checks on the loaded tree.
+(duplicate ids and slots, the budget) are post-checks on the loaded tree. Texts that reach a
+terminal or a caption (name, persona, handles, watermark) refuse control and bidi formatting
+characters, and a watermark image must be a file inside the roster file's folder.
 
 Pure domain code: no database, no Dagster. The `characters` asset validates the file with it
 and upserts the result.
@@ -26,20 +28,21 @@ from types import MappingProxyType
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import PlainValidator
+from pydantic import PlainValidator, ValidationInfo
 from ruamel.yaml.comments import CommentedMap
 
 from waifugen_assets.core.yaml_check import (
     Bool,
-    OptionalText,
+    DisplayParagraph,
+    DisplayText,
     Slug,
-    Text,
     YamlChecker,
     YamlError,
     YamlIssue,
     YamlModel,
     at_least_one,
     describe,
+    display_text,
     format_version,
     integer,
     item_line,
@@ -49,6 +52,7 @@ from waifugen_assets.core.yaml_check import (
     number,
     one_of,
     quote,
+    show,
     slug,
     text,
     valid,
@@ -69,9 +73,12 @@ PLATFORMS: tuple[str, ...] = PUBLISH_PLATFORMS + SUBSCRIBER_PLATFORMS
 CONTENT_RATINGS: tuple[str, ...] = ("general", "mature")
 WATERMARK_POSITIONS: tuple[str, ...] = ("top-left", "top-right", "bottom-left", "bottom-right")
 MIN_AGE = 18
+MAX_AGE = 120  # no person is older; also keeps the value well inside the INTEGER column
 MAX_SLOTS = 24
 
 _SLOT = re.compile(r"(?:[01][0-9]|2[0-3]):[0-5][0-9]")
+# A URL or protocol prefix (`http:`, `file:`, ffmpeg's `concat:`): the image must be a path.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 
 
 # --- issues -------------------------------------------------------------------------------
@@ -196,26 +203,33 @@ class Roster:
 
 
 def load_roster(path: str | os.PathLike[str]) -> Roster:
-    """Read and validate a roster file; raises RosterError listing every problem in it."""
+    """Read and validate a roster file; raises RosterError listing every problem in it.
+    Watermark images are resolved in the file's folder, symlinks followed."""
     checker = YamlChecker(os.fspath(path), RosterIssue)
     read = checker.read(path)
     if read is None:
         raise RosterError(checker.issues)
     content, data = read
-    return _build(checker, content, Path(path), hashlib.sha256(data).hexdigest())
+    return _build(checker, content, Path(path), hashlib.sha256(data).hexdigest(),
+                  Path(path).parent)
 
 
-def validate_roster_text(text: str, filename: str = "characters.yaml") -> Roster:
-    """Validate roster YAML held in memory; `filename` is only used in the messages."""
+def validate_roster_text(text: str, filename: str = "characters.yaml", *,
+                         folder: str | os.PathLike[str] | None = None) -> Roster:
+    """Validate roster YAML held in memory; `filename` is only used in the messages. Watermark
+    images are resolved in `folder` (symlinks followed); without one they are checked as text
+    only (relative, no `..` out, no scheme)."""
     checker = YamlChecker(filename, RosterIssue)
-    return _build(checker, text, None, hashlib.sha256(text.encode("utf-8")).hexdigest())
+    return _build(checker, text, None, hashlib.sha256(text.encode("utf-8")).hexdigest(),
+                  None if folder is None else Path(folder))
 
 
-def _build(checker: YamlChecker, content: str, path: Path | None, digest: str) -> Roster:
+def _build(checker: YamlChecker, content: str, path: Path | None, digest: str,
+           folder: Path | None) -> Roster:
     doc = checker.parse(content, expected="a mapping with 'version' and 'characters'",
                         empty="expected 'version: 1' and a 'characters' list")
     if doc is not None:
-        parsed = checker.validate(_RosterFile, doc)
+        parsed = checker.validate(_RosterFile, doc, context={"folder": folder})
         _check_across(checker, doc)
         if parsed is not None and not checker.issues:
             return Roster(tuple(_character(c) for c in parsed.characters), path, digest)
@@ -248,31 +262,65 @@ def _platform(value: Any) -> str:
 
 
 _share = number(0, 100)
+_adult = integer(MIN_AGE)
+
+
+def _age(value: Any) -> int:
+    age = _adult(value)
+    if age > MAX_AGE:
+        raise ValueError(f"must be at most {MAX_AGE} (got {show(age)})")
+    return age
+
+
+def _image(value: Any, info: ValidationInfo) -> str | None:
+    """A logo path relative to the roster file's folder and inside it, symlinks followed when
+    the folder is known, so branding never reads a file that was not put there for it."""
+    if value is None:
+        return None  # no logo
+    image = display_text(value)
+    if _SCHEME.match(image):
+        raise ValueError(f"must be a file path, not a URL or protocol (got {quote(image)})")
+    if os.path.isabs(image):
+        raise ValueError("must be a path relative to the roster file's folder, not an absolute "
+                         f"path (got {quote(image)})")
+    outside = f"must stay inside the roster file's folder (got {quote(image)}"
+    if os.path.normpath(image).split(os.sep)[0] == "..":
+        raise ValueError(outside + ")")
+    folder = (info.context or {}).get("folder")
+    if folder is not None:
+        try:
+            root = folder.resolve()
+            target = (root / image).resolve()
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+            raise ValueError(f"cannot be resolved: {exc}") from None
+        if not target.is_relative_to(root):  # a symlink out of the folder
+            raise ValueError(f"{outside}, which leads to {str(target)!r})")
+    return image
 
 
 class _Account(YamlModel):
-    account: Text
+    account: DisplayText
     enabled: Bool = True
 
 
 class _Watermark(YamlModel):
-    text: Text
-    image: OptionalText = None  # null is fine: no logo
+    text: DisplayText
+    image: Annotated[str | None, PlainValidator(_image)] = None  # null is fine: no logo
     position: Annotated[str, PlainValidator(one_of(WATERMARK_POSITIONS))] = "bottom-right"
     opacity: Annotated[float, PlainValidator(number(0, 1))] = 0.8
 
 
 class _A2E(YamlModel):
-    avatar_id: Text
-    voice_id: Text
+    avatar_id: DisplayText
+    voice_id: DisplayText
 
 
 class _Character(YamlModel):
     # Declaration order is checking order and the order "expected one of" lists.
     id: Slug
-    name: Text
-    persona: Text
-    age: Annotated[int, PlainValidator(integer(MIN_AGE))]
+    name: DisplayText
+    persona: DisplayParagraph  # a paragraph: line feeds are fine
+    age: Annotated[int, PlainValidator(_age)]
     timezone: Annotated[str, PlainValidator(_timezone)]
     enabled: Bool = True
     # Optional, but an explicit null is refused like any other non-number.
@@ -315,18 +363,20 @@ def _character(c: _Character) -> Character:
 
 
 def _check_across(checker: YamlChecker, doc: CommentedMap) -> None:
-    """Rules about more than one value: duplicate ids and slots, too many slots, and the
-    budget. Checked on the loaded tree, so they are reported next to the field errors."""
+    """Rules about more than one value: duplicate ids, slots and accounts, too many slots, and
+    the budget. Checked on the loaded tree, so they are reported next to the field errors."""
     items = doc.get("characters")
     if not isinstance(items, list):
         return
     first_id_line: dict[str, int | None] = {}
+    first_account_line: dict[tuple[str, str], int | None] = {}
     enabled_shares: list[float] = []
     for index, item in enumerate(items):
         if not isinstance(item, Mapping):
             continue
         path = f"characters[{index}]"
         _check_slots(checker, item, f"{path}.slots")
+        _check_accounts(checker, item, path, first_account_line)
         share = valid(_share, item.get("budget_share"))
         if share is not None and item.get("enabled", True) is True:
             enabled_shares.append(share)
@@ -345,6 +395,25 @@ def _check_across(checker: YamlChecker, doc: CommentedMap) -> None:
             key_line(doc, "characters"), "characters[*].budget_share",
             f"budget shares of enabled characters sum to {total:.10g} (must be at most 100)",
         )
+
+
+def _check_accounts(checker: YamlChecker, item: Mapping[str, Any], path: str,
+                    first_line: dict[tuple[str, str], int | None]) -> None:
+    """An account belongs to one character (the database holds each platform's handle once)."""
+    platforms = item.get("platforms")
+    if not isinstance(platforms, Mapping):
+        return
+    for platform, entry in platforms.items():
+        account = valid(display_text, entry.get("account")) if isinstance(entry, Mapping) else None
+        if platform not in PLATFORMS or account is None:
+            continue
+        line = value_line(entry, "account")
+        if (platform, account) in first_line:
+            checker.report(line, f"{path}.platforms.{platform}.account",
+                           f"{platform} account {quote(account)} is another character's "
+                           f"(first used at line {first_line[platform, account]})")
+        else:
+            first_line[platform, account] = line
 
 
 def _check_slots(checker: YamlChecker, item: Mapping[str, Any], path: str) -> None:

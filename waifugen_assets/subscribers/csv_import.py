@@ -14,7 +14,12 @@ ignored. Accepted names (docs/subscribers.md has the table):
     time zone     Timezone, Time zone, TZ
     (recognised and ignored: Expires, Expiry, Expiration date, Renew date)
 
-When the file has a tier column, an empty tier cell means "standard"; without one, tiers stay.
+When the file has a tier column, an empty tier cell means "standard" and a tier name is ours as
+for Fanvue (vip, premium or elite in the name: "vip", else "standard"); without one, tiers stay.
+
+The file is read with the csv module's standard (excel, RFC 4180) dialect: quoted fields may
+hold the delimiter, line breaks and doubled quotes (`"Ann ""Nicky"" Lee"`). The delimiter
+(comma, semicolon or tab) is the one that makes the most header cells known column names.
 
 Required: a subscription date, and a user id or a username. The subscriber's key is the user
 id when the file has that column, else the username (without "@", lower case). Dates: ISO 8601,
@@ -24,8 +29,10 @@ id when the file has that column, else the username (without "@", lower case). D
 3-letter code, else USD.
 
 Every bad row is reported with its line and column and skipped; the other rows are imported. A
-problem with the file itself (unreadable, no header, no usable key or date column, unknown
-character) raises ImportFileError and imports nothing. Re-importing the same file changes
+problem with the file itself (unreadable, not UTF-8 text, NUL characters, a field the csv
+module cannot read, no header, no usable key or date column, unknown character, a platform the
+character has no account for on the roster) raises ImportFileError, one line naming it, and
+imports nothing. Re-importing the same file changes
 nothing (upsert; unchanged rows are not touched). Lifetime spend is stored as an aggregate on
 the subscriber (`imported_spend_cents`, `imported_spend_currency`), not as revenue events: an
 export has no stable id per payment. An import never clears an opt-out and never touches a
@@ -48,7 +55,8 @@ from typing import Literal, TypeVar
 import sqlalchemy as sa
 
 from waifugen_assets.core import schema
-from waifugen_assets.subscribers.events import valid_timezone
+from waifugen_assets.subscribers.events import MAX_EXTERNAL_ID, valid_timezone
+from waifugen_assets.subscribers.inbound import subscriber_tier
 
 UTC = dt.UTC
 _T = TypeVar("_T")
@@ -81,6 +89,9 @@ _DATE_FORMATS = (
 _SYMBOLS = {"$": "USD", "€": "EUR", "£": "GBP"}
 _CODE = re.compile(r"\b([A-Za-z]{3})\b")
 _NUMBER = re.compile(r"^\d+([.,]\d+)*$")
+_MAX_AMOUNT = Decimal(2**63 - 1) / 100  # imported_spend_cents is a bigint
+_DELIMITERS = (",", ";", "\t")
+_SLUG = re.compile(schema.CHARACTER_SLUG_PATTERN)
 
 
 class ImportFileError(ValueError):
@@ -94,8 +105,14 @@ class RowError:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.column}: " if self.column else ""
+        where = f"{_printable(self.column)}: " if self.column else ""
         return f"line {self.line}: {where}{self.message}"
+
+
+def _printable(text: str) -> str:
+    """`text`, quoted with escapes when it holds a line break or another control character
+    (one report line per problem)."""
+    return text if text.isprintable() else repr(text)
 
 
 @dataclass
@@ -137,7 +154,10 @@ def parse_date(raw: str) -> dt.datetime:
             raise _BadCell(f"not a date: {raw.strip()[:40]!r}")
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 shifted by its offset
+        raise _BadCell(f"date out of range: {raw.strip()[:40]!r}") from None
 
 
 def parse_money(raw: str) -> tuple[int, str | None]:
@@ -171,6 +191,8 @@ def parse_money(raw: str) -> tuple[int, str | None]:
         value = Decimal(text)
     except InvalidOperation:
         raise _BadCell(f"not an amount: {raw.strip()[:40]!r}") from None
+    if value > _MAX_AMOUNT:  # before quantize, which fails beyond 28 digits
+        raise _BadCell(f"too large: {raw.strip()[:40]!r}")
     if value != value.quantize(Decimal("0.01")):
         raise _BadCell("more than 2 decimals")
     return int(value * 100), currency
@@ -190,48 +212,81 @@ class _Row:
 
 
 def _read(path: Path) -> str:
+    """The file's text (the caller names the file in its message)."""
     try:
-        return path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise ImportFileError(f"{path}: not UTF-8 text (export the CSV as UTF-8)") from None
+        raw = path.read_bytes()
     except OSError as exc:
-        raise ImportFileError(f"{path}: cannot read ({exc.strerror})") from None
-
-
-def _dialect(text: str) -> type[csv.Dialect] | csv.Dialect:
-    first = text.split("\n", 1)[0]
+        raise ImportFileError(f"cannot read ({exc.strerror})") from None
     try:
-        return csv.Sniffer().sniff(first, delimiters=",;\t")
-    except csv.Error:
-        return csv.excel
+        # Bytes decoded as they are: line breaks inside quoted fields stay (RFC 4180).
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ImportFileError(f"line {line}: not UTF-8 text (export the CSV as UTF-8)") from None
 
 
-def parse_csv(text: str) -> tuple[list[_Row], list[RowError], bool]:
-    """Valid rows, the errors of the others, and whether the file has a tier column (pure:
-    no database)."""
-    reader = csv.reader(io.StringIO(text, newline=""), _dialect(text))
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise ImportFileError("the file is empty (expected a header line)") from None
+def _columns(header: list[str]) -> dict[str, int]:
+    """Field -> index of the first header cell naming it."""
     columns: dict[str, int] = {}
     for index, name in enumerate(header):
         target = _FIELD_OF.get(_header_key(name))
         if target and target not in columns:
             columns[target] = index
+    return columns
+
+
+def _delimiter(text: str) -> str:
+    """The delimiter under which the header (its first record, read as RFC 4180) names the
+    most known columns; ties go to the comma."""
+    start = text[:65536]  # the header is at the start; no need to copy a large file thrice
+
+    def score(delimiter: str) -> int:
+        try:
+            header = next(csv.reader(io.StringIO(start, newline=""), delimiter=delimiter), [])
+        except csv.Error:
+            return -1
+        return len(_columns(header))
+
+    return max(_DELIMITERS, key=score)  # max keeps the first of equals: "," wins ties
+
+
+def _found(header: list[str]) -> str:
+    return ", ".join(_printable(name) for name in header)[:200]
+
+
+def parse_csv(text: str) -> tuple[list[_Row], list[RowError], bool]:
+    """Valid rows, the errors of the others, and whether the file has a tier column (pure:
+    no database). A problem with the whole file raises ImportFileError."""
+    if "\x00" in text:  # PostgreSQL text cannot hold NUL; a binary file, most likely
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise ImportFileError(f"line {line}: NUL character (not a text CSV export)")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise ImportFileError("the file is empty (expected a header line)") from None
+    except csv.Error as exc:  # a header cell over the csv module's size limit, say
+        raise ImportFileError(f"line 1: unreadable CSV ({exc})") from None
+    columns = _columns(header)
     key_field = "external_id" if "external_id" in columns else "handle"
     if key_field not in columns:
         raise ImportFileError("no user id or username column (e.g. 'User ID' or 'Username'); "
-                              f"columns found: {', '.join(header)[:200]}")
+                              f"columns found: {_found(header)}")
     if "subscribed_at" not in columns:
         raise ImportFileError("no subscription date column (e.g. 'Subscribed' or 'Start "
-                              f"date'); columns found: {', '.join(header)[:200]}")
+                              f"date'); columns found: {_found(header)}")
 
     rows: list[_Row] = []
     errors: list[RowError] = []
     seen: dict[str, int] = {}
     last_line = reader.line_num
-    for cells in reader:
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:  # a field over the csv module's size limit, say
+            raise ImportFileError(f"line {last_line + 1}: unreadable CSV ({exc})") from None
         line, last_line = last_line + 1, reader.line_num
         if not any(c.strip() for c in cells):
             continue
@@ -255,6 +310,8 @@ def parse_csv(text: str) -> tuple[list[_Row], list[RowError], bool]:
                 key = key.lstrip("@").casefold()
             if not key:
                 raise _Located(key_field, "missing")
+            if len(key) > MAX_EXTERNAL_ID:  # the key is indexed: bounded like event ids
+                raise _Located(key_field, f"longer than {MAX_EXTERNAL_ID} characters")
             raw_date = cell("subscribed_at")
             if raw_date is None:
                 raise _Located("subscribed_at", "missing (a subscription date is required)")
@@ -283,7 +340,8 @@ def parse_csv(text: str) -> tuple[list[_Row], list[RowError], bool]:
             continue
         seen[key] = line
         rows.append(_Row(line, key, handle, cell("display_name"), subscribed, spend,
-                         currency if spend is not None else None, cell("tier"), timezone))
+                         currency if spend is not None else None, subscriber_tier(cell("tier")),
+                         timezone))
     return rows, errors, "tier" in columns
 
 
@@ -342,14 +400,10 @@ def import_csv(engine: sa.Engine, path: Path | str, platform: ImportPlatform,
         raise ImportFileError(f"platform must be one of {', '.join(IMPORT_PLATFORMS)}, "
                               f"not {platform!r} (Fanvue and Telegram subscribers arrive by "
                               "webhook or polling)")
-    text = _read(Path(path))
-    rows, errors, has_tier = parse_csv(text)
+    rows, errors, has_tier = parse_csv(_read(Path(path)))
     report = ImportReport(errors=errors)
     with engine.begin() as conn:
-        exists = conn.scalar(sa.select(schema.characters.c.id)
-                             .where(schema.characters.c.id == character_id))
-        if exists is None:
-            raise ImportFileError(f"unknown character {character_id!r}")
+        _check_account(conn, character_id, platform)
         if rows:
             results = conn.execute(_UPSERT, {
                 "character_id": character_id, "platform": platform, "has_tier": has_tier,
@@ -366,3 +420,21 @@ def import_csv(engine: sa.Engine, path: Path | str, platform: ImportPlatform,
             report.updated = len(results) - report.imported
             report.unchanged = len(rows) - len(results)
     return report
+
+
+def _check_account(conn: sa.Connection, character_id: str, platform: str) -> None:
+    """The character exists and has an account on `platform` on the roster: without one its
+    subscribers would be stored and never shown (no channel, no manual queue)."""
+    if not _SLUG.fullmatch(character_id) or conn.scalar(
+            sa.select(schema.characters.c.id)
+            .where(schema.characters.c.id == character_id)) is None:
+        raise ImportFileError(f"unknown character {character_id!r}")
+    pa = schema.platform_accounts
+    status = conn.scalar(sa.select(pa.c.status).where(pa.c.character_id == character_id,
+                                                      pa.c.platform == platform))
+    if status is None:
+        raise ImportFileError(f"character {character_id!r} has no {platform} account on the "
+                              "roster (add it to characters.yaml first); nothing imported")
+    if status == "disabled":
+        raise ImportFileError(f"the {platform} account of character {character_id!r} is "
+                              "disabled; nothing imported")

@@ -13,6 +13,10 @@ Choices the contract leaves open:
 - Fanvue event types not in the contract raise `UnsupportedEvent` (the webhook answers 200 and
   stores nothing, so Fanvue does not retry them forever).
 - An unparseable fan time zone is dropped (NULL), not a reason to lose the event.
+- A Fanvue event names its creator (`creatorUuid`, required); binding it to the character whose
+  URL it was posted to is the webhook service's job (and apply's, docs/subscribers.md).
+- Ids are at most 200 characters and amounts at most a bigint: longer keys do not fit the
+  database's indexes, so such an event is refused here rather than by the database.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ FANVUE_TYPES = {
     "purchase.completed": "revenue.purchase",
 }
 MAX_EVENT_ID = 200
+MAX_EXTERNAL_ID = 200  # subscriber ids and creator uuids: indexed columns, so bounded
+MAX_AMOUNT = 2**63 - 1  # revenue_events.amount_cents is a bigint
 _CURRENCY = re.compile(r"^[A-Za-z]{3}$")
 _START = re.compile(r"^/start(@[A-Za-z0-9_]+)?(\s+(?P<arg>\S+))?\s*$")
 
@@ -79,6 +85,7 @@ class NormalizedEvent:
     timezone: str | None = None
     tier: str | None = None
     payload: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    creator_uuid: str | None = None  # Fanvue: the creator the event names (not stored apart)
 
     def __post_init__(self) -> None:
         if self.event_type not in EVENT_TYPES:
@@ -89,6 +96,8 @@ class NormalizedEvent:
             raise BadEvent("event_id", f"must be 1..{MAX_EVENT_ID} characters")
         if not self.external_id:
             raise BadEvent("external_id", "missing")
+        if len(self.external_id) > MAX_EXTERNAL_ID:
+            raise BadEvent("external_id", f"longer than {MAX_EXTERNAL_ID} characters")
 
     def data(self) -> dict[str, Any]:
         """The normalized details stored beside the raw payload (personal: forget nulls it)."""
@@ -116,6 +125,12 @@ def _str(obj: Mapping[str, Any], key: str, where: str, *, optional: bool = False
     return value.strip()
 
 
+def _id(value: str, name: str) -> str:
+    if len(value) > MAX_EXTERNAL_ID:
+        raise BadEvent(name, f"longer than {MAX_EXTERNAL_ID} characters")
+    return value
+
+
 def _int(obj: Mapping[str, Any], key: str, where: str) -> int:
     value = obj.get(key)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -135,13 +150,18 @@ def _time(value: Any, name: str) -> dt.datetime:
         raise BadEvent(name, "missing" if value is None else "expected an ISO 8601 time")
     if parsed.tzinfo is None:
         raise BadEvent(name, "time has no UTC offset")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 shifted by its offset
+        raise BadEvent(name, f"out of range: {value!s:.40}") from None
 
 
 def _amount(obj: Mapping[str, Any], key: str, where: str) -> int:
     value = _int(obj, key, where)
     if value < 0:
         raise BadEvent(f"{where}{key}", "must not be negative")
+    if value > MAX_AMOUNT:
+        raise BadEvent(f"{where}{key}", "too large")
     return value
 
 
@@ -158,7 +178,7 @@ def valid_timezone(value: Any) -> str | None:
         return None
     try:
         ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "America" is a directory
         return None
     return value
 
@@ -192,9 +212,10 @@ def from_fanvue(body: dict[str, Any], character_id: str) -> NormalizedEvent:
     if kind not in FANVUE_TYPES:
         raise UnsupportedEvent("type", f"unsupported Fanvue event type {kind[:60]!r}")
     event_type = FANVUE_TYPES[kind]
+    creator = _id(_str(body, "creatorUuid", ""), "creatorUuid")
     created = _time(body.get("createdAt"), "createdAt")
     data = _obj(body.get("data"), "data")
-    user = _str(data, "userUuid", "data.")
+    user = _id(_str(data, "userUuid", "data."), "data.userUuid")
     fields: dict[str, Any] = {}
     occurred = created
     if event_type == "subscriber.new":
@@ -220,13 +241,16 @@ def from_fanvue(body: dict[str, Any], character_id: str) -> NormalizedEvent:
             occurred = _time(data["sentAt"], "data.sentAt")
     return NormalizedEvent(platform="fanvue", event_id=event_id, event_type=event_type,
                            character_id=character_id, external_id=user, occurred_at=occurred,
-                           payload=body, **fields)
+                           payload=body, creator_uuid=creator, **fields)
 
 
 # --- Telegram -----------------------------------------------------------------------------------
 
 def _telegram_time(msg: Mapping[str, Any], where: str) -> dt.datetime:
-    return dt.datetime.fromtimestamp(_int(msg, "date", where), tz=UTC)
+    try:
+        return dt.datetime.fromtimestamp(_int(msg, "date", where), tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        raise BadEvent(f"{where}date", "not a Unix time in range") from None
 
 
 def _telegram_person(sender: Any) -> dict[str, Any]:
@@ -257,7 +281,8 @@ def from_telegram(update: dict[str, Any], character_id: str,
         if new.get("status") != "kicked":
             return None  # unblocked: wait for the user's /start before messaging again
         return NormalizedEvent(
-            event_type="subscriber.blocked", external_id=str(_int(chat, "id", "chat.")),
+            event_type="subscriber.blocked",
+            external_id=_id(str(_int(chat, "id", "chat.")), "my_chat_member.chat.id"),
             occurred_at=_telegram_time(member, "my_chat_member."),
             **_telegram_person(member.get("from")), **base)
 
@@ -267,7 +292,7 @@ def from_telegram(update: dict[str, Any], character_id: str,
     chat = _obj(msg.get("chat"), "message.chat")
     if chat.get("type") != "private":
         return None
-    external_id = str(_int(chat, "id", "message.chat."))
+    external_id = _id(str(_int(chat, "id", "message.chat.")), "message.chat.id")
     occurred = _telegram_time(msg, "message.")
     person = _telegram_person(msg.get("from"))
 

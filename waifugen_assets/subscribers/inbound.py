@@ -13,6 +13,10 @@ Choices the contract leaves open here (normalizing has its own, in events.py):
   subscription, a Telegram `/start`) clears an opt-out older than s. Renewals never clear it.
 - Events whose character does not exist are stored with `character_id` NULL and an error, and
   `apply_pending` marks them processed and counts them as rejected (they stay for inspection).
+- A Fanvue webhook event names its creator (`creatorUuid`). The webhook service refuses one
+  that is not the character's account when that account's uuid is known; when it was not known
+  yet, the event was stored and is bound here: once the uuid is known (a DM run learns it before
+  applying), an event for another creator is rejected the same way, never applied.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from waifugen_assets.subscribers.opt_out import is_opt_out
 
 log = logging.getLogger(__name__)
 STORE_BATCH = 1000  # rows per INSERT
+WRONG_CREATOR = "event is for another Fanvue creator than the character's account"
 
 
 # --- store --------------------------------------------------------------------------------------
@@ -162,6 +167,17 @@ def _apply_one(conn: sa.Connection, row: sa.Row) -> tuple[int, ApplyStats]:
     return int(sub.id), stats
 
 
+def fanvue_creators(conn: sa.Connection, characters: Collection[str]) -> dict[str, str]:
+    """The known Fanvue creator uuid of each of these characters (learned by a DM run)."""
+    if not characters:
+        return {}
+    pa = schema.platform_accounts
+    rows = conn.execute(sa.select(pa.c.character_id, pa.c.external_user_id).where(
+        pa.c.platform == "fanvue", pa.c.character_id.in_(characters),
+        pa.c.external_user_id.is_not(None)))
+    return {row.character_id: row.external_user_id for row in rows}
+
+
 def apply_pending(engine: sa.Engine, now: dt.datetime | None = None,
                   limit: int = 1000) -> ApplyStats:
     """Apply up to `limit` unprocessed events, oldest first, in one transaction. Rows another
@@ -180,19 +196,24 @@ def apply_pending(engine: sa.Engine, now: dt.datetime | None = None,
         rows = conn.execute(
             sa.select(ie.c.id, ie.c.platform, ie.c.event_id, ie.c.event_type,
                       ie.c.character_id, ie.c.external_id, ie.c.occurred_at, ie.c.data,
-                      ie.c.error)
+                      ie.c.error, ie.c.payload["creatorUuid"].astext.label("creator_uuid"))
             .where(ie.c.processed_at.is_(None))
             .order_by(ie.c.received_at, ie.c.id)
             .limit(limit)
             .with_for_update(skip_locked=True)).all()
         rows.sort(key=lambda r: (r.character_id or "", r.platform, r.external_id or "",
                                  r.occurred_at or stamp, r.id))
+        creators = fanvue_creators(conn, {r.character_id for r in rows if r.character_id
+                                          and r.platform == "fanvue" and r.creator_uuid})
         for row in rows:
             error = row.error
             subscriber_id = None
             if error is None and (row.character_id is None or row.external_id is None
                                   or row.occurred_at is None):
                 error = "event has no character, subscriber or time"
+            if (error is None and row.platform == "fanvue" and row.creator_uuid is not None
+                    and creators.get(row.character_id, row.creator_uuid) != row.creator_uuid):
+                error = WRONG_CREATOR
             if error is None:
                 try:
                     with conn.begin_nested():

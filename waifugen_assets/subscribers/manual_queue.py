@@ -4,6 +4,12 @@ The DM planner puts a due message for these platforms in state `queued_manual`. 
 writes them for the operator (read-only: exporting twice gives the same file); `mark_sent`
 records what the operator sent. Messages of subscribers who opted out or were forgotten since
 they were queued are left out of the export: they must not be sent.
+
+The export is opened in a spreadsheet, and handles and texts come from subscribers (CSV imports)
+or a language model: a text cell starting with =, +, -, @, a tab or a carriage return would be
+a formula there (CSV injection), so it is written with a leading `'` (OWASP's advice; the
+spreadsheet shows the text without it). The file is the csv module's standard (excel, RFC 4180)
+dialect: comma, quotes doubled, CRLF line ends.
 """
 
 from __future__ import annotations
@@ -21,6 +27,14 @@ from waifugen_assets.core import schema
 MANUAL_PLATFORMS = ("onlyfans", "fansly")
 EXPORT_COLUMNS = ("message_id", "character", "platform", "subscriber_handle", "external_id",
                   "step", "variant", "due_at", "text")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A text cell a spreadsheet shows as text, never evaluates; other values unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 @dataclass(frozen=True)
@@ -61,14 +75,15 @@ def queued_messages(engine: sa.Engine, character_id: str | None = None) -> list[
 
 
 def export_csv(engine: sa.Engine, out: TextIO, character_id: str | None = None) -> int:
-    """Write the queue as CSV (EXPORT_COLUMNS, times in UTC ISO 8601); returns the row count."""
-    writer = csv.writer(out, lineterminator="\n")
+    """Write the queue as CSV (EXPORT_COLUMNS, times in UTC ISO 8601, every text cell
+    spreadsheet-safe); returns the row count."""
+    writer = csv.writer(out)  # the standard excel dialect
     writer.writerow(EXPORT_COLUMNS)
     messages = queued_messages(engine, character_id)
     for q in messages:
-        writer.writerow([q.message_id, q.character, q.platform, q.subscriber_handle or "",
-                         q.external_id, q.step, q.variant or "",
-                         q.due_at.astimezone(dt.UTC).isoformat(), q.text or ""])
+        writer.writerow([spreadsheet_safe(cell) for cell in (
+            q.message_id, q.character, q.platform, q.subscriber_handle or "", q.external_id,
+            q.step, q.variant or "", q.due_at.astimezone(dt.UTC).isoformat(), q.text or "")])
     return len(messages)
 
 

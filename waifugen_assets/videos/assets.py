@@ -9,6 +9,7 @@ before anything downstream (publishing) may run.
 """
 
 # No `from __future__ import annotations`: Dagster reads parameter annotations at runtime.
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -34,7 +35,16 @@ from resources.video_store import (
 )
 from waifugen_assets.core import schema
 from waifugen_assets.core.claims import Claims
-from waifugen_assets.core.config import get_settings
+from waifugen_assets.core.config import ConfigError, get_settings, read_setting
+from waifugen_assets.pipeline.catalog import (
+    CONTENT_TEAM,
+    cell,
+    check_result,
+    md_table,
+    reasons_table,
+    row_counts,
+    table_metadata,
+)
 from waifugen_assets.pipeline.partitions import character_daily_partitions, split_partition_key
 from waifugen_assets.rendering.assets import reels
 from waifugen_assets.roster.model import Watermark
@@ -42,6 +52,27 @@ from waifugen_assets.videos.branding import IntegrityLimits, check_integrity, in
 
 INTEGRITY_CHECK = "video_integrity"
 DOWNLOAD_TRIES = 3  # a truncated transfer is worth another try; a bad file is not
+
+
+def configured_store_kind() -> str:
+    """The video store the settings name (`local` or `s3`), read when the code location
+    loads: kinds are fixed at definition time. Only VIDEO_STORE is read, so loading needs no
+    secret; a run's VideoStoreResource.backend could still differ, and wins for that run."""
+    name = read_setting("VIDEO_STORE", os.environ) or "local"
+    if name not in ("local", "s3"):
+        raise ConfigError(f"VIDEO_STORE={name!r}: expected local or s3")
+    return name
+
+
+STORE_KIND = configured_store_kind()
+
+
+def _video_counts(conn: sa.Connection, variant: str, character_id: str,
+                  day: Any) -> dict[str, object]:
+    r, v = schema.reels, schema.videos
+    rows = sa.select(v.c.id).where(v.c.variant == variant)
+    return row_counts(conn, rows, rows.join_from(v, r, r.c.id == v.c.reel_id).where(
+        r.c.character_id == character_id, r.c.date == day))
 
 
 def _reels_in(engine: sa.Engine, character_id: str, day: Any, status: str) -> list[dict]:
@@ -116,7 +147,9 @@ def _download(video_store: VideoStoreResource, url: str,
     partitions_def=character_daily_partitions,
     deps=[reels],
     group_name="content",
-    kinds={"s3", "postgres"},
+    kinds={STORE_KIND, "postgres"},
+    owners=[CONTENT_TEAM],
+    metadata=table_metadata(schema.videos),
     description="Generated videos downloaded (streaming, SSRF-checked), verified and stored "
     "under their sha256 with a permanent URL.",
 )
@@ -152,10 +185,12 @@ def stored_videos(context: dg.AssetExecutionContext, database: DatabaseResource,
                 _fail(engine, reel["id"], failed[reel["id"]])
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
+    with engine.connect() as conn:
+        counts = _video_counts(conn, "raw", character_id, day)
     return dg.MaterializeResult(metadata={
         "stored": stored, "failed": len(failed), "pending": len(pending),
         "backend": video_store.backend_name(),
-        "reasons": dg.MetadataValue.json({str(k): v for k, v in {**pending, **failed}.items()})})
+        "reasons": reasons_table({**pending, **failed}), **counts})
 
 
 class BrandConfig(dg.Config):
@@ -180,7 +215,9 @@ def _publish_limits(engine: sa.Engine, character_id: str) -> IntegrityLimits:
     partitions_def=character_daily_partitions,
     deps=[stored_videos],
     group_name="content",
-    kinds={"ffmpeg", "postgres"},
+    kinds={"ffmpeg", STORE_KIND, "postgres"},
+    owners=[CONTENT_TEAM],
+    metadata=table_metadata(schema.videos),
     pool="ffmpeg",
     check_specs=[dg.AssetCheckSpec(
         INTEGRITY_CHECK, asset="branded_videos", blocking=True,
@@ -228,9 +265,11 @@ def branded_videos(context: dg.AssetExecutionContext, config: BrandConfig,
             finally:
                 shutil.rmtree(scratch, ignore_errors=True)
     check = verify_branded(engine, video_store, ffmpeg, character_id, day, limits)
+    with engine.connect() as conn:
+        counts = _video_counts(conn, "branded", character_id, day)
     return dg.MaterializeResult(
         metadata={"branded": branded, "failed": len(failed), "preset": preset,
-                  "reasons": dg.MetadataValue.json({str(k): v for k, v in failed.items()})},
+                  "reasons": reasons_table(failed), **counts},
         check_results=[check])
 
 
@@ -264,9 +303,14 @@ def verify_branded(engine: sa.Engine, video_store: VideoStoreResource, ffmpeg: F
         else:
             withdrawn[str(reel_id)] = report.summary
             _fail(engine, reel_id, f"branded video failed re-verification: {report.summary}")
-    return dg.AssetCheckResult(
-        check_name=INTEGRITY_CHECK, passed=not unreadable,
+    problems = [[str(k), "unreadable", why] for k, why in unreadable.items()]
+    problems += [[str(k), "withdrawn", why] for k, why in withdrawn.items()]
+    return check_result(
+        INTEGRITY_CHECK, character_id, day, passed=not unreadable,
         severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"verified": verified, "withdrawn": dg.MetadataValue.json(withdrawn),
-                  "unreadable": dg.MetadataValue.json(unreadable),
-                  "max_bytes": limits.max_bytes})
+        summary=f"{verified} of {len(rows)} branded video(s) verified, {len(withdrawn)} "
+        f"withdrawn, {len(unreadable)} unreadable",
+        metadata={"verified": verified, "withdrawn": len(withdrawn),
+                  "unreadable": len(unreadable), "max_bytes": limits.max_bytes,
+                  "problems": md_table(["reel", "problem", "reason"],
+                                       ([cell(c) for c in p] for p in problems))})

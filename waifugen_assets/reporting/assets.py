@@ -1,0 +1,90 @@
+"""The `daily_status` asset: the roster's day at a glance in the Dagster UI, and its
+`day_complete` check (a warning that names what is pending, deferred, skipped or failed)."""
+
+# No `from __future__ import annotations`: Dagster reads parameter annotations at runtime.
+import datetime as dt
+
+import dagster as dg
+
+from resources.database import DatabaseResource
+from resources.instagram import InstagramResource
+from resources.tiktok import TikTokResource
+from resources.youtube import YouTubeResource
+from waifugen_assets.core import clock
+from waifugen_assets.core.config import get_settings
+from waifugen_assets.core.redaction import redact
+from waifugen_assets.pipeline.partitions import daily_partitions
+from waifugen_assets.reporting.day_markdown import (
+    findings,
+    live_posts,
+    render_markdown,
+    totals,
+    unposted,
+)
+from waifugen_assets.reporting.status import day_status
+
+DAY_COMPLETE = "day_complete"
+MAX_DESCRIPTION = 1000  # the check's description names the first items; metadata has all
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    # The date dimension of the character x date assets maps onto this date (inferred).
+    deps=["reels", "social_posts", "dm_messages"],
+    group_name="reporting",
+    kinds={"postgres"},
+    check_specs=[dg.AssetCheckSpec(
+        DAY_COMPLETE, asset="daily_status", blocking=False,
+        description="Every character's day is done: every planned reel published on each "
+        "platform, nothing pending, deferred, skipped or failed (a warning names each item "
+        "and its reason).")],
+    description="The day at a glance, one row per character for that date: reels per stage, "
+    "posts per platform with links to the live posts, budget used, DMs due, what waits and "
+    "why. Refreshed by the `status` sensor after publish runs and by the `daily_status` "
+    "schedule once the day is over everywhere.",
+)
+def daily_status(context: dg.AssetExecutionContext, database: DatabaseResource,
+                 tiktok: TikTokResource, instagram: InstagramResource,
+                 youtube: YouTubeResource) -> dg.MaterializeResult:
+    day = dt.date.fromisoformat(context.partition_key)
+    settings = get_settings()
+    bases = ({"tiktok": tiktok.resolved_base_url(), "instagram": instagram.resolved_urls()[0],
+              "youtube": youtube.resolved_base_url()} if settings.is_sandbox else None)
+    read_at = clock.now()
+    with database.get_engine().connect() as conn:
+        report = day_status(conn, day, settings.a2e_monthly_credits)
+        days = {c["id"]: day for c in report["characters"]}
+        posts = live_posts(conn, days, bases)
+        waiting_slots = unposted(conn, days)
+    waits = findings(report, read_at, waiting_slots)
+    numbers = totals(report, waits, waiting_slots)
+    context.log.info(f"daily_status {day}: {numbers['characters']} character(s), "
+                     f"{numbers['posts_published']} posts live, {len(waits)} item(s) waiting")
+    return dg.MaterializeResult(
+        metadata={
+            "status": dg.MetadataValue.md(render_markdown(report, posts, read_at, waits)),
+            "read_at": dg.MetadataValue.timestamp(read_at),
+            "dagster/row_count": numbers["characters"],
+            **numbers,
+        },
+        check_results=[day_complete(day, waits, numbers)],
+    )
+
+
+def day_complete(day: dt.date, waits: list[str],
+                 numbers: dict[str, int | float]) -> dg.AssetCheckResult:
+    """Passes when nothing waits; otherwise a warning naming each item and its reason."""
+    summary = ("nothing waits" if not waits
+               else f"{len(waits)} item(s) not done: " + "; ".join(waits))
+    if len(summary) > MAX_DESCRIPTION:
+        summary = summary[: MAX_DESCRIPTION - 1] + "…"
+    counts = {k: numbers[k] for k in ("reels_pending", "reels_unposted", "reels_failed",
+                                      "reels_missed", "posts_pending", "posts_deferred",
+                                      "posts_skipped", "posts_failed")}
+    return dg.AssetCheckResult(
+        check_name=DAY_COMPLETE, passed=not waits, severity=dg.AssetCheckSeverity.WARN,
+        description=redact(f"{day.isoformat()}: {summary}"),
+        metadata={"date": day.isoformat(),
+                  "waiting": dg.MetadataValue.md(
+                      "\n".join(f"- {redact(w)}" for w in waits) or "nothing"),
+                  **counts})
