@@ -44,12 +44,10 @@ import copy
 import datetime as dt
 import json
 import logging
-import os
 import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,6 +58,7 @@ from ruamel.yaml import YAML
 
 from benchmarks.report import DOCS, machine, write_section
 from benchmarks.scratch_db import database, server
+from benchmarks.settings_env import environment
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = 20261205
@@ -102,25 +101,6 @@ def slot_times(people: list[dict[str, Any]], day: dt.date) -> list[dt.datetime]:
             out.append(dt.datetime.combine(day, dt.time(hour, minute), tzinfo=zone)
                        .astimezone(dt.UTC))
     return out
-
-
-@contextlib.contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    """The pipeline's settings for the simulation; the process's own afterwards."""
-    from waifugen_assets.core.config import get_settings
-
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    get_settings.cache_clear()
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        get_settings.cache_clear()
 
 
 @dataclass

@@ -71,6 +71,7 @@ import sqlalchemy as sa
 
 from benchmarks.report import DOCS, machine, write_section
 from benchmarks.scratch_db import database, server, server_version
+from benchmarks.settings_env import environment
 
 TICKS = ("roster", "generation", "posting", "dms", "daily_plans", "weekly_premium")
 # Measured beside them, not a tick (no target): what the subscriber_poll run reads.
@@ -155,24 +156,6 @@ class Result:
                 f"{rows['subscribers']:,} subscribers, {rows['dm_messages']:,} DMs), slowest "
                 f"tick {ms:.0f} ms ({slow}), largest ratio {ratio:.2f} ({worst}), pages x"
                 f"{self.pages_ratio(most):.2f} from {self.base.days} d ({most})")
-
-
-@contextlib.contextmanager
-def environment(values: dict[str, str]) -> Iterator[None]:
-    from waifugen_assets.core.config import get_settings
-
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    get_settings.cache_clear()
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        get_settings.cache_clear()
 
 
 # --- seeding ------------------------------------------------------------------------------------
