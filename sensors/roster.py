@@ -15,6 +15,11 @@ from waifugen_assets.roster.assets import enabled_character_ids, partition_chang
 from waifugen_assets.roster.jobs import roster_job
 
 
+def roster_run_key(fingerprint: str) -> str:
+    """One `roster` run per version of the file (the CLI tags its own load with it too)."""
+    return f"roster-{fingerprint}"
+
+
 @dg.sensor(
     name="roster",
     job=roster_job,
@@ -28,7 +33,7 @@ def roster_sensor(
     fingerprint = roster.fingerprint()
     run_requests = []
     if fingerprint not in ("missing", context.cursor):
-        run_requests.append(dg.RunRequest(run_key=f"roster-{fingerprint}"))
+        run_requests.append(dg.RunRequest(run_key=roster_run_key(fingerprint)))
 
     with database.get_engine().connect() as conn:
         wanted = enabled_character_ids(conn)

@@ -174,8 +174,10 @@ def roster_run_tags(defs: dg.Definitions) -> dict[str, str]:
     CLI's run is that version's load, and the daemon of `make dev` does not load it again
     (Dagster skips a sensor's run key that a run already has: `fetch_existing_runs` in
     dagster/_daemon/sensor.py)."""
-    fingerprint = defs.resources["roster"].fingerprint()
-    return {"dagster/run_key": f"roster-{fingerprint}", "dagster/sensor_name": "roster"}
+    from sensors.roster import roster_run_key
+
+    return {"dagster/run_key": roster_run_key(defs.resources["roster"].fingerprint()),
+            "dagster/sensor_name": "roster"}
 
 
 def sync_partitions(instance: dg.DagsterInstance, wanted: list[str]) -> None:

@@ -13,10 +13,13 @@ the UI offers for any launch or backfill.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 import dagster as dg
 
 from waifugen_assets.core.config import ConfigError
+
+T = TypeVar("T")
 
 LATE_TAG = "waifugen/post_late"
 
@@ -26,10 +29,10 @@ def asks_late(tags: Mapping[str, str]) -> bool:
     return tags.get(LATE_TAG, "").strip().lower() == "true"
 
 
-def stop_on_config_error(check: Callable[[], None]) -> None:
-    """Run `check` inside an asset: a ConfigError fails the run with its one-line message,
-    and is not retried (retrying cannot fix configuration)."""
+def stop_on_config_error(check: Callable[[], T]) -> T:
+    """Run `check` inside an asset or op and return its value: a ConfigError fails the run
+    with its one-line message, and is not retried (retrying cannot fix configuration)."""
     try:
-        check()
+        return check()
     except ConfigError as exc:
         raise dg.Failure(description=str(exc), allow_retries=False) from None

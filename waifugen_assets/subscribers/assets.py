@@ -14,14 +14,13 @@ from pydantic import Field
 from resources.database import DatabaseResource
 from resources.fanvue import FanvueResource
 from resources.ollama import OllamaResource
-from resources.quota_store import PostgresRateLimitStore
 from resources.telegram import TelegramResource
 from waifugen_assets.core import clock, schema
 from waifugen_assets.core.accounts import learn_external_id, store_external_id
 from waifugen_assets.core.claims import Claims
 from waifugen_assets.core.config import get_settings, project_root
 from waifugen_assets.core.preflight import check_before_spending
-from waifugen_assets.core.tokens import TokenCipher, TokenError, TokenSet, TokenVault
+from waifugen_assets.core.tokens import TokenCipher, TokenVault
 from waifugen_assets.pipeline.catalog import (
     SUBSCRIBERS_TEAM,
     cell,
@@ -38,6 +37,7 @@ from waifugen_assets.subscribers.channels import (
     ManualChannel,
     TelegramChannel,
 )
+from waifugen_assets.subscribers.clients import fanvue_client, telegram_client
 from waifugen_assets.subscribers.cycle import (
     Poller,
     character_info,
@@ -76,12 +76,6 @@ def load_configured_sequences(engine: sa.Engine) -> dict[int, Sequence]:
     return sync_sequences(engine, load_sequences(sequences_path(), known_characters=known))
 
 
-def _no_refresh(platform: str) -> Callable[[str], TokenSet]:
-    def refresh(_: str) -> TokenSet:
-        raise TokenError(f"{platform} tokens cannot be refreshed: set a new one")
-    return refresh
-
-
 def build_channels(engine: sa.Engine, character_id: str, vault: TokenVault,
                    fanvue: FanvueResource, telegram: TelegramResource,
                    log: Callable[[str], None]) -> tuple[dict[str, Channel], list[Poller]]:
@@ -100,16 +94,13 @@ def build_channels(engine: sa.Engine, character_id: str, vault: TokenVault,
             if platform in ("onlyfans", "fansly"):
                 channels[platform] = ManualChannel(platform)
             elif platform == "fanvue":
-                token = vault.access_token(character_id, platform, fanvue.refresher())
-                client = fanvue.client(token, rate_store=PostgresRateLimitStore(engine, "fanvue"))
+                client = fanvue_client(engine, vault, fanvue, character_id)
                 creator = learn_external_id(engine, account, lambda c=client: c.me().uuid)
                 channels[platform] = FanvueChannel(client, creator)
                 pollers.append(lambda c=client, u=creator: poll_fanvue(
                     engine, character_id, c, u))
             elif platform == "telegram":
-                token = vault.access_token(character_id, platform, _no_refresh(platform))
-                bot = telegram.bot_client(token,
-                                          rate_store=PostgresRateLimitStore(engine, "telegram"))
+                bot = telegram_client(engine, vault, telegram, character_id)
                 store_external_id(engine, account, str(bot.bot_id))  # the webhook route needs it
                 channels[platform] = TelegramChannel(bot)
                 pollers.append(lambda b=bot: poll_telegram(engine, character_id, b))

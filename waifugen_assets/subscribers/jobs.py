@@ -6,11 +6,12 @@ the events stored; the sensor then asks for `subscriber_dms` runs only where the
 import dagster as dg
 
 from resources.database import DatabaseResource
-from resources.fanvue import FanvueClient, FanvueResource
-from resources.quota_store import PostgresRateLimitStore
-from resources.telegram import TelegramClient, TelegramResource
-from waifugen_assets.core.config import ConfigError, get_settings
+from resources.fanvue import FanvueResource
+from resources.telegram import TelegramResource
+from waifugen_assets.core.config import get_settings
 from waifugen_assets.core.tokens import TokenCipher, TokenVault
+from waifugen_assets.pipeline.runs import stop_on_config_error
+from waifugen_assets.subscribers.clients import fanvue_client, telegram_client
 from waifugen_assets.subscribers.polling import poll_accounts, pollable_accounts
 
 subscriber_dms_job = dg.define_asset_job(
@@ -28,20 +29,11 @@ def poll_subscriber_channels(context: dg.OpExecutionContext, database: DatabaseR
     engine = database.get_engine()
     vault = TokenVault(engine, TokenCipher(get_settings().secret_keys))
 
-    def fanvue_client(character_id: str) -> FanvueClient:
-        token = vault.access_token(character_id, "fanvue", fanvue.refresher())
-        return fanvue.client(token, rate_store=PostgresRateLimitStore(engine, "fanvue"))
-
-    def telegram_client(character_id: str) -> TelegramClient:
-        token = vault.access_token(character_id, "telegram")  # bot tokens do not expire
-        return telegram.bot_client(token, rate_store=PostgresRateLimitStore(engine, "telegram"))
-
     with engine.connect() as conn:
         accounts = pollable_accounts(conn)
-    try:
-        stats = poll_accounts(engine, accounts, fanvue_client, telegram_client)
-    except ConfigError as exc:  # retrying cannot fix configuration
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    stats = stop_on_config_error(lambda: poll_accounts(
+        engine, accounts, lambda cid: fanvue_client(engine, vault, fanvue, cid),
+        lambda cid: telegram_client(engine, vault, telegram, cid)))
     for account, reason in stats.failed.items():
         context.log.warning("%s not polled: %s", account, reason)
     return dg.Output(None, metadata={
