@@ -27,7 +27,8 @@ At each point (1 day, 30 days, 1 year, the whole history) the database is VACUUM
 every tick is evaluated `--repeat` times after one warm-up through Dagster, as the daemon does
 (build_sensor_context / build_schedule_context with the real definitions and resources, used
 as context managers so they are closed), on the clock frozen at the same instant: `roster`,
-`generation`, `posting`, `dms` (INBOUND_MODE=polling), `daily_plans`, `weekly_premium`, and
+`generation`, `posting`, `dms` (INBOUND_MODE=polling), `comments`, `daily_plans`,
+`weekly_premium`, `engagement` (the hourly engagement schedule), and
 `poll_reads`: what the `subscriber_poll` run the dms sensor asks for reads from the database
 for every Fanvue and Telegram account (its HTTP calls are not timed). The run keys each asks
 for are compared with the first point's (the same today: the same work).
@@ -73,12 +74,14 @@ from benchmarks.report import DOCS, machine, write_section
 from benchmarks.scratch_db import database, server, server_version
 from benchmarks.settings_env import environment
 
-TICKS = ("roster", "generation", "posting", "dms", "daily_plans", "weekly_premium")
+TICKS = ("roster", "generation", "posting", "dms", "comments", "daily_plans",
+         "weekly_premium", "engagement")
 # Measured beside them, not a tick (no target): what the subscriber_poll run reads.
-MEASURED = (*TICKS[:4], "poll_reads", *TICKS[4:])
-HISTORY_TABLES = ("reels", "social_posts", "engagement_snapshots", "subscribers",
-                  "dm_messages", "inbound_events", "post_attempts", "credit_ledger",
-                  "revenue_events", "videos")
+MEASURED = (*TICKS[:5], "poll_reads", *TICKS[5:])
+HISTORY_TABLES = ("reels", "social_posts", "engagement_snapshots", "engagement_daily",
+                  "follower_snapshots", "subscribers", "dm_messages", "inbound_events",
+                  "post_attempts", "credit_ledger", "revenue_events", "videos", "comments",
+                  "comment_replies", "comment_polls")
 TARGET_MS, TARGET_RATIO = 200.0, 2.0
 LARGE = 10_000  # rows from which a sequential scan of a history table is a finding
 HEADING = "## Sensor ticks"
@@ -239,7 +242,7 @@ _REELS = """
 _POSTS = """
     INSERT INTO social_posts (reel_id, platform, account_id, state, ai_disclosure,
         remote_handle, remote_post_id, permalink, attempts, last_error, next_attempt_at,
-        published_at, created_at, updated_at)
+        published_at, metrics_next_at, created_at, updated_at)
     SELECT y.id, y.platform, pa.id, y.state, true,
         CASE WHEN y.state <> 'skipped' AND y.state <> 'deferred' AND y.state <> 'planned'
              THEN 'h-' || y.id || '-' || y.platform END,
@@ -250,6 +253,22 @@ _POSTS = """
                      WHEN 'deferred' THEN 'youtube quota: daily units spent' END,
         CASE WHEN y.state = 'deferred' THEN CAST(:now AS timestamptz) + interval '6 hours' END,
         CASE WHEN y.state = 'published' THEN y.scheduled_at + interval '2 minutes' END,
+        -- The next engagement reading: the first age (1 h, 6 h, 24 h, 3 d, 7 d, 30 d) the
+        -- post has not reached, none after 30 days (engagement/readings.py); one in five of
+        -- the last day's posts has the age it last reached still to read (due now).
+        CASE WHEN y.state <> 'published' THEN NULL
+             WHEN y.scheduled_at > CAST(:now AS timestamptz) - interval '1 day'
+                  AND y.id % 5 = 0 THEN (
+            SELECT y.scheduled_at + interval '2 minutes' + a.age
+            FROM unnest(ARRAY[interval '1 hour', interval '6 hours']) a(age)
+            WHERE y.scheduled_at + interval '2 minutes' + a.age <= CAST(:now AS timestamptz)
+            ORDER BY a.age DESC LIMIT 1)
+             ELSE (
+            SELECT y.scheduled_at + interval '2 minutes' + a.age
+            FROM unnest(ARRAY[interval '1 hour', interval '6 hours', interval '24 hours',
+                              interval '3 days', interval '7 days', interval '30 days']) a(age)
+            WHERE y.scheduled_at + interval '2 minutes' + a.age > CAST(:now AS timestamptz)
+            ORDER BY a.age LIMIT 1) END,
         y.scheduled_at, least(y.scheduled_at + interval '2 minutes', CAST(:now AS timestamptz))
     FROM (
         SELECT r.id, r.character_id, r.scheduled_at, p.platform, CASE
@@ -277,6 +296,80 @@ _SNAPSHOTS = """
     FROM social_posts sp
     WHERE sp.id > :after AND sp.state = 'published'
       AND sp.published_at + interval '1 day' <= CAST(:now AS timestamptz)
+"""
+
+# The engagement stage's daily roll-up of those snapshots (one reading per post: its gain is
+# its counters), what the weekly_premium schedule reads.
+_DAILY = """
+    INSERT INTO engagement_daily (character_id, date, platform, posts_read, views, likes,
+        comments, shares, saves)
+    SELECT r.character_id, (es.captured_at AT TIME ZONE 'UTC')::date, sp.platform, count(*),
+           sum(es.views), sum(es.likes), sum(es.comments), sum(es.shares), 0
+    FROM engagement_snapshots es
+    JOIN social_posts sp ON sp.id = es.post_id
+    JOIN reels r ON r.id = sp.reel_id
+    WHERE es.id > :after
+    GROUP BY 1, 2, 3
+    ON CONFLICT (character_id, date, platform) DO UPDATE SET
+        posts_read = engagement_daily.posts_read + excluded.posts_read,
+        views = engagement_daily.views + excluded.views,
+        likes = engagement_daily.likes + excluded.likes,
+        comments = engagement_daily.comments + excluded.comments,
+        shares = engagement_daily.shares + excluded.shares
+"""
+
+# Comment reads of the Instagram and YouTube posts after id :after (comments/due.py): each was
+# read; those still in their 7-day window are read again later (not due now), except one in
+# seven of the last day's, whose read is due. A third of them has a comment answered (its
+# reply sent); one in ten of the last day's comments still waits for its answer.
+_COMMENT_POLLS = """
+    INSERT INTO comment_polls (post_id, character_id, last_polled_at, next_poll_at)
+    SELECT sp.id, r.character_id, least(sp.published_at + interval '1 hour',
+                                        CAST(:now AS timestamptz)),
+           CASE WHEN sp.published_at <= CAST(:now AS timestamptz) - interval '7 days' THEN NULL
+                WHEN sp.published_at > CAST(:now AS timestamptz) - interval '1 day'
+                     AND sp.id % 7 = 0 THEN CAST(:now AS timestamptz) - interval '1 minute'
+                ELSE CAST(:now AS timestamptz) + interval '30 minutes' END
+    FROM social_posts sp JOIN reels r ON r.id = sp.reel_id
+    WHERE sp.id > :after AND sp.state = 'published'
+      AND sp.platform IN ('instagram', 'youtube')
+"""
+_COMMENTS = """
+    INSERT INTO comments (post_id, character_id, platform, remote_comment_id, author_id,
+        author_handle, text, commented_at, fetched_at, classification, state, updated_at)
+    SELECT sp.id, r.character_id, sp.platform, 'c-' || sp.id, 'fan-' || sp.id % 9973,
+           'fan_' || sp.id % 9973, 'What song is this?', sp.published_at + interval '2 hours',
+           sp.published_at + interval '2 hours', 'question',
+           CASE WHEN sp.published_at > CAST(:now AS timestamptz) - interval '1 day'
+                     AND sp.id % 10 = 0 THEN 'new' ELSE 'answered' END,
+           sp.published_at + interval '2 hours'
+    FROM social_posts sp JOIN reels r ON r.id = sp.reel_id
+    WHERE sp.id > :after AND sp.state = 'published' AND sp.id % 3 = 0
+      AND sp.platform IN ('instagram', 'youtube')
+      AND sp.published_at + interval '2 hours' <= CAST(:now AS timestamptz)
+"""
+_COMMENT_REPLIES = """
+    INSERT INTO comment_replies (comment_id, text, source, state, remote_reply_id, attempts,
+        attempted_at, created_at, updated_at, sent_at)
+    SELECT c.id, 'Thank you! [AI-generated character]', 'template', 'sent', 'r-' || c.id, 1,
+           c.fetched_at + interval '5 minutes', c.fetched_at, c.fetched_at,
+           c.fetched_at + interval '5 minutes'
+    FROM comments c WHERE c.id > :after AND c.state = 'answered'
+"""
+
+# One follower count per account and local day for the days :lo..:hi before now; today's
+# (day 0) is missing for one character in ten, whose engagement run is then due.
+_FOLLOWERS = """
+    INSERT INTO follower_snapshots (character_id, platform, captured_on, followers, captured_at)
+    SELECT pa.character_id, pa.platform, d.d, 1000 + abs(hashtext(pa.character_id)) % 50000,
+           CAST(:now AS timestamptz) - make_interval(days => o.off)
+    FROM platform_accounts pa
+    JOIN characters c ON c.id = pa.character_id
+    CROSS JOIN generate_series(:lo, :hi) AS o(off)
+    CROSS JOIN LATERAL (SELECT (CAST(:now AS timestamptz) AT TIME ZONE c.timezone)::date
+                               - o.off AS d) d
+    WHERE pa.platform IN ('tiktok', 'instagram', 'youtube')
+      AND (o.off > 0 OR abs(hashtext(c.id)) % 10 <> 0)
 """
 
 # :per_day subscribers per character for each of the days :lo..:hi before now (day 0: the
@@ -432,6 +525,14 @@ class Seeder:
         self._reels(0, 0, today=True)
         self._subscribers(0, self.span - 1)
         self._run(_DM_WORK, sequence=standard, text=DM_TEXT)
+        # Two in three characters have grown past the launch phase (phases.yaml defaults):
+        # weekly_premium chooses among them.
+        self._run("""
+            INSERT INTO character_phases (character_id, phase, previous_phase, direction,
+                crossed_on, followers, threshold, snapshot, effective_on, recorded_at)
+            SELECT c.id, 'growth', 'launch', 'up', CAST(:now AS date) - 200, 10000, 10000,
+                   '[]'::jsonb, CAST(:now AS date) - 199, CAST(:now AS timestamptz)
+            FROM characters c WHERE abs(hashtext(c.id)) % 3 <> 0""")
         # 60 of the key's 100 A2E requests this hour are spent.
         self._run("""
             INSERT INTO rate_limit_log (platform, account_key, window_seconds, taken_at, units)
@@ -446,7 +547,14 @@ class Seeder:
         reels, posts = self._max_id("reels"), self._max_id("social_posts")
         n = self._run(_REELS, lo=lo, hi=hi, today=today, plan=PLAN)
         p = self._run(_POSTS, after=reels)
+        snapshots = self._max_id("engagement_snapshots")
         self._run(_SNAPSHOTS, after=posts)
+        self._run(_DAILY, after=snapshots)
+        self._run(_FOLLOWERS, lo=lo, hi=hi)
+        comments = self._max_id("comments")
+        self._run(_COMMENT_POLLS, after=posts)
+        self._run(_COMMENTS, after=posts)
+        self._run(_COMMENT_REPLIES, after=comments)
         return n, p
 
     def _subscribers(self, lo: int, hi: int) -> int:
@@ -492,10 +600,12 @@ class Ticks:
         """The tick's run requests, as run keys (job:key)."""
         import dagster as dg
 
+        from sensors.comments import comments_sensor
         from sensors.dms import dm_sensor
         from sensors.generation import generation_sensor
         from sensors.posting import posting_sensor
         from sensors.roster import roster_sensor
+        from waifugen_assets.engagement.schedules import engagement_schedule
         from waifugen_assets.planning.schedules import (
             daily_plans_schedule,
             weekly_premium_schedule,
@@ -504,8 +614,10 @@ class Ticks:
         db = {"database": self.database}
         if tick == "poll_reads":
             return self.poll_reads()
-        if tick in ("daily_plans", "weekly_premium"):
-            schedule = daily_plans_schedule if tick == "daily_plans" else weekly_premium_schedule
+        if tick in ("daily_plans", "weekly_premium", "engagement"):
+            schedule = {"daily_plans": daily_plans_schedule,
+                        "weekly_premium": weekly_premium_schedule,
+                        "engagement": engagement_schedule}[tick]
             with dg.build_schedule_context(instance=self.instance, resources=db,
                                            scheduled_execution_time=self.now) as ctx:
                 requests = list(schedule(ctx))
@@ -516,6 +628,7 @@ class Ticks:
                 "generation": (generation_sensor, {**db, "a2e": self.a2e}, None),
                 "posting": (posting_sensor, db, None),
                 "dms": (dm_sensor, db, None),
+                "comments": (comments_sensor, db, None),
             }[tick]
             with dg.build_sensor_context(instance=self.instance, resources=resources,
                                          cursor=cursor) as ctx:

@@ -25,7 +25,9 @@ Exactly once (DESIGN.md section 6):
   marker the caller put in the caption (e.g. a short reel tag). Never publish a container
   twice to learn its media id: the sandbox answers an error (code 9007), and whether Meta
   would repeat the first id is unverified.
-- Reads (status, media, listing, limit) are GETs: retried on 5xx, timeouts and 429.
+- Reads (status, media, listing, limit, insights, followers, comments) are GETs: retried
+  on 5xx, timeouts and 429. `reply_to_comment` (POST /{comment}/replies, top-level comments
+  only) is sent once: after UnknownOutcome list `comment_replies` before replying again.
 - rupload chunk POSTs are resumable by offset: each is marked idempotent with a
   BODY_FACTORY that re-reads its byte range from the file, so the layer may resend it as is
   (the server accepts an offset at or below what it has). When a chunk still fails,
@@ -63,6 +65,7 @@ import dagster as dg
 import httpx
 from pydantic import Field
 
+from resources.engagement_model import AccountStats, PostCounters
 from resources.http import (
     BODY_FACTORY,
     IDEMPOTENT,
@@ -84,6 +87,7 @@ from resources.http import (
     make_client,
     parse_json_object,
 )
+from resources.social_comments import RemoteComment, parse_time
 from waifugen_assets.core.config import get_settings
 from waifugen_assets.core.tokens import TokenSet
 
@@ -105,6 +109,10 @@ FETCH_FAILED, FETCH_TIMEOUT, NOT_READY = 2207052, 2207003, 2207027
 RETRYABLE_SUBCODES = frozenset({FETCH_FAILED, FETCH_TIMEOUT, NOT_READY})
 _CODES = re.compile(r"^code (-?\d+)(?:/(\d+))?: ")
 _SUBCODE_IN_TEXT = re.compile(r"\b(2207\d{3})\b")
+# Media insights that are not deprecated (plays, impressions & co went in April 2025).
+INSIGHT_METRICS = "views,reach,likes,comments,shares,saved,total_interactions"
+COMMENT_FIELDS = "id,text,timestamp,username,from,like_count,parent_id,hidden"
+COMMENT_PAGE = "50"
 _READ = {IDEMPOTENT: True}
 _SEND_ONCE = {IDEMPOTENT: False}
 
@@ -464,6 +472,79 @@ class InstagramClient(OwnsHttpClient):
             raise ValueError("marker must not be empty")
         return next((m for m in self.recent_media(limit) if marker in (m.caption or "")), None)
 
+    # --- engagement reads and comment replies ------------------------------------------------
+
+    def media_insights(self, media_id: str) -> PostCounters:
+        """A reel's lifetime insights. A metric missing from the answer (empty data while
+        Meta has none yet, up to 48 h) is None, not 0; error #10 "not enough viewers" means
+        no insights for this media: every counter None."""
+        path = self._path(media_id, "insights")
+        try:
+            body = self._graph("GET", path, require=("data",),
+                               params={"metric": INSIGHT_METRICS})
+        except PermanentError as exc:
+            if graph_codes(exc)[0] == 10 and "not enough viewers" in exc.reason.lower():
+                return PostCounters(None, None, None, None, None, None)
+            raise
+        if not isinstance(body["data"], list):
+            raise self._invalid(path, "data is not a list")
+        value = {str(m.get("name")): _insight_value(m) for m in body["data"]
+                 if isinstance(m, dict)}
+        return PostCounters(views=value.get("views"), likes=value.get("likes"),
+                            comments=value.get("comments"), shares=value.get("shares"),
+                            saves=value.get("saved"), reach=value.get("reach"))
+
+    def followers(self) -> AccountStats:
+        """followers_count, follows_count and media_count of the account's user node."""
+        body = self._graph("GET", self._path(self.ig_user_id),
+                           params={"fields": "followers_count,follows_count,media_count"})
+        return AccountStats(followers=json_int(body.get("followers_count")),
+                            following=json_int(body.get("follows_count")),
+                            posts=json_int(body.get("media_count")))
+
+    def comments(self, media_id: str, *,
+                 after: str | None = None) -> tuple[list[RemoteComment], str | None]:
+        """One page of a media's top-level comments, newest first, and the cursor of the
+        next page (None on the last one). Hidden comments (the owner still sees them) are
+        left out: nothing can be done with them, not even a reply."""
+        return self._comment_page(self._path(media_id, "comments"), None, after)
+
+    def comment_replies(self, comment_id: str) -> list[RemoteComment]:
+        """Every reply to a top-level comment (all pages), oldest first as Meta lists them."""
+        out: list[RemoteComment] = []
+        after: str | None = None
+        while True:
+            page, after = self._comment_page(self._path(comment_id, "replies"), comment_id,
+                                             after)
+            out.extend(page)
+            if after is None:
+                return out
+
+    def reply_to_comment(self, comment_id: str, message: str) -> str:
+        """Reply to a top-level comment; returns the reply's id. Sent once, never resent:
+        after UnknownOutcome, list `comment_replies` before anything is sent again."""
+        if not message.strip():
+            raise ValueError("a reply needs a message")
+        body = self._graph("POST", self._path(comment_id, "replies"), require=("id",),
+                           data={"message": message}, extensions=_SEND_ONCE)
+        return str(body["id"])
+
+    def _comment_page(self, path: str, parent_id: str | None,
+                      after: str | None) -> tuple[list[RemoteComment], str | None]:
+        params = {"fields": COMMENT_FIELDS, "limit": COMMENT_PAGE}
+        if after:
+            params["after"] = after
+        body = self._graph("GET", path, require=("data",), params=params)
+        if not isinstance(body["data"], list):
+            raise self._invalid(path, "data is not a list")
+        page = [_comment(item, parent_id) for item in body["data"]
+                if isinstance(item, dict) and item.get("hidden") is not True]
+        paging = body.get("paging") if isinstance(body.get("paging"), dict) else {}
+        cursors = paging.get("cursors") if isinstance(paging.get("cursors"), dict) else {}
+        cursor = cursors.get("after")
+        more = bool(body["data"]) and bool(paging.get("next")) and isinstance(cursor, str)
+        return page, cursor if more else None
+
     # --- resumable upload --------------------------------------------------------------------
 
     def upload_offset(self, upload_uri: str) -> int:
@@ -531,6 +612,30 @@ def _media(item: Mapping[str, Any]) -> Media:
 
     return Media(id=media_id, permalink=text("permalink"), caption=text("caption"),
                  timestamp=text("timestamp"))
+
+
+def _insight_value(metric: Mapping[str, Any]) -> int | None:
+    """`values[0].value` (period lifetime), or `total_value.value` (metric_type total_value)."""
+    values = metric.get("values")
+    if isinstance(values, list) and values and isinstance(values[0], dict):
+        return json_int(values[0].get("value"))
+    total = metric.get("total_value")
+    return json_int(total.get("value")) if isinstance(total, dict) else None
+
+
+def _comment(item: Mapping[str, Any], parent_id: str | None) -> RemoteComment:
+    comment_id = item.get("id")
+    if not isinstance(comment_id, str) or not comment_id:
+        raise InvalidResponse(f"{SYSTEM}: comment without an id", system=SYSTEM,
+                              reason="comment without an id")
+    author = item.get("from") if isinstance(item.get("from"), dict) else {}
+    name = author.get("username") or item.get("username")
+    parent = item.get("parent_id") if isinstance(item.get("parent_id"), str) else parent_id
+    return RemoteComment(
+        id=comment_id, text=str(item.get("text") or ""),
+        author_id=str(author["id"]) if author.get("id") else None,
+        author_name=str(name) if name else None, published_at=parse_time(item.get("timestamp")),
+        parent_id=parent or None, like_count=json_int(item.get("like_count")))
 
 
 class InstagramResource(dg.ConfigurableResource):

@@ -4,7 +4,9 @@ A typed client over the shared HTTP layer (PROTOCOLS.md section 1): `Authorizati
 <user access token>` (asked of the `access_token` callable on every request, so a refreshed
 token is picked up), the `{"data", "error": {"code", "message", "log_id"}}` envelope, and
 client-side limits per access token: 6 inits, 30 status fetches and 20 creator_info queries a
-minute (TikTok's own limits; they are tracked, not discovered by a 429).
+minute (TikTok's own limits; they are tracked, not discovered by a 429), and 600 a minute
+for each of the Display API reads `query_videos` (/v2/video/query/, 20 ids a call) and
+`user_stats` (/v2/user/info/). TikTok offers this kind of app no comment API.
 
 Publishing one video:
 
@@ -58,6 +60,7 @@ import dagster as dg
 import httpx
 from pydantic import Field
 
+from resources.engagement_model import AccountStats, PostCounters
 from resources.http import (
     BODY_FACTORY,
     IDEMPOTENT,
@@ -97,11 +100,18 @@ DEFAULT_CHUNK_SIZE = 10_000_000  # the media transfer guide's example size
 TITLE_MAX_UTF16 = 2200
 RATE_WINDOW = 60.0
 INITS_PER_MINUTE, STATUS_PER_MINUTE, CREATOR_INFO_PER_MINUTE = 6, 30, 20
+# Display API reads: 600 requests per 1-minute sliding window, per endpoint.
+QUERIES_PER_MINUTE = USER_INFOS_PER_MINUTE = 600
+QUERY_BATCH = 20  # ids per /v2/video/query/ call
 UPLOAD_URL_TTL = 3600.0  # "valid for one hour after issuance"
 CREATOR_INFO_PATH = "/v2/post/publish/creator_info/query/"
 INIT_PATH = "/v2/post/publish/video/init/"
 STATUS_PATH = "/v2/post/publish/status/fetch/"
 TOKEN_PATH = "/v2/oauth/token/"  # noqa: S105 - a URL path
+QUERY_PATH = "/v2/video/query/"
+USER_INFO_PATH = "/v2/user/info/"
+QUERY_FIELDS = "id,view_count,like_count,comment_count,share_count"
+USER_INFO_FIELDS = "follower_count,following_count,likes_count,video_count"
 DEFERRABLE_CODES = frozenset({
     "spam_risk_too_many_posts", "spam_risk_too_many_pending_share", "reached_active_user_cap"})
 VIDEO_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime",
@@ -296,7 +306,9 @@ def _per_token_on(path: str) -> Callable[[httpx.Request], str | None]:
 
 def tiktok_limits(*, store: RateLimitStore | None = None, max_wait: float = 30.0,
                   inits: int = INITS_PER_MINUTE, statuses: int = STATUS_PER_MINUTE,
-                  creator_infos: int = CREATOR_INFO_PER_MINUTE) -> list[Limit]:
+                  creator_infos: int = CREATOR_INFO_PER_MINUTE,
+                  queries: int = QUERIES_PER_MINUTE,
+                  user_infos: int = USER_INFOS_PER_MINUTE) -> list[Limit]:
     """TikTok's per-token limits as client-side limits. Pass a cross-process `store` to share
     them between workers; `max_wait` is how long a call may wait for a slot before it raises
     RateLimited (whose retry_after says when to come back)."""
@@ -306,7 +318,9 @@ def tiktok_limits(*, store: RateLimitStore | None = None, max_wait: float = 30.0
 
     return [Limit(limiter("init", inits), _per_token_on(INIT_PATH)),
             Limit(limiter("status", statuses), _per_token_on(STATUS_PATH)),
-            Limit(limiter("creator_info", creator_infos), _per_token_on(CREATOR_INFO_PATH))]
+            Limit(limiter("creator_info", creator_infos), _per_token_on(CREATOR_INFO_PATH)),
+            Limit(limiter("video_query", queries), _per_token_on(QUERY_PATH)),
+            Limit(limiter("user_info", user_infos), _per_token_on(USER_INFO_PATH))]
 
 
 class _CallableBearer(httpx.Auth):
@@ -359,10 +373,11 @@ class TikTokClient(OwnsHttpClient):
     def _invalid(self, path: str, problem: str) -> InvalidResponse:
         return InvalidResponse(f"{SYSTEM}: {path}: {problem}", system=SYSTEM, reason=problem)
 
-    def _api(self, path: str, body: dict[str, Any], *, idempotent: bool) -> dict[str, Any]:
-        """POST `body`, check the envelope, return `data`."""
+    def _api(self, path: str, body: dict[str, Any] | None, *, idempotent: bool,
+             method: str = "POST", params: dict[str, str] | None = None) -> dict[str, Any]:
+        """POST `body` (or GET without one), check the envelope, return `data`."""
         try:
-            envelope = json_request(self._http, "POST", path, json=body,
+            envelope = json_request(self._http, method, path, json=body, params=params,
                                     extensions={IDEMPOTENT: idempotent},
                                     require=["data", "error"])
         except PermanentError as exc:
@@ -480,6 +495,45 @@ class TikTokClient(OwnsHttpClient):
             status=status, fail_reason=str(reason) if reason else None,
             post_ids=tuple(str(i) for i in ids if isinstance(i, int | str) and str(i)),
             uploaded_bytes=json_int(data.get("uploaded_bytes")))
+
+    # --- engagement reads (Display API, scope video.list / user.info.stats) -----------------
+
+    def query_videos(self, video_ids: Sequence[str]) -> dict[str, PostCounters]:
+        """Lifetime counters of the account's posts by public post id, 20 ids a call.
+
+        Ids TikTok leaves out of its answer are absent from the result, never zeros: a post
+        the app may not see (SELF_ONLY posts of an unaudited app, a deleted post) has no
+        metrics. Each call waits for the 600-a-minute budget of the endpoint first."""
+        wanted = list(dict.fromkeys(str(i) for i in video_ids if str(i)))
+        found: dict[str, PostCounters] = {}
+        for start in range(0, len(wanted), QUERY_BATCH):
+            batch = wanted[start:start + QUERY_BATCH]
+            data = self._api(QUERY_PATH, {"filters": {"video_ids": batch}}, idempotent=True,
+                             params={"fields": QUERY_FIELDS})
+            videos = data.get("videos")
+            if not isinstance(videos, list):
+                raise self._invalid(QUERY_PATH, "data.videos is not a list")
+            asked = set(batch)
+            for video in videos:
+                video_id = str(video.get("id") or "") if isinstance(video, dict) else ""
+                if video_id in asked:
+                    found[video_id] = PostCounters(
+                        views=json_int(video.get("view_count")),
+                        likes=json_int(video.get("like_count")),
+                        comments=json_int(video.get("comment_count")),
+                        shares=json_int(video.get("share_count")), saves=None)
+        return found
+
+    def user_stats(self) -> AccountStats:
+        """The account's follower, following and video counts (GET /v2/user/info/)."""
+        data = self._api(USER_INFO_PATH, None, idempotent=True, method="GET",
+                         params={"fields": USER_INFO_FIELDS})
+        user = data.get("user")
+        if not isinstance(user, dict):
+            raise self._invalid(USER_INFO_PATH, "data.user is not an object")
+        return AccountStats(followers=json_int(user.get("follower_count")),
+                            following=json_int(user.get("following_count")),
+                            posts=json_int(user.get("video_count")))
 
     def refresh_token(self, client_key: str, client_secret: str, token: str) -> TokenSet:
         """`refresh_token` against this client's base URL (same transport and retries)."""

@@ -1,4 +1,6 @@
-"""YouTube Data API v3: resumable uploads, reads of one's own videos, quota ledger, OAuth.
+"""YouTube Data API v3: resumable uploads, reads of one's own videos, quota ledger, OAuth;
+engagement reads and comment replies come from the mixin in resources.youtube_reads, and
+resources.youtube_quota's UnitsGate counts (or refuses) every call's units before it is sent.
 
 A typed client over the shared HTTP layer (PROTOCOLS.md section 3). The access token comes
 from a callable asked on every request, so a refreshed token is picked up at once.
@@ -66,6 +68,7 @@ from resources.http import (
     parse_json_object,
     reason_from_body,
 )
+from resources.youtube_reads import YouTubeReads
 from waifugen_assets.core import clock
 from waifugen_assets.core.config import ConfigError, get_settings
 from waifugen_assets.core.redaction import register_secret
@@ -420,13 +423,16 @@ def check_metadata(snippet: Mapping[str, Any], status: Mapping[str, Any]) -> Non
 
 
 
-class YouTubeClient(OwnsHttpClient):
+class YouTubeClient(YouTubeReads, OwnsHttpClient):
     """Typed calls to the YouTube Data API; every request goes through resources.http.
 
     `access_token` is called per request. `on_quota(operation)` is called before each
     quota-costing request ("videos.insert", "videos.list", ...), so the caller can record the
-    spend for its `QuotaLedger`. Chunk PUTs and probes cost no quota and carry no token (the
-    session URI is the credential).
+    spend for its `QuotaLedger`, or refuse the call by raising (resources.youtube_quota's
+    UnitsGate raises QuotaExceeded: nothing is sent). Chunk PUTs and probes cost no quota and
+    carry no token (the session URI is the credential). Engagement reads and comment replies
+    (video_counters, channel_stats, comment_threads, comment_replies, reply_to_comment) come
+    from resources.youtube_reads.
     """
 
     def __init__(self, access_token: Callable[[], str], *, base_url: str = PRODUCTION_URL,
@@ -456,6 +462,16 @@ class YouTubeClient(OwnsHttpClient):
         try:
             return json_request(self._http, "GET", path, params=dict(params),
                                 headers=self._auth())
+        except PermanentError as exc:
+            raise _deferrable(exc) from None
+
+    def _post(self, operation: str, path: str, params: Mapping[str, Any],
+              body: Mapping[str, Any]) -> dict[str, Any]:
+        """A JSON POST that acts (comments.insert): sent once, never resent blindly."""
+        self._spend(operation)
+        try:
+            return json_request(self._http, "POST", path, params=dict(params), json=dict(body),
+                                headers=self._auth(), extensions={IDEMPOTENT: False})
         except PermanentError as exc:
             raise _deferrable(exc) from None
 

@@ -109,3 +109,37 @@ def render(rows: list[dict[str, Any]]) -> str:
 
 def as_dicts(posts: list[Post]) -> list[dict[str, Any]]:
     return [asdict(p) for p in posts]
+
+
+# Comment classes a reply must never answer with generated text (held for a person instead),
+# and the account's own comments, never answered at all.
+UNANSWERABLE = ("sexual", "minors", "own")
+
+
+def comment_replies(base_url: str, http: httpx.Client | None = None) -> list[dict[str, Any]]:
+    """Per platform with comments (Instagram, YouTube): the replies sent through its API, the
+    comments they answer, comments answered more than once, and replies to a comment whose
+    true class is sexual, about minors, or the account's own."""
+    rows = []
+    with (http or httpx.Client(timeout=30)) as client:
+        for platform in ("instagram", "youtube"):
+            base = f"{base_url.rstrip('/')}/{platform}/_control"
+            sent = client.get(f"{base}/replies").raise_for_status().json()
+            classes: dict[str, str] = {}
+            for post in sorted({r["post"] for r in sent}):
+                listed = client.get(f"{base}/comments", params={"post": post})
+                classes.update({c["id"]: c["class"] for c in listed.raise_for_status().json()})
+            parents = Counter(r["parent"] for r in sent)
+            rows.append({"platform": platform, "replies": len(sent), "comments": len(parents),
+                         "answered_twice": sum(1 for n in parents.values() if n > 1),
+                         "unanswerable_answered": sum(
+                             1 for r in sent if classes.get(r["parent"]) in UNANSWERABLE)})
+    return rows
+
+
+def render_replies(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'platform':<10} {'replies':>8} {'comments':>9} {'twice':>6} {'unsafe/own':>11}"]
+    for r in rows:
+        lines.append(f"{r['platform']:<10} {r['replies']:>8} {r['comments']:>9} "
+                     f"{r['answered_twice']:>6} {r['unanswerable_answered']:>11}")
+    return "\n".join(lines)

@@ -80,6 +80,13 @@ class StateStore:
             db.execute("INSERT OR REPLACE INTO documents (system, key, value) VALUES (?, ?, ?)",
                        (system, key, json.dumps(value)))
 
+    def put_many(self, system: str, items: dict[str, Any]) -> None:
+        """Store several documents in one transaction (bulk seeding)."""
+        with self._transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO documents (system, key, value) "
+                           "VALUES (?, ?, ?)",
+                           [(system, key, json.dumps(value)) for key, value in items.items()])
+
     def delete(self, system: str, key: str) -> bool:
         with self._transaction() as db:
             cur = db.execute("DELETE FROM documents WHERE system=? AND key=?", (system, key))
@@ -113,6 +120,11 @@ class StateStore:
     def next_id(self, system: str, counter: str) -> int:
         """1, 2, 3, ... per (system, counter), across restarts."""
         return int(self.update(system, f"_counter/{counter}", lambda n: n + 1, default=0))
+
+    def next_ids(self, system: str, counter: str, count: int) -> range:
+        """The next `count` numbers of `next_id`, taken at once."""
+        last = int(self.update(system, f"_counter/{counter}", lambda n: n + count, default=0))
+        return range(last - count + 1, last + 1)
 
     def namespace(self, system: str) -> SystemState:
         return SystemState(self, system)
@@ -155,6 +167,9 @@ class SystemState:
     def put(self, key: str, value: Any) -> None:
         self.store.put(self.system, key, value)
 
+    def put_many(self, items: dict[str, Any]) -> None:
+        self.store.put_many(self.system, items)
+
     def delete(self, key: str) -> bool:
         return self.store.delete(self.system, key)
 
@@ -166,6 +181,18 @@ class SystemState:
 
     def next_id(self, counter: str) -> int:
         return self.store.next_id(self.system, counter)
+
+    def next_ids(self, counter: str, count: int) -> range:
+        return self.store.next_ids(self.system, counter, count)
+
+
+def append_new(state: SystemState, key: str, items: list[str]) -> None:
+    """Append to the list at `key` the items it does not hold yet, in order (atomically): the
+    per-account indexes of the platform fakes."""
+    def change(known: list[str]) -> list[str]:
+        have = set(known)
+        return [*known, *(i for i in items if i not in have)]
+    state.update(key, change, default=[])
 
 
 def pop_first(state: SystemState, *keys: str) -> dict[str, Any] | None:

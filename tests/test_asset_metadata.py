@@ -38,8 +38,12 @@ from waifugen_assets.videos.assets import branded_videos, stored_videos
 
 TABLES = {"characters": schema.characters, "reel_plans": schema.reels, "reels": schema.reels,
           "stored_videos": schema.videos, "branded_videos": schema.videos,
-          "social_posts": schema.social_posts, "dm_messages": schema.dm_messages}
-OWNERS = {key: ["team:subscribers" if key == "dm_messages" else "team:content"] for key in TABLES}
+          "social_posts": schema.social_posts, "dm_messages": schema.dm_messages,
+          "engagement_metrics": schema.engagement_snapshots,
+          "comment_replies": schema.comment_replies,
+          "character_phases": schema.character_phases}
+OWNERS = {key: ["team:subscribers" if key in ("dm_messages", "comment_replies")
+                 else "team:content"] for key in TABLES}
 DAY = dt.date(2026, 11, 23)
 CID = "lucia-marvento"  # Europe/Madrid
 CONTENT = [characters, reel_plans, reels, stored_videos, branded_videos, social_posts]

@@ -33,6 +33,10 @@ def test_ticks_on_a_small_history(monkeypatch: pytest.MonkeyPatch, pg_server_url
     assert last["requests"]["generation"] > 0 and last["requests"]["posting"] > 0
     assert last["requests"]["dms"] >= 2  # some characters' DM work + the poll run
     assert last["requests"]["daily_plans"] == 6 and last["requests"]["roster"] == 0
+    assert 0 < last["requests"]["engagement"] <= 6  # characters with a reading due
+    assert 0 < last["requests"]["weekly_premium"] <= 6  # those past the launch phase
+    # One comment_poll run for every character's due reads, a reply run where one is due.
+    assert 1 < last["requests"]["comments"] <= 1 + 6
     # History was added: four reels a day per character, their posts, subscribers, DMs.
     assert last["rows"]["reels"] == 6 * 4 * 41 and first["rows"]["reels"] == 6 * 4 * 2
     assert last["rows"]["dm_messages"] > first["rows"]["dm_messages"] > 0

@@ -76,6 +76,16 @@ def test_run_twice_then_status(db_url: str, engine: sa.Engine, tmp_path: Path,
     dms = [c["dms"] for c in status["characters"]]
     assert sum(d["subscribers"] for d in dms) > 0
     assert sum(d["sent"] for d in dms) > 0 and sum(d["held"] for d in dms) == 0
+    # Engagement read back for the day's posts, followers per account, comments answered:
+    # each at most once, no unsafe or own comment answered, the unsafe ones held.
+    for c in status["characters"]:
+        assert c["engagement"]["followers"] > 0 and c["engagement"]["views_24h"] > 0, c
+        assert c["engagement"]["replies_sent_24h"] > 0 and c["engagement"]["replies_held"] > 0, c
+    snapshots = _count(engine, schema.engagement_snapshots)
+    assert snapshots >= sum(2 * n for n in expected.values())  # TikTok: SELF_ONLY, unseen
+    replies = {p: _replies_row(first.stdout, p) for p in ("instagram", "youtube")}
+    for platform, (sent, answered, twice, unsafe) in replies.items():
+        assert sent == answered > 0 and twice == 0 and unsafe == 0, (platform, first.stdout)
     before = _snapshot(engine)
 
     # What the sandbox platforms hold, counted there: one post per reel on each, disclosed.
@@ -90,10 +100,15 @@ def test_run_twice_then_status(db_url: str, engine: sa.Engine, tmp_path: Path,
     assert _snapshot(engine) == before
     for platform in ("tiktok", "instagram", "youtube"):  # the rerun published nothing more
         assert _published_row(second.stdout, platform)[1:5] == [str(reels)] * 3 + ["0"]
+    # ... answered nothing more, and read the posts again.
+    assert {p: _replies_row(second.stdout, p) for p in ("instagram", "youtube")} == replies
+    assert _count(engine, schema.engagement_snapshots) > snapshots
     again = json.loads(_cli("status", "--json", env=env).stdout)
-    # DMs may move from waiting to sent if a time zone's morning came between the runs.
+    # DMs may move from waiting to sent if a time zone's morning came between the runs; views
+    # and followers grow on the platforms between two reads.
     for c in (*again["characters"], *status["characters"]):
         c["dms"].pop("sent"), c["dms"].pop("waiting")
+        c["engagement"].pop("views_24h"), c["engagement"].pop("followers")
     assert again == status
 
     # The runs are in the Dagster instance, so the UI shows them.
@@ -103,9 +118,23 @@ def test_run_twice_then_status(db_url: str, engine: sa.Engine, tmp_path: Path,
             runs = instance.get_runs()
             assert sum(r.job_name == "daily_content" for r in runs) == 2 * len(expected)
             assert sum(r.job_name == "subscriber_dms" for r in runs) == 2 * len(expected)
+            assert sum(r.job_name == "engagement" for r in runs) == 2 * len(expected)
+            assert sum(r.job_name == "comments" for r in runs) == 2 * len(expected)
             assert sorted(instance.get_dynamic_partitions("characters")) == sorted(expected)
     finally:
         del os.environ["DAGSTER_HOME"]
+
+
+def _count(engine: sa.Engine, table: sa.Table) -> int:
+    with engine.connect() as conn:
+        return int(conn.scalar(sa.select(sa.func.count()).select_from(table)))
+
+
+def _replies_row(stdout: str, platform: str) -> tuple[int, ...]:
+    """(replies, comments answered, answered twice, unsafe or own answered) as printed."""
+    tail = stdout[stdout.index("Comment replies on the sandbox platforms"):]
+    line = next(x for x in tail.splitlines() if x.startswith(platform + " "))
+    return tuple(int(v) for v in line.split()[1:5])
 
 
 def _local_today(timezone: str) -> str:

@@ -135,7 +135,9 @@ def test_a_day_with_deferred_posts_warns_then_passes_once_they_are_live(
     tiktok, instagram, youtube = row[9:12]
     assert len(_links(tiktok)) == len(_links(instagram)) == n and len(_links(youtube)) == 1
     assert youtube.endswith(f"({n - 1} deferred)")
-    assert row[12].endswith(f"/{_limit(engine)})") and row[14] == "1"  # one reason below
+    assert row[12].endswith(f"/{_limit(engine)})") and row[-1] == "1"  # one reason below
+    # phase, views 24 h, followers, replies 24 h (held): nothing read back yet in this test
+    assert row[14:18] == ["launch", "0", "0", "0 (0)"]
     # Each link opens the sandbox platform's record of that post.
     with engine.connect() as conn:
         ids = set(conn.execute(sa.select(schema.social_posts.c.remote_post_id).where(

@@ -9,6 +9,7 @@ import dagster as dg
 import httpx
 import pytest
 import sqlalchemy as sa
+from reconfigure import reconfigured
 
 from sandbox.systems.youtube import channel_id_for
 from waifugen_assets.app.sandbox_seeding import seed_sandbox_tokens
@@ -235,8 +236,7 @@ def test_fault_storm_publishes_everything_exactly_once(pipeline_resources, world
     _make_texts_unique(engine, suffix)
     timeout = 0.5
     resources = {**pipeline_resources,
-                 **{name: pipeline_resources[name].model_copy(
-                     update={"timeout_seconds": timeout})
+                 **{name: reconfigured(pipeline_resources[name], timeout_seconds=timeout)
                     for name in ("tiktok", "instagram", "youtube")}}
     storm = [{"action": "status", "status": 503}, {"action": "rate_limit", "retry_after": 1},
              {"action": "drop"}, {"action": "drop", "phase": "after"},

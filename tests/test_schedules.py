@@ -1,4 +1,5 @@
-"""Schedules: daily runs per character's local day, the weekly Elite 8 with rotation."""
+"""Schedules: daily runs per character's local day, the weekly Elite 8 with rotation among the
+characters whose phase unlocks it."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import sqlalchemy as sa
 from resources.database import DatabaseResource
 from waifugen_assets.core import schema
 from waifugen_assets.definitions import defs
+from waifugen_assets.milestones.records import update_phases
 from waifugen_assets.pipeline.partitions import characters_partitions, partition_key
 from waifugen_assets.planning.assets import reel_plans
 from waifugen_assets.planning.jobs import PREMIUM_CONFIG
 from waifugen_assets.planning.premium import choose_elite
 from waifugen_assets.planning.schedules import daily_plans_schedule, weekly_premium_schedule
 from waifugen_assets.roster.assets import characters
+from waifugen_assets.roster.phases import DEFAULT_LADDER
 
 IDS = [f"c{i:02d}" for i in range(12)]
 
@@ -64,11 +67,19 @@ def test_weekly_premium_plans_one_premium_reel(pipeline_resources: dict, db_url:
     sunday = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
     with dg.instance_for_test() as instance:
         ids = _loaded(pipeline_resources, instance)
+        # Weekly premium is unlocked by the growth phase (phases.yaml): all but one have grown.
+        grown, thursday = ids[1:], sunday.date() - dt.timedelta(days=3)
+        with engine.begin() as conn:
+            conn.execute(sa.insert(schema.follower_snapshots), [
+                {"character_id": cid, "platform": "tiktok", "captured_on": thursday,
+                 "followers": 12_000} for cid in grown])
+        update_phases(engine, DEFAULT_LADDER, thursday, sunday - dt.timedelta(days=3))
         with dg.build_schedule_context(
                 instance=instance, scheduled_execution_time=sunday,
                 resources={"database": DatabaseResource(url=db_url)}) as ctx:
             requests = weekly_premium_schedule(ctx)
-        assert len(requests) == min(8, len(ids))
+        assert len(requests) == min(8, len(grown))
+        assert {r.partition_key.keys_by_dimension["character"] for r in requests} <= set(grown)
         assert all(r.run_key.startswith("premium:") for r in requests)
         assert defs.resolve_job_def("weekly_premium") is not None
         cid = requests[0].partition_key.keys_by_dimension["character"]

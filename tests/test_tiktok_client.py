@@ -497,5 +497,6 @@ def test_resource(sandbox: Any, account: str) -> None:
         assert from_resource.creator_info().nickname == account
     with TikTokClient(lambda: "x") as default:
         names = sorted(limit.limiter.name for limit in default.limits)
-        assert names == ["tiktok.creator_info", "tiktok.init", "tiktok.status"]
-        assert {limit.limiter.limit for limit in default.limits} == {6, 20, 30}
+        assert names == ["tiktok.creator_info", "tiktok.init", "tiktok.status",
+                         "tiktok.user_info", "tiktok.video_query"]
+        assert {limit.limiter.limit for limit in default.limits} == {6, 20, 30, 600}

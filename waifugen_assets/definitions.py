@@ -20,12 +20,21 @@ from resources.telegram import TelegramResource
 from resources.tiktok import TikTokResource
 from resources.video_store import VideoStoreResource
 from resources.youtube import YouTubeResource
+from sensors.comments import comments_sensor
 from sensors.dms import dm_sensor
 from sensors.generation import generation_sensor
 from sensors.posting import posting_sensor
 from sensors.roster import roster_sensor
 from sensors.status import status_sensor
+from waifugen_assets.comments.assets import comment_replies
+from waifugen_assets.comments.jobs import comment_poll_job, comment_replies_job
 from waifugen_assets.core.config import get_settings
+from waifugen_assets.engagement.assets import engagement_metrics
+from waifugen_assets.engagement.jobs import engagement_job
+from waifugen_assets.engagement.schedules import engagement_schedule
+from waifugen_assets.milestones.assets import character_phases
+from waifugen_assets.milestones.jobs import phases_job
+from waifugen_assets.milestones.schedules import character_phases_schedule
 from waifugen_assets.pipeline.catalog import with_code_references
 from waifugen_assets.planning.assets import reel_plans
 from waifugen_assets.planning.jobs import plan_job, weekly_premium_job
@@ -47,11 +56,16 @@ from waifugen_assets.videos.assets import branded_videos, stored_videos
 def build_defs() -> dg.Definitions:
     return dg.Definitions(
         assets=with_code_references([characters, reel_plans, reels, stored_videos,
-                                     branded_videos, social_posts, dm_messages, daily_status]),
+                                     branded_videos, social_posts, engagement_metrics,
+                                     comment_replies, character_phases, dm_messages,
+                                     daily_status]),
         jobs=[roster_job, plan_job, render_job, publish_job, daily_content_job,
-              weekly_premium_job, subscriber_dms_job, subscriber_poll_job, status_job],
-        schedules=[daily_plans_schedule, weekly_premium_schedule, daily_status_schedule],
-        sensors=[roster_sensor, generation_sensor, posting_sensor, dm_sensor, status_sensor],
+              weekly_premium_job, subscriber_dms_job, subscriber_poll_job, status_job,
+              engagement_job, phases_job, comment_replies_job, comment_poll_job],
+        schedules=[daily_plans_schedule, weekly_premium_schedule, daily_status_schedule,
+                   engagement_schedule, character_phases_schedule],
+        sensors=[roster_sensor, generation_sensor, posting_sensor, dm_sensor, status_sensor,
+                 comments_sensor],
         resources={
             "database": DatabaseResource(),
             "roster": RosterResource(),

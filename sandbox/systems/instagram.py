@@ -26,6 +26,27 @@ or the form/JSON body; parameters in the query string or the body):
   "token_type": "bearer", "expires_in"}`: Instagram Login's refresh (the long-lived token is
   its own refresh credential; the Facebook Login `fb_exchange_token` flow is not modelled).
 
+Reads and replies (ANALYTICS_OPS.md sections 3-4), from the sandbox audience
+(`sandbox/audience.py`):
+
+- `GET /{v}/{media-id}/insights?metric=views,reach,likes,comments,shares,saved,
+  total_interactions[,ig_reels_avg_watch_time,ig_reels_video_view_total_time]` ->
+  `{"data": [{"name", "period": "lifetime", "values": [{"value"}], "title", "description",
+  "id"}]}`, lifetime totals. A metric deprecated on 2025-04-21 (plays, impressions,
+  clips_replays_count, ig_reels_aggregated_all_plays_count; video_views) fails the whole
+  call with code 100; an unknown one too. Younger than the account's `insights_delay`:
+  `{"data": []}` (Meta's "no data yet", never zeros); fewer views than its
+  `insights_min_views`: code 10 "Not enough viewers".
+- `GET /{v}/{ig-user-id}?fields=followers_count,follows_count,media_count`.
+- `GET /{v}/{media-id}/comments?fields=id,text,timestamp,username,from,like_count,hidden,
+  parent_id,media,replies&limit=1..100(25)&after=`: top-level comments, newest first,
+  hidden ones included (`hidden: true`, the owner sees them); `GET /{v}/{comment-id}/replies`
+  the replies, oldest first (none under a reply). Cursors as in the media edge.
+- `POST /{v}/{comment-id}/replies` `message=` (1..2200 characters) -> `{"id"}`: only to a
+  top-level comment that is not hidden, on the account's own media (code 100 otherwise);
+  at most the account's `reply_writes_per_hour` (60) an hour, then code 17. The reply is
+  stored: it shows in the listings and the media's comment counters at once.
+
 rupload routes (token: `Authorization: OAuth <token>` only, as Meta's samples send it):
 
 - `POST /rupload/ig-api-upload/{v}/{container-id}` with headers `offset`, `file_size` and the
@@ -103,6 +124,13 @@ Control routes (no auth; JSON bodies; journaled like everything else):
   accounts without it): containers (status as a poll would see it, without counting as one)
   and published media (`id, container_id, ig_user_id, caption, has_ai_label, video_sha256,
   video_size, permalink, timestamp`).
+- `POST /_control/audience {"account"?: ig_user_id, ...}`: audience settings.
+- `POST /_control/comments {"post", "text", "class"?, "parent"?, "author"?, "own"?,
+  "hidden"?, "at"?}` adds a comment (or a reply to a top-level comment); `GET
+  /_control/comments?post=` lists every comment on the media now, with its class;
+  `GET /_control/replies?ig_user_id=&post=` the replies sent through the API.
+- `POST /_control/seed_posts {"ig_user_id", "count", "at"?, "spacing"?, "caption"?}`:
+  published media without a container (tests, benchmarks).
 """
 
 from __future__ import annotations
@@ -129,10 +157,24 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from sandbox import audience_text
+from sandbox.audience import (
+    Audience,
+    Comment,
+    CommentBook,
+    CommentIds,
+    Counters,
+    Owner,
+    apply_settings,
+    comment_view,
+    control_comment_request,
+    seed_request,
+    settings_of,
+)
 from sandbox.connection import cut_connection
 from sandbox.control import BadControlBody, read_control_body
 from sandbox.media import ffmpeg_exe
-from sandbox.state import SystemState, pop_first
+from sandbox.state import SystemState, append_new, pop_first
 from sandbox.system import System, SystemContext
 
 TOKEN = re.compile(r"IGAAsandbox[A-Za-z0-9_-]*")
@@ -158,7 +200,23 @@ _CONFIG_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 MEDIA_FIELDS = ("id", "caption", "media_type", "media_product_type", "permalink", "shortcode",
                 "timestamp", "username", "is_shared_to_feed", "like_count", "comments_count")
-USER_FIELDS = ("id", "user_id", "username", "account_type", "media_count")
+USER_FIELDS = ("id", "user_id", "username", "account_type", "media_count", "followers_count",
+               "follows_count")
+COMMENT_FIELDS = ("id", "text", "timestamp", "username", "from", "like_count", "hidden",
+                  "parent_id", "media", "replies")
+INSIGHT_METRICS = ("views", "reach", "likes", "comments", "shares", "saved",
+                   "total_interactions", "ig_reels_avg_watch_time",
+                   "ig_reels_video_view_total_time")
+# Deprecated for every version on 2025-04-21 (v22.0 before): asking for one fails the call.
+DEPRECATED_METRICS = ("plays", "clips_replays_count", "ig_reels_aggregated_all_plays_count",
+                      "impressions", "video_views")
+INSIGHT_TITLES = {"views": "Views", "reach": "Accounts reached", "likes": "Likes",
+                  "comments": "Comments", "shares": "Shares", "saved": "Saves",
+                  "total_interactions": "Interactions",
+                  "ig_reels_avg_watch_time": "Average watch time",
+                  "ig_reels_video_view_total_time": "Watch time"}
+MAX_COMMENT_CHARS = 2200
+SIMULATED_COMMENT = re.compile(r"18(\d{9})(\d)(\d{3})(\d{2})")
 CONTAINER_FIELDS = ("id", "status_code", "status")
 LIMIT_FIELDS = ("quota_usage", "config")
 # Meta's own words where known (PROTOCOLS.md section 2, Postiz PR #1900).
@@ -421,6 +479,9 @@ class InstagramSystem:
         self.traces = itertools.count(1)
         # One lock per container: concurrent rupload POSTs of it run one after the other.
         self.upload_locks: dict[str, asyncio.Lock] = {}
+        self.audience = Audience(ctx.rng, "instagram")
+        self.book = CommentBook(self.state, self.audience)
+        self.ensure_indexes()
 
     # --- answers -------------------------------------------------------------------------------
 
@@ -779,15 +840,156 @@ class InstagramSystem:
 
         self.state.update(f"container/{cid}", change, default={})
 
+
+    # --- the audience: counters and comments ---------------------------------------------------
+
+    def owner(self, uid: str) -> Owner:
+        return Owner(uid, self.state.get(f"account/{uid}")["username"])
+
+    def comment_ids(self, media: dict[str, Any]) -> CommentIds:
+        """Simulated comment ids: `18` + the media's sequence number + reply slot (0 for a
+        top-level comment) + the comment's index + 2 check digits (17 digits)."""
+        def ids(index: int, reply: int | None) -> str:
+            core = f"18{media['seq']:09d}{0 if reply is None else reply + 1}{index:03d}"
+            return f"{core}{self.ctx.rng('comment-id', core).randrange(100):02d}"
+        return ids
+
+    def all_comments(self, media: dict[str, Any]) -> list[Comment]:
+        """Every comment and reply on the media that exists now, oldest first."""
+        uid = media["ig_user_id"]
+        simulated = self.audience.comments(media["id"], media["published"], self.owner(uid),
+                                           self.comment_ids(media), settings_of(self.state, uid))
+        return self.book.visible(simulated, media["id"], self.now())
+
+    def media_counters(self, media: dict[str, Any]) -> Counters:
+        settings, now = settings_of(self.state, media["ig_user_id"]), self.now()
+        comments = self.book.count(media["id"], media["published"], now, settings)
+        return self.audience.counters(media["id"], media["published"], now, settings,
+                                      comments=comments)
+
+    def account_media(self, uid: str) -> list[dict[str, Any]]:
+        docs = (self.state.get(f"media/{i}") for i in self.state.get(f"media_of/{uid}", []))
+        return [m for m in docs if m is not None]
+
+    def index_media(self, uid: str, ids: list[str]) -> None:
+        append_new(self.state, f"media_of/{uid}", ids)
+
+    def ensure_indexes(self) -> None:
+        """Index media stored before the indexes existed (older sandbox state)."""
+        if self.state.get("indexes") == 1:
+            return
+        by_account: dict[str, list[str]] = {}
+        for media in self.state.list_prefix("media/").values():
+            by_account.setdefault(media["ig_user_id"], []).append(media["id"])
+            self.state.put(f"media_seq/{media['seq']}", media["id"])
+        for uid, ids in by_account.items():
+            self.index_media(uid, ids)
+        self.state.put("indexes", 1)
+
+    def media_by_seq(self, seq: int) -> dict[str, Any] | None:
+        media_id = self.state.get(f"media_seq/{seq}")
+        return self.state.get(f"media/{media_id}") if media_id else None
+
+    def find_comment(self, comment_id: str) -> tuple[Comment, dict[str, Any]] | None:
+        """A comment that exists now, with its media, by id (stored or simulated)."""
+        post = self.book.post_of_stored(comment_id)
+        match = SIMULATED_COMMENT.fullmatch(comment_id) if post is None else None
+        media = self.media_by_seq(int(match.group(1))) if match else (
+            self.state.get(f"media/{post}") if post else None)
+        if media is None:
+            return None
+        found = [c for c in self.all_comments(media) if c.id == comment_id]
+        return (found[0], media) if found else None
+
+    def own_comment(self, comment_id: str, acct: dict[str, Any]) -> tuple[Comment, dict]:
+        found = self.find_comment(comment_id) if comment_id.isdigit() else None
+        if found is None or found[1]["ig_user_id"] != acct["ig_user_id"]:
+            raise _no_such_object(comment_id)
+        return found
+
+    def own_media(self, media_id: str, acct: dict[str, Any]) -> dict[str, Any]:
+        media = self.state.get(f"media/{media_id}") if media_id.isdigit() else None
+        if media is None or media["ig_user_id"] != acct["ig_user_id"]:
+            raise _no_such_object(media_id)
+        return media
+
+    def comment_fields(self, c: Comment, fields: list[str],
+                       replies: list[Comment]) -> dict[str, Any]:
+        now = self.now()
+        values: dict[str, Callable[[], Any]] = {
+            "id": lambda: c.id, "text": lambda: c.text,
+            "timestamp": lambda: graph_time(c.created), "username": lambda: c.author_name,
+            "from": lambda: {"id": c.author_id, "username": c.author_name},
+            "like_count": lambda: c.like_count(now), "hidden": lambda: c.hidden,
+            "parent_id": lambda: c.parent, "media": lambda: {"id": c.post,
+                                                            "media_product_type": "REELS"},
+            "replies": lambda: {"data": [{"id": r.id, "timestamp": graph_time(r.created),
+                                          "text": r.text} for r in replies]},
+        }
+        out = {f: values[f]() for f in fields}
+        if c.parent is None:
+            out.pop("parent_id", None)
+        if not replies:
+            out.pop("replies", None)
+        return out
+
+    def comment_page(self, request: Request, params: dict[str, str],
+                     items: list[Comment], every: list[Comment]) -> dict[str, Any]:
+        """One page of `items` (limit 1-100, default 25; cursor `after`) with Graph paging."""
+        fields = self.fields_of(params, COMMENT_FIELDS, "IGComment", ("timestamp", "text", "id"))
+        limit = params.get("limit", "25")
+        if not limit.isdigit() or not 1 <= int(limit) <= 100:
+            raise _bad_param("limit must be an integer between 1 and 100")
+        start = 0
+        if params.get("after"):
+            try:
+                after = base64.urlsafe_b64decode(params["after"].encode()).decode()
+            except ValueError:
+                raise _bad_param("Invalid after cursor") from None
+            start = next((i + 1 for i, c in enumerate(items) if c.id == after), len(items))
+        page = items[start:start + int(limit)]
+        body: dict[str, Any] = {"data": [self.comment_fields(
+            c, fields, [r for r in every if r.parent == c.id]) for c in page]}
+        if page:
+            cursor = {"before": _cursor({"id": page[0].id}), "after": _cursor({"id": page[-1].id})}
+            body["paging"] = {"cursors": cursor}
+            if start + len(page) < len(items):
+                query = {k: v for k, v in params.items() if k != "access_token"}
+                query["after"] = cursor["after"]
+                body["paging"]["next"] = f"{request.url.replace(query='')}?{urlencode(query)}"
+        return body
+
+    def take_write(self, uid: str) -> None:
+        """One reply against the account's hourly write cap, else Graph's user limit."""
+        limit, t = settings_of(self.state, uid)["reply_writes_per_hour"], self.now()
+        refused: list[bool] = []
+
+        def change(log: list[float]) -> list[float]:
+            recent = [x for x in log if t - 3600 < x <= t]
+            if len(recent) >= limit:
+                refused.append(True)
+                return recent
+            return [*recent, t]
+
+        self.state.update(f"writes/{uid}", change, default=[])
+        if refused:
+            raise GraphError(17, f"(#17) User request limit reached: at most {limit} comment "
+                                 f"replies per hour for this account", transient=True,
+                             user_title="Too many requests")
+
     # --- Graph handlers ------------------------------------------------------------------------
 
     def user_fields(self, acct: dict[str, Any], fields: list[str]) -> dict[str, Any]:
-        count = sum(1 for m in self.state.list_prefix("media/").values()
-                    if m["ig_user_id"] == acct["ig_user_id"])
-        values = {"id": acct["ig_user_id"], "user_id": acct["ig_user_id"],
-                  "username": acct["username"], "account_type": "BUSINESS",
-                  "media_count": count}
-        return {f: values[f] for f in fields}
+        uid = acct["ig_user_id"]
+        values: dict[str, Callable[[], Any]] = {
+            "id": lambda: uid, "user_id": lambda: uid, "username": lambda: acct["username"],
+            "account_type": lambda: "BUSINESS",
+            "media_count": lambda: len(self.state.get(f"media_of/{uid}", [])),
+            "followers_count": lambda: self.audience.followers(
+                uid, acct["created"], self.now(), settings_of(self.state, uid)),
+            "follows_count": lambda: self.audience.following(uid),
+        }
+        return {f: values[f]() for f in fields}
 
     async def me(self, request: Request, params: dict[str, str], acct: dict[str, Any]) -> Any:
         return self.user_fields(acct, self.fields_of(params, USER_FIELDS, "User"))
@@ -799,8 +1001,10 @@ class InstagramSystem:
             "media_product_type": "REELS", "permalink": m["permalink"],
             "shortcode": m["shortcode"], "timestamp": graph_time(m["published"]),
             "username": acct["username"], "is_shared_to_feed": m["share_to_feed"],
-            "like_count": 0, "comments_count": 0,
         }
+        if {"like_count", "comments_count"} & set(fields):
+            counts = self.media_counters(m)
+            values.update(like_count=counts.likes, comments_count=counts.comments)
         return {f: values[f] for f in fields}
 
     async def node(self, request: Request, params: dict[str, str], acct: dict[str, Any]) -> Any:
@@ -815,6 +1019,82 @@ class InstagramSystem:
         code, status, _ = self.container_view(self.poll(node_id))
         values = {"id": node_id, "status_code": code, "status": status}
         return {f: values[f] for f in fields}
+
+    async def insights(self, request: Request, params: dict[str, str],
+                       acct: dict[str, Any]) -> Any:
+        media = self.own_media(request.path_params["node"], acct)
+        metrics = [m.strip() for m in params.get("metric", "").split(",") if m.strip()]
+        if not metrics:
+            raise _bad_param("The parameter metric is required.")
+        for i, metric in enumerate(metrics):
+            if metric in DEPRECATED_METRICS:
+                raise GraphError(100, f"(#100) Starting from version v22.0 and for all versions "
+                                      f"as of April 21, 2025, the {metric} metric is no longer "
+                                      f"supported for the queried media. Please refer to the "
+                                      f"documentation for a list of supported metrics.")
+            if metric not in INSIGHT_METRICS:
+                raise _bad_param(f"metric[{i}] must be one of the following values: "
+                                 f"{', '.join(INSIGHT_METRICS)}")
+        if params.get("period", "lifetime") != "lifetime":
+            raise _bad_param("period must be lifetime for media insights")
+        cfg = settings_of(self.state, acct["ig_user_id"])
+        if self.now() - media["published"] < cfg["insights_delay"]:
+            return {"data": []}  # Meta has no data yet: empty, not zeros
+        c = self.media_counters(media)
+        if c.views < cfg["insights_min_views"]:
+            raise GraphError(10, "(#10) Not enough viewers for the media to show insights",
+                             user_title="Not enough viewers")
+        watch_ms = self.ctx.rng("watch-time", media["id"]).randint(2000, 9000)
+        values = {"views": c.views, "reach": c.reach, "likes": c.likes, "comments": c.comments,
+                  "shares": c.shares, "saved": c.saves,
+                  "total_interactions": c.likes + c.comments + c.shares + c.saves,
+                  "ig_reels_avg_watch_time": watch_ms if c.views else 0,
+                  "ig_reels_video_view_total_time": watch_ms * c.views}
+        return {"data": [{"name": m, "period": "lifetime", "values": [{"value": values[m]}],
+                          "title": INSIGHT_TITLES[m], "description": f"Lifetime {m} of the reel",
+                          "id": f"{media['id']}/insights/{m}/lifetime"} for m in metrics]}
+
+    async def comments_edge(self, request: Request, params: dict[str, str],
+                            acct: dict[str, Any]) -> Any:
+        """A media's top-level comments, newest first (hidden ones too: the owner sees them)."""
+        media = self.own_media(request.path_params["node"], acct)
+        every = self.all_comments(media)
+        top = sorted((c for c in every if c.parent is None), key=lambda c: (c.created, c.id),
+                     reverse=True)
+        return self.comment_page(request, params, top, every)
+
+    async def replies_edge(self, request: Request, params: dict[str, str],
+                           acct: dict[str, Any]) -> Any:
+        if request.method == "POST":
+            return self.reply(request.path_params["node"], params, acct)
+        comment, media = self.own_comment(request.path_params["node"], acct)
+        every = self.all_comments(media)
+        replies = [c for c in every if c.parent == comment.id]  # oldest first
+        return self.comment_page(request, params, replies, every)
+
+    def reply(self, comment_id: str, params: dict[str, str], acct: dict[str, Any]) -> Any:
+        """POST /{comment}/replies: only to a visible top-level comment of the account's
+        media, 1..2200 characters, within the hourly write cap."""
+        message = params.get("message")
+        if message is None or not message.strip():
+            raise _bad_param("The parameter message is required.")
+        if len(message) > MAX_COMMENT_CHARS:
+            raise _bad_param(f"The comment is {len(message)} characters long (at most "
+                             f"{MAX_COMMENT_CHARS})")
+        comment, media = self.own_comment(comment_id, acct)
+        if comment.parent is not None:
+            raise GraphError(100, "(#100) Replies can only be made to top-level comments; "
+                                  f"{comment_id} is a reply", kind="OAuthException")
+        if comment.hidden:
+            raise GraphError(100, f"(#100) The comment {comment_id} is hidden and cannot be "
+                                  "replied to")
+        uid = acct["ig_user_id"]
+        self.take_write(uid)
+        reply = Comment(id=self.new_id("comment", "7"), post=media["id"], parent=comment.id,
+                        text=message, author_id=uid, author_name=acct["username"],
+                        created=self.now(), kind=audience_text.OWN, source="api",
+                        extra={"seq": self.state.next_id("reply_seq"), "account": uid})
+        return {"id": self.book.add(reply).id}
 
     def quota(self, acct: dict[str, Any], since: float | None = None) -> tuple[int, int, int]:
         cfg = self.config()
@@ -874,22 +1154,30 @@ class InstagramSystem:
         return {"id": self.publish(container, uid)}
 
     def publish(self, container: dict[str, Any], uid: str) -> str:
+        t = self.now()
+        media_id = self.store_media(container, uid, t)
+        self.state.update(f"container/{container['id']}",
+                          lambda c: {**c, "media_id": media_id, "published": t}, default={})
+        self.state.update(f"account/{uid}",
+                          lambda a: {**a, "publishes": [*a["publishes"], t]}, default={})
+        return media_id
+
+    def store_media(self, container: dict[str, Any], uid: str, t: float) -> str:
+        """A published media record (and its sequence index) from a container's facts."""
         media_id = self.new_id("media", "9")
         rng = self.ctx.rng("shortcode", media_id)
         shortcode = "D" + "".join(rng.choice(_ID_ALPHABET) for _ in range(10))
-        t = self.now()
+        seq = self.state.next_id("media_seq")
+        self.state.put(f"media_seq/{seq}", media_id)
         self.state.put(f"media/{media_id}", {
-            "id": media_id, "seq": self.state.next_id("media_seq"), "ig_user_id": uid,
+            "id": media_id, "seq": seq, "ig_user_id": uid,
             "container_id": container["id"], "caption": container["caption"],
             "has_ai_label": container["has_ai_label"],
             "share_to_feed": container["share_to_feed"], "video_sha256": container["sha256"],
             "video_size": container["size"], "shortcode": shortcode,
             "permalink": f"https://www.instagram.com/reel/{shortcode}/", "published": t,
         })
-        self.state.update(f"container/{container['id']}",
-                          lambda c: {**c, "media_id": media_id, "published": t}, default={})
-        self.state.update(f"account/{uid}",
-                          lambda a: {**a, "publishes": [*a["publishes"], t]}, default={})
+        self.index_media(uid, [media_id])
         return media_id
 
     async def media_edge(self, request: Request, params: dict[str, str],
@@ -906,8 +1194,7 @@ class InstagramSystem:
         limit = params.get("limit", "25")
         if not limit.isdigit() or not 1 <= int(limit) <= 100:
             raise _bad_param("limit must be an integer between 1 and 100")
-        mine = sorted((m for m in self.state.list_prefix("media/").values()
-                       if m["ig_user_id"] == uid), key=lambda m: m["seq"], reverse=True)
+        mine = sorted(self.account_media(uid), key=lambda m: m["seq"], reverse=True)
         start = 0
         if params.get("after"):
             try:
@@ -1047,6 +1334,15 @@ class InstagramSystem:
 
     async def api_node(self, request: Request) -> Response:
         return await self.answer_graph(request, self.node)
+
+    async def api_insights(self, request: Request) -> Response:
+        return await self.answer_graph(request, self.insights)
+
+    async def api_comments(self, request: Request) -> Response:
+        return await self.answer_graph(request, self.comments_edge)
+
+    async def api_replies(self, request: Request) -> Response:
+        return await self.answer_graph(request, self.replies_edge)
 
     async def api_rupload(self, request: Request) -> Response:
         try:
@@ -1268,6 +1564,72 @@ class InstagramSystem:
             raise LookupError(f"no published media {wanted}")
         return found[0]
 
+    def c_audience(self, request: Request, body: dict[str, Any]) -> Any:
+        if body.get("account") is not None:
+            self.known_account(body["account"])
+        return apply_settings(self.state, body)
+
+    def c_add_comment(self, request: Request, body: dict[str, Any]) -> Any:
+        want = control_comment_request(body, self.now())
+        media = self.state.get(f"media/{want['post']}") if want["post"].isdigit() else None
+        if media is None:
+            raise LookupError(f"no published media {want['post']}")
+        parent = want["parent"]
+        if parent is not None:
+            found = self.find_comment(parent)
+            if found is None or found[1]["id"] != media["id"] or found[0].parent is not None:
+                raise LookupError(f"no top-level comment {parent} on media {media['id']}")
+        owner = self.owner(media["ig_user_id"])
+        name = owner.author_name if want["own"] else (want["author"] or "sandbox_fan")
+        comment = Comment(
+            id=self.new_id("comment", "7"), post=media["id"], parent=parent, text=want["text"],
+            author_id=owner.author_id if want["own"] else self.audience.author_id(name),
+            author_name=name, created=want["at"],
+            kind=audience_text.OWN if want["own"] else want["kind"], hidden=want["hidden"],
+            source="control")
+        return comment_view(self.book.add(comment), self.now())
+
+    def c_seed_posts(self, request: Request, body: dict[str, Any]) -> Any:
+        """Published media without a container or upload, for tests and benchmarks."""
+        want = seed_request(body, self.now(), "ig_user_id", ("caption",))
+        uid = self.known_account(want["account"])["ig_user_id"]
+        caption = want.get("caption", "Seeded reel. AI-generated virtual creator #AIgenerated")
+        if not isinstance(caption, str):
+            raise ValueError("caption must be a string")
+        count, docs = want["count"], {}
+        for number, seq, t in zip(self.state.next_ids("media", count),
+                                  self.state.next_ids("media_seq", count), want["times"],
+                                  strict=True):
+            media_id = (f"179{self.ctx.rng('media', number).randrange(10**8):08d}"
+                        f"{number % 10**6:06d}")
+            shortcode = "D" + "".join(self.ctx.rng("shortcode", media_id).choice(_ID_ALPHABET)
+                                      for _ in range(10))
+            docs[f"media/{media_id}"] = {
+                "id": media_id, "seq": seq, "ig_user_id": uid, "container_id": None,
+                "caption": caption, "has_ai_label": has_ai_label(caption),
+                "share_to_feed": True, "video_sha256": None, "video_size": 0,
+                "shortcode": shortcode, "published": t,
+                "permalink": f"https://www.instagram.com/reel/{shortcode}/"}
+            docs[f"media_seq/{seq}"] = media_id
+        self.state.put_many(docs)
+        self.index_media(uid, [m["id"] for k, m in docs.items() if k.startswith("media/")])
+        keys = ("id", "container_id", "ig_user_id", "caption", "has_ai_label", "video_sha256",
+                "video_size", "permalink", "shortcode")
+        return [{**{k: m[k] for k in keys}, "timestamp": graph_time(m["published"])}
+                for key, m in docs.items() if key.startswith("media/")]
+
+    def c_comments(self, request: Request, body: dict[str, Any]) -> Any:
+        post = request.query_params.get("post", "")
+        media = self.state.get(f"media/{post}") if post.isdigit() else None
+        if media is None:
+            raise LookupError(f"no published media {post!r} (give ?post=<media id>)")
+        return [comment_view(c, self.now()) for c in self.all_comments(media)]
+
+    def c_replies(self, request: Request, body: dict[str, Any]) -> Any:
+        uid, post = self.wanted_uid(request), request.query_params.get("post")
+        return [comment_view(c, self.now()) for c in self.book.api_replies()
+                if uid in (None, c.extra.get("account")) and post in (None, c.post)]
+
     # --- control routes ------------------------------------------------------------------------
 
     async def control_account(self, request: Request) -> Response:
@@ -1307,6 +1669,19 @@ class InstagramSystem:
         """One published media by id: what a status link opens."""
         return await self.answer_control(request, self.c_published_post)
 
+    async def control_audience(self, request: Request) -> Response:
+        return await self.answer_control(request, self.c_audience)
+
+    async def control_comments(self, request: Request) -> Response:
+        handler = self.c_add_comment if request.method == "POST" else self.c_comments
+        return await self.answer_control(request, handler)
+
+    async def control_seed_posts(self, request: Request) -> Response:
+        return await self.answer_control(request, self.c_seed_posts)
+
+    async def control_replies(self, request: Request) -> Response:
+        return await self.answer_control(request, self.c_replies)
+
     # --- wiring --------------------------------------------------------------------------------
 
     def routes(self) -> list[Route]:
@@ -1325,6 +1700,10 @@ class InstagramSystem:
             Route("/_control/published", self.control_published, methods=["GET"]),
             Route("/_control/published/{media_id}", self.control_published_post,
                   methods=["GET"]),
+            Route("/_control/audience", self.control_audience, methods=["POST"]),
+            Route("/_control/comments", self.control_comments, methods=both),
+            Route("/_control/replies", self.control_replies, methods=["GET"]),
+            Route("/_control/seed_posts", self.control_seed_posts, methods=["POST"]),
             Route("/rupload/ig-api-upload/{v}/{cid}", self.api_rupload, methods=both),
             Route("/refresh_access_token", self.api_refresh, methods=["GET"]),
             Route("/{v}/refresh_access_token", self.api_refresh, methods=["GET"]),
@@ -1333,6 +1712,9 @@ class InstagramSystem:
             Route("/{v}/{uid}/media_publish", self.api_media_publish, methods=["POST"]),
             Route("/{v}/{uid}/content_publishing_limit", self.api_publishing_limit,
                   methods=["GET"]),
+            Route("/{v}/{node}/insights", self.api_insights, methods=["GET"]),
+            Route("/{v}/{node}/comments", self.api_comments, methods=["GET"]),
+            Route("/{v}/{node}/replies", self.api_replies, methods=both),
             Route("/{v}/{node}", self.api_node, methods=["GET"]),
         ]
 

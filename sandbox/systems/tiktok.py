@@ -21,6 +21,16 @@ Routes below the `/tiktok` mount (the API host, https://open.tiktokapis.com; the
 - `POST /v2/oauth/token/` (form: client_key, client_secret, grant_type=refresh_token,
   refresh_token) -> `{access_token, expires_in, open_id, refresh_expires_in, refresh_token,
   scope, token_type: "Bearer"}`
+- Display API reads (ANALYTICS_OPS.md section 3), numbers from the sandbox audience
+  (`sandbox/audience.py`): `POST /v2/video/query/?fields=id,view_count,like_count,
+  comment_count,share_count,...` `{"filters": {"video_ids": [1..20 ids]}}` -> `{videos,
+  cursor: 0, has_more: false}`: only the token account's published posts, asked by their
+  post id; SELF_ONLY posts (all an unaudited app makes) are absent unless the account's
+  `query_self_only` is set (then also by publish id). `GET /v2/user/info/?fields=
+  follower_count,following_count,likes_count,video_count,...` -> `{user}`. Each 600 a
+  minute per endpoint and token (`video_query_per_minute`, `user_info_per_minute`). A missing
+  or unknown field, or more than 20 ids, is 400 invalid_params. TikTok offers no comment API
+  to this kind of app, so the sandbox has none.
 
 Envelope of the v2 API: `{"data": {...}, "error": {"code": "ok", "message": "", "log_id"}}`;
 errors carry TikTok's codes and HTTP statuses: 400 invalid_params /
@@ -86,8 +96,9 @@ Control routes (no auth; `account` in the JSON body or the query):
 - `POST /_control/config` `{"account"?, ...}`: that account's overrides, else the defaults of
   every account. Fields: audited, private, daily_cap, max_video_post_duration_sec,
   processing_polls, moderation_polls, upload_ttl, access_ttl, refresh_ttl,
-  creator_info_per_minute, init_per_minute, status_per_minute, `reset_limits: true` (forget
-  the account's rate and daily counts).
+  creator_info_per_minute, init_per_minute, status_per_minute, video_query_per_minute,
+  user_info_per_minute, query_self_only, `reset_limits: true` (forget the account's rate and
+  daily counts).
 - `GET /_control/state?account=`: effective config, token epoch, inits in the last 24 h.
 - `POST /_control/expire_token` `{"account"}` | `{"access_token"}`
 - `POST /_control/next_posts` `{"account"?, "fail_reason": "spam_risk_text", "count": 1}`: the
@@ -97,6 +108,9 @@ Control routes (no auth; `account` in the JSON body or the query):
   open_id, title, is_aigc, privacy_level, video_sha256 and video_size of the uploaded bytes,
   content_type, created_at, completed_at, status (as last shown to the client).
 - `GET /_control/posts?account=`: every publish, in any state, with outcome and fail_reason.
+- `POST /_control/audience` `{"account"?, ...}`: the audience settings (`sandbox/audience.py`).
+- `POST /_control/seed_posts` `{"account", "count", "at"?, "spacing"?, "privacy_level"?,
+  "title"?, "is_aigc"?}`: published posts without an upload (tests, benchmarks).
 """
 
 from __future__ import annotations
@@ -120,6 +134,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from sandbox.audience import Audience, Counters, apply_settings, seed_request, settings_of
 from sandbox.control import BadControlBody, read_control_body
 from sandbox.state import pop_first
 from sandbox.system import System, SystemContext
@@ -132,7 +147,7 @@ PUBLIC_OPTIONS = ["PUBLIC_TO_EVERYONE", "MUTUAL_FOLLOW_FRIENDS", "SELF_ONLY"]
 PRIVATE_OPTIONS = ["FOLLOWER_OF_CREATOR", "MUTUAL_FOLLOW_FRIENDS", "SELF_ONLY"]
 ALL_PRIVACY = sorted({*PUBLIC_OPTIONS, *PRIVATE_OPTIONS})
 TITLE_MAX_UTF16 = 2200
-SCOPE = "user.info.basic,video.publish,video.upload"
+SCOPE = "user.info.basic,user.info.stats,video.list,video.publish,video.upload"
 DAY = 86400.0
 WINDOW = 60.0
 ACCOUNT = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -145,6 +160,7 @@ DEFAULTS: dict[str, Any] = {
     "processing_polls": 1, "moderation_polls": 0, "upload_ttl": 3600.0,
     "access_ttl": 7200, "refresh_ttl": 180 * 86400,
     "creator_info_per_minute": 20, "init_per_minute": 6, "status_per_minute": 30,
+    "video_query_per_minute": 600, "user_info_per_minute": 600, "query_self_only": False,
 }
 _CONFIG_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "audited": (lambda v: isinstance(v, bool), "true or false"),
@@ -159,7 +175,17 @@ _CONFIG_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "creator_info_per_minute": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "init_per_minute": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "status_per_minute": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "video_query_per_minute": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "user_info_per_minute": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "query_self_only": (lambda v: isinstance(v, bool), "true or false"),
 }
+VIDEO_FIELDS = ("id", "create_time", "title", "video_description", "duration", "height",
+                "width", "cover_image_url", "share_url", "embed_link", "embed_html",
+                "like_count", "comment_count", "share_count", "view_count")
+USER_FIELDS = ("open_id", "union_id", "avatar_url", "avatar_url_100", "avatar_large_url",
+               "display_name", "bio_description", "profile_deep_link", "is_verified",
+               "username", "follower_count", "following_count", "likes_count", "video_count")
+MAX_QUERY_IDS = 20
 _STATUS_CODES = {400: "invalid_params", 401: "access_token_invalid", 403: "permission_denied",
                  404: "not_found", 405: "method_not_allowed", 429: "rate_limit_exceeded"}
 
@@ -443,6 +469,41 @@ def _settings_of(body: dict[str, Any]) -> dict[str, Any] | str:
     return settings
 
 
+def _fields_param(request: Request, allowed: tuple[str, ...]) -> list[str]:
+    """The `fields` query parameter of a Display API read, every name checked."""
+    raw = request.query_params.get("fields")
+    if raw is None or not raw.strip():
+        raise TikTokError(400, "invalid_params", "The fields query parameter is required")
+    fields = list(dict.fromkeys(f.strip() for f in raw.split(",") if f.strip()))
+    unknown = [f for f in fields if f not in allowed]
+    if unknown:
+        raise TikTokError(400, "invalid_params", f"Invalid fields: {', '.join(unknown)}; "
+                                                 f"allowed: {', '.join(allowed)}")
+    return fields
+
+
+def _video_ids_of(body: dict[str, Any]) -> list[str]:
+    """filters.video_ids of a /v2/video/query/ body: 1..20 ids."""
+    filters = body.get("filters")
+    ids = filters.get("video_ids") if isinstance(filters, dict) else None
+    if not isinstance(ids, list) or not ids:
+        raise TikTokError(400, "invalid_params", "filters.video_ids must be a non-empty list "
+                                                 "of video ids")
+    if len(ids) > MAX_QUERY_IDS:
+        raise TikTokError(400, "invalid_params", f"filters.video_ids can hold at most "
+                                                 f"{MAX_QUERY_IDS} ids, not {len(ids)}")
+    out = []
+    for value in ids:
+        if isinstance(value, str) and value.strip():
+            out.append(value.strip())
+        elif _is_int(value) and value >= 0:
+            out.append(str(value))
+        else:
+            raise TikTokError(400, "invalid_params", f"filters.video_ids holds an invalid "
+                                                     f"video id: {value!r}")
+    return list(dict.fromkeys(out))
+
+
 def _post_view(doc: dict[str, Any]) -> dict[str, Any]:
     return {
         "publish_id": doc["publish_id"], "post_id": doc["post_id"],
@@ -465,6 +526,8 @@ class TikTokSystem:
         self.state = ctx.state
         self.spool = ctx.state.store.state_dir / "tiktok" / "uploads"
         self.log_numbers = itertools.count(1)
+        self.audience = Audience(ctx.rng, "tiktok")
+        self.ensure_indexes()
 
     # --- helpers: envelopes ----------------------------------------------------------------
 
@@ -685,7 +748,7 @@ class TikTokSystem:
             return {**current, **verdict, "completed": self.ctx.clock(), "video_sha256": sha,
                     "duration": seconds}
 
-        self.state.update(f"publish/{doc['publish_id']}", change, default={})
+        self.index_post(self.state.update(f"publish/{doc['publish_id']}", change, default={}))
         path.unlink(missing_ok=True)
 
     async def store_chunk(self, doc: dict[str, Any], index: int, last: int, sha: str,
@@ -704,6 +767,66 @@ class TikTokSystem:
         doc = self.state.update(f"publish/{doc['publish_id']}", change, default={})
         if final and appended:
             await self.finish_upload(doc)
+
+    # --- helpers: the audience (Display API reads) -----------------------------------------
+
+    def index_post(self, doc: dict[str, Any]) -> None:
+        """Make a published post findable by its post id and listed under its account."""
+        if doc["completed"] is None or doc["outcome"] != "publish":
+            return
+        publish_id = doc["publish_id"]
+        self.state.put(f"post/{doc['post_id']}", publish_id)
+        self.state.update(f"posts_of/{doc['account']}",
+                          lambda ids: ids if publish_id in ids else [*ids, publish_id],
+                          default=[])
+
+    def ensure_indexes(self) -> None:
+        """Index posts published before the indexes existed (state from an older sandbox)."""
+        if self.state.get("indexes") == 1:
+            return
+        for doc in self.state.list_prefix("publish/").values():
+            self.index_post(doc)
+        self.state.put("indexes", 1)
+
+    def readable(self, doc: dict[str, Any], account: str, asked: str) -> bool:
+        """Whether the Display API shows this post to the account's token: its own,
+        published, and public (asked by its post id) unless the account is configured with
+        `query_self_only` (then SELF_ONLY posts answer by post id or publish id too)."""
+        if doc["account"] != account or doc["completed"] is None \
+                or doc["outcome"] != "publish" or doc["completed"] > self.ctx.clock():
+            return False
+        if doc["privacy_level"] == "SELF_ONLY":
+            return bool(self.config(account)["query_self_only"])
+        return asked == str(doc["post_id"])
+
+    def find_post(self, video_id: str) -> dict[str, Any] | None:
+        """A publish by its post id, or by its publish id (SELF_ONLY posts have no other)."""
+        publish_id = self.state.get(f"post/{video_id}")
+        if publish_id is None and video_id.startswith("v_pub_"):
+            publish_id = video_id
+        return self.state.get(f"publish/{publish_id}") if publish_id else None
+
+    def counters(self, doc: dict[str, Any]) -> Counters:
+        return self.audience.counters(str(doc["post_id"]), doc["completed"], self.ctx.clock(),
+                                      settings_of(self.state, doc["account"]))
+
+    def video_view(self, request: Request, doc: dict[str, Any], asked: str,
+                   fields: list[str]) -> dict[str, Any]:
+        post_id, handle = str(doc["post_id"]), doc["account"].lower()
+        counts = self.counters(doc)
+        share_url = f"https://www.tiktok.com/@{handle}/video/{post_id}"
+        values = {
+            "id": asked, "create_time": int(doc["completed"]), "title": doc["title"],
+            "video_description": doc["title"], "duration": int(doc.get("duration") or 0),
+            "height": 1920, "width": 1080,
+            "cover_image_url": f"{request.base_url}covers/{post_id}.jpeg",
+            "share_url": share_url, "embed_link": f"https://www.tiktok.com/player/v1/{post_id}",
+            "embed_html": f'<blockquote class="tiktok-embed" cite="{share_url}" '
+                          f'data-video-id="{post_id}"></blockquote>',
+            "like_count": counts.likes, "comment_count": counts.comments,
+            "share_count": counts.shares, "view_count": counts.views,
+        }
+        return {f: values[f] for f in fields}
 
     # --- helpers: OAuth --------------------------------------------------------------------
 
@@ -855,6 +978,38 @@ class TikTokSystem:
 
         return self.visible(self.state.update(f"publish/{publish_id}", change, default={}))
 
+    async def video_query(self, request: Request, account: str) -> Any:
+        fields = _fields_param(request, VIDEO_FIELDS)
+        videos = []
+        for asked in _video_ids_of(await _json_body(request)):
+            doc = self.find_post(asked)
+            if doc is not None and self.readable(doc, account, asked):
+                videos.append(self.video_view(request, doc, asked, fields))
+        return {"videos": videos, "cursor": 0, "has_more": False}
+
+    async def user_info(self, request: Request, account: str) -> Any:
+        fields = _fields_param(request, USER_FIELDS)
+        posts = [d for d in (self.state.get(f"publish/{p}")
+                             for p in self.state.get(f"posts_of/{account}", []))
+                 if d is not None and self.readable(d, account, str(d["post_id"]))]
+        now = self.ctx.clock()
+        created = float(self.account_doc(account).get("created") or now)
+        handle = account.lower()
+        values = {
+            "open_id": open_id_of(account), "union_id": "u" + open_id_of(account)[4:],
+            "avatar_url": f"{request.base_url}avatars/{account}.jpeg",
+            "avatar_url_100": f"{request.base_url}avatars/{account}_100.jpeg",
+            "avatar_large_url": f"{request.base_url}avatars/{account}_large.jpeg",
+            "display_name": account, "bio_description": "", "is_verified": False,
+            "profile_deep_link": f"https://vm.tiktok.com/@{handle}", "username": handle,
+            "follower_count": self.audience.followers(account, created, now,
+                                                      settings_of(self.state, account)),
+            "following_count": self.audience.following(account),
+            "likes_count": sum(self.counters(d).likes for d in posts),
+            "video_count": len(posts),
+        }
+        return {"user": {f: values[f] for f in fields}}
+
     async def upload_chunk(self, request: Request) -> Response:
         try:
             doc, media = self.upload_of(request)
@@ -970,6 +1125,52 @@ class TikTokSystem:
                                   default=[])
         return JSONResponse({"queue": queue})
 
+    async def control_audience(self, request: Request) -> Response:
+        try:
+            return JSONResponse(apply_settings(self.state, await read_control_body(request)))
+        except ValueError as exc:  # BadControlBody too
+            return _bad(str(exc))
+
+    async def control_seed_posts(self, request: Request) -> Response:
+        """Published posts without an upload, for tests and benchmarks of the reads."""
+        try:
+            want = seed_request(await read_control_body(request), self.ctx.clock(), "account",
+                                ("privacy_level", "title", "is_aigc"))
+        except ValueError as exc:
+            return _bad(str(exc))
+        name, privacy = _account_param(want["account"]), want.get("privacy_level",
+                                                                  "PUBLIC_TO_EVERYONE")
+        if name is None or privacy not in ALL_PRIVACY:
+            return _bad(f"account must match [A-Za-z0-9_-]{{1,64}}, privacy_level be one of "
+                        f"{ALL_PRIVACY}")
+        self.account_doc(name)
+        docs = [self.seed_doc(number, name, at, privacy, want) for number, at in
+                zip(self.state.next_ids("publish", want["count"]), want["times"], strict=True)]
+        self.state.put_many({**{f"publish/{d['publish_id']}": d for d in docs},
+                             **{f"post/{d['post_id']}": d["publish_id"] for d in docs}})
+        made = [d["publish_id"] for d in docs]
+        self.state.update(f"posts_of/{name}", lambda ids: [*ids, *made], default=[])
+        return JSONResponse([_post_view(d) for d in docs])
+
+    def seed_doc(self, number: int, account: str, at: float, privacy: str,
+                 want: dict[str, Any]) -> dict[str, Any]:
+        """A published post's record as an upload would have left it."""
+        publish_id = f"v_pub_file~v2.{self.ctx.rng('publish', number).getrandbits(62)}"
+        flags = dict.fromkeys(("disable_duet", "disable_comment", "disable_stitch",
+                               "brand_content_toggle", "brand_organic_toggle"), False)
+        return {
+            "publish_id": publish_id, "upload_id": None, "upload_token": "", "account": account,
+            "title": str(want.get("title", f"seeded post {number}")), "privacy_level": privacy,
+            "video_cover_timestamp_ms": None, **flags, "is_aigc": bool(want.get("is_aigc", True)),
+            "video_size": 0, "chunk_size": 0, "total_chunk_count": 1, "created": at,
+            "upload_expires": at, "content_type": "video/mp4", "chunks": [], "uploaded_bytes": 0,
+            "completed": at, "video_sha256": hashlib.sha256(publish_id.encode()).hexdigest(),
+            "outcome": "publish", "fail_reason": None, "duration": 8.0,
+            "post_id": str(7_000_000_000_000_000_000
+                           + self.ctx.rng("post", publish_id).getrandbits(59)),
+            "polls": 2, "shown": "PUBLISH_COMPLETE", "seeded": True,
+        }
+
     async def control_published(self, request: Request) -> Response:
         docs = self.posts_of(request)
         if docs is None:
@@ -1015,6 +1216,9 @@ class TikTokSystem:
             Route(f"{API}/video/init/", self.api("init", self.video_init), methods=["POST"]),
             Route(f"{API}/status/fetch/", self.api("status", self.status_fetch),
                   methods=["POST"]),
+            Route("/v2/video/query/", self.api("video_query", self.video_query),
+                  methods=["POST"]),
+            Route("/v2/user/info/", self.api("user_info", self.user_info), methods=["GET"]),
             Route("/video/", self.upload_chunk, methods=["PUT"]),
             Route("/v2/oauth/token/", self.oauth_token, methods=["POST"]),
             Route("/_control/accounts", self.control_accounts, methods=["POST"]),
@@ -1022,6 +1226,8 @@ class TikTokSystem:
             Route("/_control/state", self.control_state, methods=["GET"]),
             Route("/_control/expire_token", self.control_expire, methods=["POST"]),
             Route("/_control/next_posts", self.control_next_posts, methods=["POST", "DELETE"]),
+            Route("/_control/audience", self.control_audience, methods=["POST"]),
+            Route("/_control/seed_posts", self.control_seed_posts, methods=["POST"]),
             Route("/_control/published", self.control_published, methods=["GET"]),
             Route("/_control/published/{post_id}", self.control_published_post,
                   methods=["GET"]),

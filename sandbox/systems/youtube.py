@@ -26,6 +26,22 @@ https://oauth2.googleapis.com (PROTOCOLS.md section 3). Routes below the mount:
   (0-50, default 5)&pageToken=`: the uploads, newest first. This is the official way to list
   one's own uploads (search.list forMine costs 100 units and lags), so a lost final answer
   can be reconciled by a marker in the title or description.
+- Audience reads and replies (ANALYTICS_OPS.md sections 3-4; numbers and comments from
+  `sandbox/audience.py`; nobody but the owner sees a private or unprocessed video, so it has
+  zero counters and no comments): videos.list `statistics` (string-encoded lifetime
+  counters; commentCount = the comments and replies listed); channels.list `statistics`
+  (`subscriberCount` rounded down to 3 significant digits, absent with
+  `hiddenSubscriberCount: true`). `GET /youtube/v3/commentThreads?part=snippet,replies&
+  videoId=` (or `allThreadsRelatedToChannelId=`) `&order=time|relevance&maxResults=1..100(20)
+  &pageToken=&textFormat=html|plainText`: top-level comments newest first with
+  `totalReplyCount` and at most 5 replies inline (the oldest: page comments.list for the
+  rest); `textOriginal` only on the caller's own comments. `GET /youtube/v3/comments?part=
+  snippet&parentId=` (oldest first, paged) or `&id=`. `POST /youtube/v3/comments?part=
+  snippet` `{"snippet": {"parentId", "textOriginal"}}` -> the reply (`<parent>.<22>` id):
+  400 parentIdMissing / commentTextRequired / commentTextTooLong (over 10,000 characters) /
+  operationNotSupported (a reply to a reply) / invalidCommentMetadata, 404 commentNotFound
+  (also an unknown video in commentThreads: videoNotFound). Costs: the lists 1 unit,
+  comments.insert 50, in the project's daily units bucket (403 quotaExceeded).
 - `POST /oauth2/token` (form: client_id, client_secret, refresh_token,
   grant_type=refresh_token) -> `{"access_token", "expires_in": 3599, "scope", "token_type":
   "Bearer"}`; no new refresh token (Google does not rotate). Revoked: 400 `invalid_grant`.
@@ -76,6 +92,13 @@ Control routes (no auth; journaled):
 - `POST /_control/next_uploads {"outcome": "failed" | "rejected", "reason"?, "count": 1,
   "account"?}`: the next uploads completed (of that channel, else any) end in that
   uploadStatus with failureReason / rejectionReason (default `codec` / `duplicate`).
+- `POST /_control/audience {"account"?: channel id, ...}`: audience settings.
+- `POST /_control/comments {"post": video id, "text", "class"?, "parent"?, "author"?,
+  "own"?, "at"?}` adds a comment or reply; `GET /_control/comments?post=` lists every
+  comment on the video now, with its class; `GET /_control/replies?account=<channel>&post=`
+  the replies sent through comments.insert.
+- `POST /_control/seed_posts {"channel", "count", "at"?, "spacing"?, "privacyStatus"?,
+  "title"?, "description"?}`: processed videos without an upload (tests, benchmarks).
 """
 
 from __future__ import annotations
@@ -84,6 +107,7 @@ import asyncio
 import base64
 import datetime as dt
 import hashlib
+import html
 import json
 import math
 import re
@@ -99,9 +123,24 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from sandbox import audience_text
+from sandbox.audience import (
+    Audience,
+    Comment,
+    CommentBook,
+    CommentIds,
+    Counters,
+    Owner,
+    abbreviate,
+    apply_settings,
+    comment_view,
+    control_comment_request,
+    seed_request,
+    settings_of,
+)
 from sandbox.connection import cut_connection
 from sandbox.control import BadControlBody, read_control_body
-from sandbox.state import SystemState, pop_first
+from sandbox.state import SystemState, append_new, pop_first
 from sandbox.system import System, SystemContext
 
 UPLOAD_PATH = "/upload/youtube/v3/videos"
@@ -110,7 +149,8 @@ CHUNK_UNIT = 262144
 MAX_FILE_BYTES = 256 * 1024**3
 TOKEN_TTL = 3599
 SCOPE = ("https://www.googleapis.com/auth/youtube.upload "
-         "https://www.googleapis.com/auth/youtube.readonly")
+         "https://www.googleapis.com/auth/youtube.readonly "
+         "https://www.googleapis.com/auth/youtube.force-ssl")
 PACIFIC = ZoneInfo("America/Los_Angeles")
 REFRESH_TOKEN = re.compile(r"1//sandbox[A-Za-z0-9_-]*")
 CLIENT_ID = re.compile(r"[A-Za-z0-9._-]+\.apps\.googleusercontent\.com")
@@ -120,6 +160,12 @@ INSERT_PARTS = frozenset({"snippet", "status", "contentDetails", "id", "recordin
                           "localizations"})
 PRIVACY = ("private", "unlisted", "public")
 READ_COST = 1
+COMMENT_INSERT_COST = 50
+INLINE_REPLIES = 5  # a thread inlines at most this many replies (the oldest): page the rest
+MAX_COMMENT_CHARS = 10_000
+THREAD_PARTS = frozenset({"id", "snippet", "replies"})
+COMMENT_PARTS = frozenset({"id", "snippet"})
+SIMULATED_TOP = re.compile(r"Ug([A-Za-z0-9_-]{11})([0-9a-f]{3})[A-Za-z0-9_-]{6}4AaABAg")
 MAX_TAG_CHARS = 500
 DEFAULTS: dict[str, Any] = {
     "quota_model": "classic", "units_per_day": 10_000, "insert_units": 1600,
@@ -336,19 +382,48 @@ def media_type_ok(value: str) -> bool:
 
 # --- resources (pure) -------------------------------------------------------------------------
 
-def statistics(video: dict[str, Any], seed_rng: Callable[..., Any],
-               now: float) -> dict[str, str]:
-    """Deterministic audience: views grow with time for public and unlisted videos."""
-    if video["privacyStatus"] == "private" or video["uploadStatus"] != "processed":
-        views = 0
-    else:
-        rate = seed_rng("views", video["id"]).uniform(0.5, 5.0)
-        views = int(max(0.0, now - video["created"]) / 60 * rate)
-    rng = seed_rng("engagement", video["id"])
-    likes = int(views * rng.uniform(0.02, 0.1))
-    comments = int(views * rng.uniform(0.002, 0.01))
-    return {"viewCount": str(views), "likeCount": str(likes), "favoriteCount": "0",
-            "commentCount": str(comments)}
+def statistics(counts: Counters) -> dict[str, str]:
+    """videos.list statistics: string-encoded lifetime counters (no dislikes, no favourites)."""
+    return {"viewCount": str(counts.views), "likeCount": str(counts.likes),
+            "favoriteCount": "0", "commentCount": str(counts.comments)}
+
+
+def _audience_sees(video: dict[str, Any]) -> bool:
+    """Whether anyone but the owner can watch it (processed, and public or unlisted)."""
+    current = _processing_outcome(video) or video
+    return current["privacyStatus"] != "private" and current["uploadStatus"] == "processed"
+
+
+def _handle(channel: str) -> str:
+    return f"sandbox{channel[-6:].lower()}"
+
+
+def _cursor_token(kind: str, value: str) -> str:
+    return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode().rstrip("=")
+
+
+def _cursor_value(token: str | None, kind: str) -> str | None:
+    if not token:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        text = ""
+    if not text.startswith(f"{kind}:"):
+        raise bad("invalidPageToken", "The request specifies an invalid page token.",
+                  "youtube.parameter")
+    return text[len(kind) + 1:]
+
+
+def _only_parts(resource: dict[str, Any], parts: list[str]) -> dict[str, Any]:
+    return resource if "snippet" in parts else {k: v for k, v in resource.items()
+                                                if k != "snippet"}
+
+
+def _text_display(words: str, text_format: str) -> str:
+    if text_format == "plainText":
+        return words
+    return html.escape(words, quote=False).replace("\n", "<br>")
 
 
 def video_resource(video: dict[str, Any], parts: list[str], stats: dict[str, str]) -> dict:
@@ -501,6 +576,9 @@ class YouTubeSystem:
         self.upload_dir = ctx.state.store.state_dir / "youtube" / "uploads"
         # one lock per upload session, so that its chunk PUTs are applied one at a time
         self.locks: dict[str, asyncio.Lock] = {}
+        self.audience = Audience(ctx.rng, "youtube")
+        self.book = CommentBook(self.state, self.audience)
+        self.ensure_indexes()
 
     # --- helpers: ids, config and quota ----------------------------------------------------
 
@@ -585,6 +663,118 @@ class YouTubeSystem:
                 return exc.response()
         return endpoint
 
+
+    # --- helpers: the audience -------------------------------------------------------------
+
+    def channel_created(self, channel: str) -> float:
+        """When the sandbox first saw the channel (its follower days count from there)."""
+        now = self.ctx.clock()
+        return float(self.state.update(f"channel/{channel}", lambda c: c or {"created": now},
+                                       default=None)["created"])
+
+    def owner(self, channel: str) -> Owner:
+        return Owner(channel, _handle(channel))
+
+    def comment_ids(self, video_id: str) -> CommentIds:
+        """Simulated ids: `Ug` + video id + index (3 hex) + 6 check characters + `4AaABAg`;
+        a reply's is `<top-level id>.<slot><21 characters>`, as YouTube's look."""
+        def ids(index: int, reply: int | None) -> str:
+            rng = self.ctx.rng("comment-id", video_id, index)
+            top = f"Ug{video_id}{index:03x}" + "".join(rng.choice(_ID_ALPHABET) for _ in
+                                                       range(6)) + "4AaABAg"
+            if reply is None:
+                return top
+            rng = self.ctx.rng("reply-id", video_id, index, reply)
+            return f"{top}.{reply:x}" + "".join(rng.choice(_ID_ALPHABET) for _ in range(21))
+        return ids
+
+    def all_comments(self, video: dict[str, Any]) -> list[Comment]:
+        """Every comment and reply on the video that exists now, oldest first (none while
+        only its owner can see it)."""
+        if not _audience_sees(video):
+            return []
+        channel = video["channel"]
+        simulated = self.audience.comments(video["id"], video["created"], self.owner(channel),
+                                           self.comment_ids(video["id"]),
+                                           settings_of(self.state, channel))
+        return self.book.visible(simulated, video["id"], self.ctx.clock())
+
+    def video_counters(self, video: dict[str, Any]) -> Counters:
+        if not _audience_sees(video):
+            return Counters(0, 0, 0, 0, 0, 0)
+        settings, now = settings_of(self.state, video["channel"]), self.ctx.clock()
+        comments = self.book.count(video["id"], video["created"], now, settings)
+        return self.audience.counters(video["id"], video["created"], now, settings,
+                                      comments=comments)
+
+    def find_comment(self, comment_id: str) -> tuple[Comment, dict[str, Any]] | None:
+        """A comment that exists now, with its video, by id (stored or simulated)."""
+        post = self.book.post_of_stored(comment_id)
+        if post is None:
+            match = SIMULATED_TOP.match(comment_id)
+            post = match.group(1) if match else None
+        video = self.state.get(f"video/{post}") if post else None
+        if video is None:
+            return None
+        found = [c for c in self.all_comments(video) if c.id == comment_id]
+        return (found[0], video) if found else None
+
+    def comment_resource(self, c: Comment, video: dict[str, Any], viewer: str,
+                         text_format: str) -> dict[str, Any]:
+        snippet: dict[str, Any] = {
+            "channelId": video["channel"], "videoId": video["id"],
+            "textDisplay": _text_display(c.text, text_format),
+            "authorDisplayName": f"@{c.author_name}",
+            "authorProfileImageUrl": f"https://yt3.ggpht.com/sandbox/{c.author_id}=s48",
+            "authorChannelUrl": f"http://www.youtube.com/@{c.author_name}",
+            "authorChannelId": {"value": c.author_id}, "canRate": True,
+            "viewerRating": "none", "likeCount": c.like_count(self.ctx.clock()),
+            "publishedAt": _rfc3339(c.created), "updatedAt": _rfc3339(c.created)}
+        if c.author_id == viewer:  # the original text only goes to its author
+            snippet["textOriginal"] = c.text
+        if c.parent is not None:
+            snippet["parentId"] = c.parent
+        return {"kind": "youtube#comment", "etag": _sha(c.id + c.text)[:27], "id": c.id,
+                "snippet": snippet}
+
+    def thread_resource(self, top: Comment, replies: list[Comment], video: dict[str, Any],
+                        parts: list[str], viewer: str, text_format: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": "youtube#commentThread",
+                               "etag": _sha(top.id + str(len(replies)))[:27], "id": top.id}
+        if "snippet" in parts:
+            out["snippet"] = {"channelId": video["channel"], "videoId": video["id"],
+                              "topLevelComment": self.comment_resource(top, video, viewer,
+                                                                       text_format),
+                              "canReply": True, "totalReplyCount": len(replies),
+                              "isPublic": True}
+        if "replies" in parts and replies:
+            out["replies"] = {"comments": [self.comment_resource(r, video, viewer, text_format)
+                                           for r in replies[:INLINE_REPLIES]]}
+        return out
+
+    def thread_videos(self, request: Request, viewer: str) -> list[dict[str, Any]]:
+        """The videos a commentThreads.list names: `videoId` or
+        `allThreadsRelatedToChannelId` (exactly one)."""
+        query = request.query_params
+        given = [n for n in ("videoId", "allThreadsRelatedToChannelId", "id", "channelId")
+                 if query.get(n)]
+        if len(given) != 1:
+            raise bad("missingRequiredParameter" if not given else "incompatibleParameters",
+                      "Specify exactly one of videoId, allThreadsRelatedToChannelId.",
+                      "youtube.parameter")
+        if given[0] in ("id", "channelId"):
+            raise bad("invalidParameter", f"The sandbox lists threads by videoId or "
+                                          f"allThreadsRelatedToChannelId, not {given[0]}.",
+                      "youtube.parameter")
+        if given[0] == "allThreadsRelatedToChannelId":
+            return [v for v in self.channel_videos(query["allThreadsRelatedToChannelId"])
+                    if _visible(v, viewer)]
+        video = self.processed(query["videoId"])
+        if video is None or not _visible(video, viewer):
+            raise bad("videoNotFound", "The video identified by the videoId parameter could "
+                                       "not be found.", "youtube.commentThread", status=404)
+        return [video]
+
     # --- helpers: OAuth --------------------------------------------------------------------
 
     @staticmethod
@@ -616,6 +806,7 @@ class YouTubeSystem:
             raise OAuthError(400, "invalid_grant", "Token has been expired or revoked.")
         if grant["client_id"] != client_id:
             raise OAuthError(401, "unauthorized_client", "Unauthorized")
+        self.channel_created(grant["channel"])
         token = "ya29.sandbox-" + self.new_id("access", 64)
         self.state.put(f"token/{_sha(token)}", {
             "channel": grant["channel"], "project": client_id, "refresh": fp,
@@ -708,7 +899,7 @@ class YouTubeSystem:
     def finished(self, session: dict[str, Any], status_code: int) -> Response:
         video = self.state.get(f"video/{session['video_id']}")
         resource = video_resource(video, session["parts"],
-                                  statistics(video, self.ctx.rng, self.ctx.clock()))
+                                  statistics(self.video_counters(video)))
         return JSONResponse(resource, status_code=status_code,
                             headers={"X-GUploader-UploadID": session["upload_id"]})
 
@@ -824,6 +1015,7 @@ class YouTubeSystem:
             "outcome_reason": plan.get("reason"), "failureReason": None,
             "rejectionReason": None, "sha256": digest, "size": size,
             "content_type": session["content_type"]})
+        self.index_videos(session["channel"], [video_id])
         path.unlink(missing_ok=True)
         return self.state.update(f"session/{session['upload_id']}",
                                  lambda s: {**s, "video_id": video_id})
@@ -865,8 +1057,23 @@ class YouTubeSystem:
         return self.state.update(f"video/{video_id}", _processing_outcome)
 
     def channel_videos(self, channel: str) -> list[dict[str, Any]]:
-        mine = [v for v in self.state.list_prefix("video/").values() if v["channel"] == channel]
+        docs = (self.state.get(f"video/{i}") for i in self.state.get(f"videos_of/{channel}", []))
+        mine = [v for v in docs if v is not None]
         return sorted(mine, key=lambda v: (v["created"], v["id"]), reverse=True)
+
+    def index_videos(self, channel: str, ids: list[str]) -> None:
+        append_new(self.state, f"videos_of/{channel}", ids)
+
+    def ensure_indexes(self) -> None:
+        """Index videos stored before the per-channel index existed (older sandbox state)."""
+        if self.state.get("indexes") == 1:
+            return
+        by_channel: dict[str, list[str]] = {}
+        for video in self.state.list_prefix("video/").values():
+            by_channel.setdefault(video["channel"], []).append(video["id"])
+        for channel, ids in by_channel.items():
+            self.index_videos(channel, ids)
+        self.state.put("indexes", 1)
 
     def channel_resource(self, channel: str, parts: list[str], viewer: str) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": "youtube#channel", "etag": _sha(channel)[:27],
@@ -879,16 +1086,23 @@ class YouTubeSystem:
             out["contentDetails"] = {"relatedPlaylists": {"likes": "",
                                                           "uploads": uploads_playlist(channel)}}
         if "statistics" in parts:
-            videos = [v for v in self.channel_videos(channel) if _visible(v, viewer)]
-            views = sum(int(statistics(v, self.ctx.rng, self.ctx.clock())["viewCount"])
-                        for v in videos)
-            out["statistics"] = {"viewCount": str(views),
-                                 "subscriberCount": str(
-                                     self.ctx.rng("subs", channel).randint(0, 500)
-                                     + views // 50),
-                                 "hiddenSubscriberCount": False,
-                                 "videoCount": str(len(videos))}
+            out["statistics"] = self.channel_statistics(channel, viewer)
         return out
+
+    def channel_statistics(self, channel: str, viewer: str) -> dict[str, Any]:
+        """viewCount over the videos the viewer sees; subscriberCount rounded down to 3
+        significant digits as YouTube shows it, and absent while the channel hides it."""
+        videos = [v for v in self.channel_videos(channel) if _visible(v, viewer)]
+        settings = settings_of(self.state, channel)
+        stats: dict[str, Any] = {
+            "viewCount": str(sum(self.video_counters(v).views for v in videos))}
+        if not settings["hidden_subscribers"]:
+            count = self.audience.followers(channel, self.channel_created(channel),
+                                            self.ctx.clock(), settings)
+            stats["subscriberCount"] = str(abbreviate(count))
+        stats.update(hiddenSubscriberCount=bool(settings["hidden_subscribers"]),
+                     videoCount=str(len(videos)))
+        return stats
 
     # --- API routes ------------------------------------------------------------------------
 
@@ -923,13 +1137,12 @@ class YouTubeSystem:
             raise bad("invalidParameter", "At most 50 video ids per request.",
                       "youtube.parameter")
         self.charge(token["project"], {"units": READ_COST})
-        now = self.ctx.clock()
         items = []
         for video_id in ids:
             video = self.processed(video_id) if re.fullmatch(r"[A-Za-z0-9_-]{11}", video_id) \
                 else None
             if video is not None and _visible(video, token["channel"]):
-                items.append(video_resource(video, parts, statistics(video, self.ctx.rng, now)))
+                items.append(video_resource(video, parts, statistics(self.video_counters(video))))
         return _list_response("video", items)
 
     async def channels_list(self, request: Request, token: dict[str, Any]) -> Response:
@@ -973,6 +1186,122 @@ class YouTubeSystem:
         more = offset + per_page < len(videos) and per_page > 0
         return _list_response("playlistItem", items, total=len(videos), per_page=per_page,
                               next_token=_page_token(offset + per_page) if more else None)
+
+    async def comment_threads(self, request: Request, token: dict[str, Any]) -> Response:
+        """commentThreads.list (1 unit): top-level comments of a video (or of every video of
+        a channel), newest first (`order=time`, the default) or by likes (`relevance`), each
+        with totalReplyCount and at most INLINE_REPLIES of its replies (the oldest)."""
+        query, viewer = request.query_params, token["channel"]
+        parts = parse_parts(query.get("part"), THREAD_PARTS)
+        order = query.get("order", "time")
+        text_format = query.get("textFormat", "html")
+        if order not in ("time", "relevance") or text_format not in ("html", "plainText"):
+            raise bad("invalidParameter", "order must be time or relevance, textFormat html "
+                                          "or plainText.", "youtube.parameter")
+        status = query.get("moderationStatus", "published")
+        if status not in ("published", "heldForReview", "likelySpam"):
+            raise bad("invalidParameter", f"Invalid moderationStatus {status!r}.",
+                      "youtube.parameter")
+        per_page = _int_param(request, "maxResults", 20, 1, 100)
+        after = _cursor_value(query.get("pageToken"), order)
+        videos = self.thread_videos(request, viewer)
+        self.charge(token["project"], {"units": READ_COST})
+        threads: list[tuple[Comment, list[Comment], dict[str, Any]]] = []
+        for video in videos if status == "published" else []:  # nothing held in the sandbox
+            every = self.all_comments(video)
+            threads += [(c, [r for r in every if r.parent == c.id], video)
+                        for c in every if c.parent is None]
+        now = self.ctx.clock()
+        key = ((lambda t: (t[0].created, t[0].id)) if order == "time"
+               else (lambda t: (t[0].like_count(now), t[0].created, t[0].id)))
+        threads.sort(key=key, reverse=True)
+        start = 0
+        if after is not None:
+            start = next((i + 1 for i, t in enumerate(threads) if t[0].id == after),
+                         len(threads))
+        page = threads[start:start + per_page]
+        items = [self.thread_resource(top, replies, video, parts, viewer, text_format)
+                 for top, replies, video in page]
+        more = start + per_page < len(threads)
+        return _list_response("commentThread", items, per_page=per_page,
+                              next_token=_cursor_token(order, page[-1][0].id) if more else None)
+
+    async def comments_list(self, request: Request, token: dict[str, Any]) -> Response:
+        """comments.list (1 unit): the replies to a top-level comment (`parentId`), oldest
+        first, paged; or comments by `id`."""
+        query, viewer = request.query_params, token["channel"]
+        parts = parse_parts(query.get("part"), COMMENT_PARTS)
+        text_format = query.get("textFormat", "html")
+        if text_format not in ("html", "plainText"):
+            raise bad("invalidParameter", "textFormat must be html or plainText.",
+                      "youtube.parameter")
+        if bool(query.get("id")) == bool(query.get("parentId")):
+            raise bad("missingRequiredParameter", "Specify exactly one of id, parentId.",
+                      "youtube.parameter")
+        per_page = _int_param(request, "maxResults", 20, 1, 100)
+        after = _cursor_value(query.get("pageToken"), "reply")
+        if query.get("id"):
+            self.charge(token["project"], {"units": READ_COST})
+            found = [self.find_comment(i.strip()) for i in query["id"].split(",")]
+            items = [self.comment_resource(c, v, viewer, text_format) for c, v in
+                     (f for f in found if f is not None) if _visible(v, viewer)]
+            return _list_response("comment", [_only_parts(i, parts) for i in items])
+        found_parent = self.find_comment(query["parentId"])
+        if found_parent is None or not _visible(found_parent[1], viewer):
+            raise bad("commentNotFound", "The comment identified by the parentId parameter "
+                                         "could not be found.", "youtube.comment", status=404)
+        parent, video = found_parent
+        self.charge(token["project"], {"units": READ_COST})
+        replies = [c for c in self.all_comments(video) if c.parent == parent.id]
+        start = 0
+        if after is not None:
+            start = next((i + 1 for i, c in enumerate(replies) if c.id == after), len(replies))
+        page = replies[start:start + per_page]
+        items = [_only_parts(self.comment_resource(c, video, viewer, text_format), parts)
+                 for c in page]
+        more = start + per_page < len(replies)
+        return _list_response("comment", items, per_page=per_page,
+                              next_token=_cursor_token("reply", page[-1].id) if more else None)
+
+    async def comments_insert(self, request: Request, token: dict[str, Any]) -> Response:
+        """comments.insert (50 units): a reply to a visible top-level comment."""
+        parse_parts(request.query_params.get("part"), COMMENT_PARTS)
+        try:
+            body = json.loads(await request.body() or b"null")
+        except (ValueError, UnicodeDecodeError):
+            raise bad("parseError", "Parse Error") from None
+        snippet = body.get("snippet") if isinstance(body, dict) else None
+        if not isinstance(snippet, dict):
+            raise bad("invalidCommentMetadata", "The request metadata is invalid.",
+                      "youtube.comment")
+        parent_id, words = snippet.get("parentId"), snippet.get("textOriginal")
+        if not isinstance(parent_id, str) or not parent_id:
+            raise bad("parentIdMissing", "The comment must be linked to a parent comment: "
+                                         "snippet.parentId is required.", "youtube.comment")
+        if not isinstance(words, str) or not words.strip():
+            raise bad("commentTextRequired", "The comment resource must specify a value for "
+                                             "snippet.textOriginal.", "youtube.comment")
+        if len(words) > MAX_COMMENT_CHARS:
+            raise bad("commentTextTooLong", f"snippet.textOriginal has {len(words)} characters "
+                                            f"(at most {MAX_COMMENT_CHARS}).", "youtube.comment")
+        found = self.find_comment(parent_id)
+        if found is None or not _visible(found[1], token["channel"]):
+            raise bad("commentNotFound", "The comment identified by snippet.parentId could not "
+                                         "be found.", "youtube.comment", status=404)
+        parent, video = found
+        if parent.parent is not None:
+            raise bad("operationNotSupported", "Replies can only be made to top-level "
+                                               "comments.", "youtube.comment")
+        self.charge(token["project"], {"units": COMMENT_INSERT_COST})
+        channel = token["channel"]
+        reply = self.book.add(Comment(
+            id=f"{parent.id}.{self.new_id('reply', 22)}", post=video["id"], parent=parent.id,
+            text=words, author_id=channel, author_name=_handle(channel),
+            created=self.ctx.clock(),
+            kind=audience_text.OWN if channel == video["channel"] else audience_text.REPLY,
+            source="api", extra={"seq": self.state.next_id("reply_seq"), "account": channel,
+                                 "project": token["project"]}))
+        return JSONResponse(self.comment_resource(reply, video, channel, "html"))
 
     async def token_endpoint(self, request: Request) -> Response:
         try:
@@ -1140,6 +1469,96 @@ class YouTubeSystem:
         return {"queue": self.state.update(key, lambda q: [*q, *([entry] * count)],
                                            default=[])}
 
+    async def audience_route(self, request: Request) -> Any:
+        try:
+            return apply_settings(self.state, await read_control_body(request))
+        except BadControlBody:
+            raise
+        except ValueError as exc:
+            raise bad("badRequest", str(exc)) from None
+
+    async def comments_route(self, request: Request) -> Any:
+        """POST: add a comment (or reply) to a video; GET ?post=: every comment on it."""
+        now = self.ctx.clock()
+        if request.method == "GET":
+            video = self.state.get(f"video/{request.query_params.get('post', '')}")
+            if video is None:
+                raise bad("notFound", "give ?post=<video id> of a published video", status=404)
+            return [comment_view(c, now) for c in self.all_comments(video)]
+        try:
+            want = control_comment_request(await read_control_body(request), now)
+        except BadControlBody:
+            raise
+        except ValueError as exc:
+            raise bad("badRequest", str(exc)) from None
+        video = self.state.get(f"video/{want['post']}")
+        if video is None or not _audience_sees(video):
+            raise bad("notFound", f"no public or unlisted processed video {want['post']}",
+                      status=404)
+        parent = want["parent"]
+        if parent is not None:
+            found = self.find_comment(parent)
+            if found is None or found[1]["id"] != video["id"] or found[0].parent is not None:
+                raise bad("notFound", f"no top-level comment {parent} on video {video['id']}",
+                          status=404)
+        owner = self.owner(video["channel"])
+        name = owner.author_name if want["own"] else (want["author"] or "sandbox_fan")
+        comment_id = (f"{parent}.{self.new_id('reply', 22)}" if parent
+                      else f"UgC{self.new_id('comment', 17)}AaABAg")
+        comment = Comment(
+            id=comment_id, post=video["id"], parent=parent, text=want["text"],
+            author_id=owner.author_id if want["own"] else self.audience.author_id(name),
+            author_name=name, created=want["at"],
+            kind=audience_text.OWN if want["own"] else want["kind"], hidden=want["hidden"],
+            source="control")
+        return comment_view(self.book.add(comment), now)
+
+    async def seed_posts(self, request: Request) -> Any:
+        """Processed videos without an upload, for tests and benchmarks of the reads."""
+        try:
+            want = seed_request(await read_control_body(request), self.ctx.clock(), "channel",
+                                ("privacyStatus", "title", "description"))
+        except BadControlBody:
+            raise
+        except ValueError as exc:
+            raise bad("badRequest", str(exc)) from None
+        channel, privacy = want["account"], want.get("privacyStatus", "public")
+        if not re.fullmatch(r"UC[\w-]{22}", channel) or privacy not in PRIVACY:
+            raise bad("badRequest", f"channel must be a channel id (UC + 22 characters), "
+                                    f"privacyStatus one of {', '.join(PRIVACY)}")
+        self.channel_created(channel)
+        videos = {}
+        for number, at in zip(self.state.next_ids("video", want["count"]), want["times"],
+                              strict=True):
+            rng = self.ctx.rng("video", number)
+            video_id = "".join(rng.choice(_ID_ALPHABET) for _ in range(11))
+            videos[f"video/{video_id}"] = {
+                "id": video_id, "channel": channel, "project": "sandbox-seed", "upload_id": None,
+                "created": at, "title": str(want.get("title", f"Seeded short {video_id}")),
+                "description": str(want.get("description", "AI-generated. #Shorts")),
+                "tags": [], "categoryId": "22", "defaultLanguage": None,
+                "privacyStatus": privacy, "publishAt": None, "license": "youtube",
+                "embeddable": None, "publicStatsViewable": None,
+                "selfDeclaredMadeForKids": False, "containsSyntheticMedia": True,
+                "uploadStatus": "processed", "pending_outcome": None, "outcome_reason": None,
+                "failureReason": None, "rejectionReason": None, "sha256": _sha(video_id),
+                "size": 0, "content_type": "video/mp4", "seeded": True}
+        self.state.put_many(videos)
+        self.index_videos(channel, [v["id"] for v in videos.values()])
+        keys = ("id", "channel", "title", "description", "privacyStatus",
+                "containsSyntheticMedia", "selfDeclaredMadeForKids", "sha256", "size",
+                "uploadStatus", "upload_id", "project")
+        return {"videos": [{**{k: v.get(k) for k in keys}, "created": _rfc3339(v["created"])}
+                           for v in videos.values()]}
+
+    async def replies_route(self, request: Request) -> Any:
+        account = request.query_params.get("account") or request.query_params.get("channel")
+        post = request.query_params.get("post")
+        now = self.ctx.clock()
+        return [comment_view(c, now) for c in self.book.api_replies()
+                if account in (None, c.extra.get("account")) and post in (None, c.post)]
+
+
     def routes(self) -> list[Route]:
         api, control = self.api, self.control
         return [
@@ -1148,6 +1567,9 @@ class YouTubeSystem:
             Route(f"{API}/videos", api(self.videos_list), methods=["GET"]),
             Route(f"{API}/channels", api(self.channels_list), methods=["GET"]),
             Route(f"{API}/playlistItems", api(self.playlist_items), methods=["GET"]),
+            Route(f"{API}/commentThreads", api(self.comment_threads), methods=["GET"]),
+            Route(f"{API}/comments", api(self.comments_list), methods=["GET"]),
+            Route(f"{API}/comments", api(self.comments_insert), methods=["POST"]),
             Route("/oauth2/token", self.token_endpoint, methods=["POST"]),
             Route("/oauth2/revoke", self.revoke_endpoint, methods=["POST"]),
             Route("/_control/published", control(self.published), methods=["GET"]),
@@ -1161,6 +1583,11 @@ class YouTubeSystem:
             Route("/_control/chunk_faults", control(self.chunk_faults),
                   methods=["GET", "POST", "DELETE"]),
             Route("/_control/next_uploads", control(self.next_uploads), methods=["POST"]),
+            Route("/_control/audience", control(self.audience_route), methods=["POST"]),
+            Route("/_control/comments", control(self.comments_route),
+                  methods=["GET", "POST"]),
+            Route("/_control/replies", control(self.replies_route), methods=["GET"]),
+            Route("/_control/seed_posts", control(self.seed_posts), methods=["POST"]),
         ]
 
     def system(self) -> System:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from waifugen_assets.app.cli_comments import comments
 from waifugen_assets.app.cli_common import (
     DATE,
     _database_url,
@@ -23,6 +24,7 @@ from waifugen_assets.app.cli_common import (
     check_partition_date,
     port_option,
 )
+from waifugen_assets.app.cli_engagement import engagement
 from waifugen_assets.app.cli_subscribers import dms, subscribers, webhooks
 from waifugen_assets.core import redaction
 from waifugen_assets.core.config import SANDBOX_DEFAULT_PORT, ConfigError, get_settings
@@ -117,19 +119,37 @@ def roster() -> None:
 @roster.command("check")
 @click.argument("file", required=False, type=click.Path(dir_okay=False, path_type=Path))
 def roster_check(file: Path | None) -> None:
-    """Validate FILE (default: WAIFUGEN_ROSTER); print every error, exit 1 on any."""
+    """Validate FILE (default: WAIFUGEN_ROSTER) and the phases.yaml beside it; print every
+    error, exit 1 on any."""
     from waifugen_assets.roster.model import RosterError, load_roster
+    from waifugen_assets.roster.phases import (
+        PhaseError,
+        ladder_summary,
+        phases_for_roster,
+        phases_path,
+    )
 
     path = file or get_settings().roster_path
+    failed = False
     try:
         loaded = load_roster(path)
     except RosterError as exc:
         for issue in exc.issues:
             click.echo(str(issue), err=True)
         click.echo(f"{len(exc.issues)} error(s) in {path}", err=True)
+        failed = True
+    try:
+        ladder = phases_for_roster(path)
+    except PhaseError as exc:
+        for issue in exc.issues:
+            click.echo(str(issue), err=True)
+        click.echo(f"{len(exc.issues)} error(s) in {phases_path(path)}", err=True)
+        failed = True
+    if failed:
         sys.exit(1)
     click.echo(f"{path}: ok, {len(loaded.characters)} characters "
                f"({len(loaded.enabled())} enabled)")
+    click.echo(ladder_summary(ladder, path))
 
 
 # --- tokens -----------------------------------------------------------------------------------
@@ -224,6 +244,7 @@ def run_cmd(day: dt.datetime | None, characters: tuple[str, ...], publish: str |
         RunFailed,
         local_stack,
         prepare,
+        prepare_comments,
         run_day,
     )
     from waifugen_assets.app.sandbox_seeding import simulate_sandbox_audience
@@ -254,7 +275,8 @@ def run_cmd(day: dt.datetime | None, characters: tuple[str, ...], publish: str |
                            else (sandbox and when == "now"))
         if stack.sandbox_url:  # the sandbox's fans of yesterday (UTC), for the DM runs
             simulate_sandbox_audience(stack.sandbox_url, chosen, day.date() if day else _today())
-        results = run_day(defs, instance, days, mode)
+        after_publish = prepare_comments(engine, chosen, stack.sandbox_url)
+        results = run_day(defs, instance, days, mode, after_publish)
         # No daemon runs the `status` sensor here: the day's report is refreshed by the CLI.
         from waifugen_assets.app.local_stack import PID_TAG
         from waifugen_assets.app.status import refresh_daily_status
@@ -264,11 +286,9 @@ def run_cmd(day: dt.datetime | None, characters: tuple[str, ...], publish: str |
         _print_status(stack.database_url, day.date() if day else None, chosen, as_json=False,
                       days=days)
         if stack.sandbox_url:  # what the sandbox platforms hold, counted there
-            from sandbox.published import published, render, summarize
+            from waifugen_assets.app.status import sandbox_summary
 
-            click.echo("\nOn the sandbox platforms (every day so far; twice = a reel "
-                       "posted more than once on an account):")
-            click.echo(render(summarize(published(stack.sandbox_url), _today())))
+            click.echo(sandbox_summary(stack.sandbox_url, _today()))
         failed = [r for r in results if r.failures]
         click.echo(f"\n{len(results)} character day(s) run, {len(failed)} failed "
                    f"(publish: {mode.when}{', late slots too' if mode.post_late else ''}); "
@@ -285,6 +305,7 @@ def _check_files() -> list[str]:
     """The roster and the sequences file, validated before anything starts; returns the
     enabled characters."""
     from waifugen_assets.roster.model import RosterError, load_roster
+    from waifugen_assets.roster.phases import PhaseError, phases_for_roster, phases_path
     from waifugen_assets.subscribers.assets import sequences_path
     from waifugen_assets.subscribers.sequences import SequenceError, load_sequences
 
@@ -293,6 +314,11 @@ def _check_files() -> list[str]:
         roster = load_roster(path)
     except RosterError as exc:
         _print_issues(exc.issues, path, "roster")
+        sys.exit(1)
+    try:
+        phases_for_roster(path)
+    except PhaseError as exc:
+        _print_issues(exc.issues, phases_path(path), "phases file")
         sys.exit(1)
     seq_path = sequences_path()
     try:
@@ -332,9 +358,16 @@ def _print_status(url: str, day: dt.date | None, ids: list[str] | None, as_json:
                   days: dict[str, dt.date] | None = None) -> None:
     from resources.database import engine_for
     from waifugen_assets.app.status import day_status, render_text
+    from waifugen_assets.roster.phases import PhaseError, phases_for_roster, phases_path
 
+    settings = get_settings()
+    try:
+        ladder = phases_for_roster(settings.roster_path)
+    except PhaseError as exc:
+        _fail(f"{phases_path(settings.roster_path)}: {len(exc.issues)} error(s), the first: "
+              f"{exc.issues[0]} (`waifugen roster check` lists them)")
     with engine_for(url).connect() as conn:
-        report = day_status(conn, day, get_settings().a2e_monthly_credits, ids, days)
+        report = day_status(conn, day, settings.a2e_monthly_credits, ids, days, ladder)
     click.echo(json.dumps(report, indent=2) if as_json else render_text(report))
 
 
@@ -453,7 +486,7 @@ def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
-for _group in (webhooks, subscribers, dms):
+for _group in (webhooks, subscribers, dms, engagement, comments):
     main.add_command(_group)
 
 if __name__ == "__main__":

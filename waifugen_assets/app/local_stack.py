@@ -13,16 +13,17 @@ import datetime as dt
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 import psutil
+import sqlalchemy as sa
 
 from resources.database import check_connection, resolve_database_url
 from waifugen_assets.app.processes import home_sandbox
-from waifugen_assets.core import migrate
+from waifugen_assets.core import clock, migrate
 from waifugen_assets.core.config import ConfigError, Settings, get_settings, project_root
 from waifugen_assets.core.embedded_pg import advisory_lock, stop_embedded
 from waifugen_assets.pipeline.partitions import characters_partitions, partition_key
@@ -286,19 +287,34 @@ class CharacterRun:
 
 
 def run_day(defs: dg.Definitions, instance: dg.DagsterInstance, days: dict[str, dt.date],
-            publish: PublishMode | None = None) -> list[CharacterRun]:
-    """Per character (its own local day): its daily_content run, then its subscriber_dms
-    run. Every character gets its runs whatever happened to the others; returns each
-    character's failure reasons (empty when its runs succeeded)."""
-    job = defs.resolve_job_def("daily_content")
-    dms = defs.resolve_job_def("subscriber_dms")
+            publish: PublishMode | None = None,
+            after_publish: Callable[[str, dt.date], None] | None = None) -> list[CharacterRun]:
+    """Per character (its own local day): its daily_content run, its engagement read-back,
+    its comment replies, then its subscriber_dms run (`after_publish(character, day)` between
+    the first two: the sandbox's audience comments there). Every character gets its runs
+    whatever happened to the others; returns each character's failure reasons (empty when
+    its runs succeeded)."""
+    sandbox = get_settings().is_sandbox
     mode = publish or PublishMode()
-    content_config = mode.run_config(get_settings().is_sandbox)
+    # In sandbox mode the day's posts are read at once (they went out seconds ago); in
+    # production only readings that are due, as the hourly schedule does.
+    engagement = {**QUIET, "ops": {"engagement_metrics": {"config": {
+        "read_all_live": sandbox}}}}
+    comments: dict[str, object] = {}
+    if sandbox:  # the sandbox project's units, as for publishing
+        from waifugen_assets.app.sandbox_seeding import SANDBOX_YOUTUBE_UNITS
+
+        comments["youtube_daily_units"] = SANDBOX_YOUTUBE_UNITS
+    steps = [(defs.resolve_job_def("daily_content"), mode.run_config(sandbox)),
+             (defs.resolve_job_def("engagement"), engagement),
+             (defs.resolve_job_def("comments"),
+              {**QUIET, "ops": {"comment_replies": {"config": comments}}}),
+             (defs.resolve_job_def("subscriber_dms"), QUIET)]
     results = []
     tags = {"waifugen/trigger": "cli", PID_TAG: str(os.getpid())}
     for cid, day in days.items():
         failures: list[str] = []
-        for what, run_config in ((job, content_config), (dms, QUIET)):
+        for what, run_config in steps:
             try:
                 result = _execute(what, partition_key(cid, day), instance, tags, run_config)
             except Exception as exc:  # a run that could not even start: this character only
@@ -306,8 +322,33 @@ def run_day(defs: dg.Definitions, instance: dg.DagsterInstance, days: dict[str, 
                 continue
             if not result.success:
                 failures.extend(f"{what.name}: {m}" for m in failure_messages(result))
+            if what.name == "daily_content" and after_publish is not None:
+                try:
+                    after_publish(cid, day)
+                except Exception as exc:  # the sandbox's audience: never this run's failure
+                    log.warning("after publishing %s %s: %s", cid, day, exc)
         results.append(CharacterRun(cid, day, failures))
     return results
+
+
+def prepare_comments(engine: sa.Engine, characters: list[str],
+                     sandbox_url: str | None) -> Callable[[str, dt.date], None] | None:
+    """Replies switched on for the characters' accounts now, so comments on the posts this
+    run publishes are answered (an account's first comment run would switch them on itself
+    and leave what came before); in sandbox mode, the hook that has the sandbox audience
+    comment under each character's posts once they are out."""
+    from waifugen_assets.comments.fetch import switch_on_character
+
+    for cid in characters:
+        switch_on_character(engine, cid, clock.now())
+    if not sandbox_url:
+        return None
+    from waifugen_assets.app.sandbox_seeding import comment_on_sandbox_posts
+
+    def after_publish(cid: str, day: dt.date) -> None:
+        comment_on_sandbox_posts(sandbox_url, engine, cid, day)
+
+    return after_publish
 
 
 def _execute(job: dg.JobDefinition, key: dg.MultiPartitionKey, instance: dg.DagsterInstance,

@@ -19,17 +19,24 @@ from waifugen_assets.core.sandbox_world import (
 from waifugen_assets.core.tokens import TokenCipher, TokenSet, TokenVault
 
 SANDBOX_YOUTUBE_UNITS = 1_000_000
+SANDBOX_HEAD_START_S = 3 * 3600
 
 
 def configure_sandbox_world(url: str) -> None:
     """The world `make run` and `make dev` see: A2E renders finish by the first status poll
     (a real deployment polls after the expected render time), so a whole roster's day fits
-    in A2E's 100 requests an hour: TTS, submit and one poll per reel."""
+    in A2E's 100 requests an hour: TTS, submit and one poll per reel; posts have a few hours
+    of audience when they go out."""
     httpx.post(f"{url}/a2e/_control/config", json={"states_per_poll": 10},
                timeout=10).raise_for_status()
     # A whole roster's day is ~30 uploads; a real project asks Google for that much quota.
     httpx.post(f"{url}/youtube/_control/config", json={"units_per_day": SANDBOX_YOUTUBE_UNITS},
                timeout=10).raise_for_status()
+    # `make run` reads its posts seconds after publishing them: their counters start with a
+    # few hours of audience, so the day shows numbers instead of zeros.
+    for platform in ("tiktok", "instagram", "youtube"):
+        httpx.post(f"{url}/{platform}/_control/audience",
+                   json={"head_start": SANDBOX_HEAD_START_S}, timeout=10).raise_for_status()
 
 
 def simulate_sandbox_audience(url: str, character_ids: list[str], day: dt.date) -> None:
@@ -96,3 +103,49 @@ def seed_all_tokens(engine: sa.Engine, secret_keys: Sequence[str]) -> None:
     vault = TokenVault(engine, TokenCipher(secret_keys))
     seed_sandbox_tokens(vault)
     seed_sandbox_subscriber_tokens(vault)
+
+
+# What the sandbox audience says under each of the day's Instagram and YouTube posts when
+# `make run` publishes it (the simulated audience comments along the post's first hours; a
+# run seconds after publishing would see few): one of each kind the reply stage must handle.
+SANDBOX_COMMENTS = (
+    ("question", "What song is this? I need it for my playlist"),
+    ("compliment", "This is so pretty, love the colours!"),
+    ("spam", "Make $500 a day from home, DM me or visit http://spam.example"),
+    ("sexual", "send me something sexy in private"),
+)
+
+
+def comment_on_sandbox_posts(url: str, engine: sa.Engine, character_id: str,
+                             day: dt.date) -> int:
+    """Sandbox only: SANDBOX_COMMENTS under each of the character's Instagram and YouTube
+    posts of `day` that is live and has none of them yet; how many comments were added."""
+    sp, r = schema.social_posts, schema.reels
+    with engine.connect() as conn:
+        posts = conn.execute(sa.select(sp.c.platform, sp.c.remote_post_id)
+                             .join(r, r.c.id == sp.c.reel_id)
+                             .where(r.c.character_id == character_id, r.c.date == day,
+                                    sp.c.state == "published",
+                                    sp.c.platform.in_(("instagram", "youtube")),
+                                    sp.c.remote_post_id.is_not(None))).all()
+    added = 0
+    with httpx.Client(timeout=10) as http:
+        for platform, post in posts:
+            listed = http.get(f"{url}/{platform}/_control/comments", params={"post": post})
+            listed.raise_for_status()
+            texts = {c.get("text") for c in _items(listed.json())}
+            for kind, text in SANDBOX_COMMENTS:
+                if text not in texts:
+                    http.post(f"{url}/{platform}/_control/comments",
+                              json={"post": post, "text": text, "class": kind}
+                              ).raise_for_status()
+                    added += 1
+    return added
+
+
+def _items(body: object) -> list[dict]:
+    if isinstance(body, list):
+        return body
+    if isinstance(body, dict):
+        return next((v for v in body.values() if isinstance(v, list)), [])
+    return []

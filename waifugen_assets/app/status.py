@@ -15,9 +15,10 @@ __all__ = ["day_status", "refresh_daily_status", "render_text"]
 
 
 def render_text(report: dict[str, Any]) -> str:
-    header = (f"{'character':<20}{'date':<11}" + "".join(f"{s:>10}" for s in STAGES)
+    header = (f"{'character':<20}{'date':<11}{'phase':<12}" + "".join(f"{s:>10}" for s in STAGES)
               + "   posts (published/pending/deferred/skipped/failed)        budget"
-              + "   dms (subscribers: sent/waiting/held/manual/skipped)")
+              + "   dms (subscribers: sent/waiting/held/manual/skipped)"
+              + "   views 24h  followers  replies 24h/held")
     title = (f"waifugen status for {report['date']}" if report["date"]
              else "waifugen status, each character's local today")
     lines = [title, header]
@@ -25,10 +26,13 @@ def render_text(report: dict[str, Any]) -> str:
         posts = "  ".join(f"{p[:2]} " + "/".join(str(v[k]) for k in POST_COLUMNS)
                           for p, v in c["posts"].items())
         lines.append(
-            f"{c['id']:<20}{c['date']:<11}" + "".join(f"{c['reels'][s]:>10}" for s in STAGES)
+            f"{c['id']:<20}{c['date']:<11}{c['phase']:<12}"
+            + "".join(f"{c['reels'][s]:>10}" for s in STAGES)
             + f"   {posts:<54}{c['budget']['used']:>6}/{c['budget']['limit']:<8}"
             + f"   {c['dms']['subscribers']}: " + "/".join(
                 str(c["dms"][b]) for b in DM_BUCKETS)
+            + f"   {c['engagement']['views_24h']:>9,}  {c['engagement']['followers']:>9,}"
+            + f"  {c['engagement']['replies_sent_24h']}/{c['engagement']['replies_held']}"
         )
     notes = [f"  {c['id']}: {n} {what}" for c in report["characters"]
              for what, n in c.get("open", {}).items()]
@@ -39,6 +43,9 @@ def render_text(report: dict[str, Any]) -> str:
               for what, n in c.get("failed", {}).items()]
     if failed:
         lines += ["", "Failed (not retried):", *failed]
+    if report["characters"]:
+        lines += ["", "Comments: Instagram and YouTube are answered (`waifugen comments review` "
+                  "lists held ones); TikTok offers no comment API to this kind of app."]
     if not report["characters"]:
         lines.append("(no enabled characters: run `waifugen run` to load the roster)")
     return "\n".join(lines)
@@ -63,3 +70,22 @@ def refresh_daily_status(defs: dg.Definitions, instance: dg.DagsterInstance,
             failures.append(f"daily_status {day}: run {result.run_id} failed (see the "
                             "Dagster UI)")
     return failures
+
+
+def sandbox_summary(url: str, today: dt.date) -> str:
+    """What the sandbox platforms hold, counted there: posts per platform (a reel posted twice
+    on an account shows), and the comment replies sent through their APIs."""
+    from sandbox.published import (
+        comment_replies,
+        published,
+        render,
+        render_replies,
+        summarize,
+    )
+
+    return "\n".join([
+        "", "On the sandbox platforms (every day so far; twice = a reel posted more than once "
+        "on an account):", render(summarize(published(url), today)),
+        "", "Comment replies on the sandbox platforms (twice = a comment answered more than "
+        "once; unsafe/own = a sexual, minors or own comment answered):",
+        render_replies(comment_replies(url))])

@@ -1,9 +1,10 @@
 """Claims: at most one process at a time works on a row whose work calls the outside world.
 
-Every outward side effect (a render submit, a publish init/container/upload session, a DM, an
-alert) has its intent row before the call (DESIGN.md section 6). A claim makes that row one
-process's for as long as it works on it, so a second process (a sensor-launched run racing a
-backfill, two `waifugen run`s) skips the row instead of repeating the call.
+Every outward side effect (a render submit, a publish init/container/upload session, a DM, a
+comment reply, an alert) has its intent row before the call (DESIGN.md section 6). A claim
+makes that row one process's for as long as it works on it, so a second process (a
+sensor-launched run racing a backfill, two `waifugen run`s) skips the row instead of
+repeating the call.
 
 A claim is a PostgreSQL session-level advisory lock on ("waifugen:<kind>:<id>"), held on a
 connection of its own in autocommit mode (no transaction stays open while a platform takes
@@ -36,7 +37,7 @@ _HELD = sa.text("""
       AND ((classid::bigint << 32) | objid::bigint) = hashtextextended(:key, 0)
 """)
 
-KINDS = ("reel", "post", "dm", "alert")
+KINDS = ("reel", "post", "dm", "alert", "reply")
 
 
 def claim_key(kind: str, row_id: int) -> str:

@@ -14,8 +14,11 @@ The model (DESIGN.md section 4):
   `quota_usage` (counters per fixed window, e.g. YouTube units per Pacific day) and
   `rate_limit_log` (sliding-window rate limits shared by every process): quotas are tracked,
   not discovered by failing.
-- engagement: `engagement_snapshots`, `follower_snapshots`, `comments`, `comment_replies` (one
-  reply per comment).
+- engagement: `engagement_snapshots`, `engagement_daily` (gains per character, day and
+  platform), `follower_snapshots`, `comments`, `comment_replies` (one reply per comment),
+  `comment_accounts` (when replies were switched on per account), `comment_polls` (each
+  post's last and next comment read), `character_phases` (milestones).
+- milestones: `character_phases` (each phase change of a character, once).
 - subscribers: `subscribers`, `inbound_events` (webhooks and imports, deduplicated by the
   platform's event id), `dm_sequences`, `dm_messages` (one per subscriber x sequence x step),
   `revenue_events`.
@@ -94,7 +97,21 @@ POST_STATES_WITHOUT_DISCLOSURE = ("planned", "deferred", "failed_permanent", "sk
 ERROR_CLASSES = ("retryable", "rate_limited", "auth", "permanent", "unknown")
 POST_ATTEMPT_OUTCOMES = ("success", *ERROR_CLASSES)
 
-REPLY_STATES = ("planned", "sent", "failed", "unknown", "held")
+# Comment replies (waifugen_assets/comments, docs/comments.md). A comment's decision and its one
+# reply's delivery: `sending` is committed before the call, `unknown` when the answer was lost;
+# both are settled by listing the comment's replies on the platform before any resend.
+COMMENT_CLASSES = ("question", "compliment", "neutral", "spam", "hostile", "unsafe")
+COMMENT_STATES = (
+    "new",       # to be answered (its reply row may be on its way)
+    "answered",  # our reply is on the platform
+    "held",      # unsafe or doubtful: waits for `waifugen comments review`
+    "skipped",   # never answered: spam, hostile, skipped by an operator, refused, too late
+    "own",       # the account's own comment
+)
+REPLY_STATES = ("planned", "sending", "sent", "unknown", "failed", "deferred", "held")
+# Replies that still have work: what the comments sensor and the cycle read (partial index).
+OPEN_REPLY_STATES = ("planned", "sending", "unknown", "deferred")
+REPLY_SOURCES = ("llm", "template", "operator")
 DM_STATES = ("planned", "sending", "sent", "failed", "unknown", "skipped", "held", "queued_manual")
 REVENUE_KINDS = ("subscription", "renewal", "tip", "purchase", "refund")
 # Normalized inbound event types (docs/subscriber-channels.md); the platform's own type is in
@@ -354,11 +371,18 @@ social_posts = sa.Table(
     sa.Column("error_class", sa.Text, nullable=True),
     _ts("next_attempt_at"),
     _ts("published_at"),
+    # Engagement read-back (waifugen_assets/engagement): how many of the snapshot ages
+    # (1 h, 6 h, 24 h, 3 d, 7 d, 30 d) are taken, and when the next is due (NULL: none left).
+    sa.Column("metrics_checkpoint", sa.SmallInteger, nullable=False, server_default=sa.text("0")),
+    _ts("metrics_next_at"),
     _created_at(),
     _updated_at(),
     sa.UniqueConstraint("reel_id", "platform"),
     sa.UniqueConstraint("platform", "remote_post_id"),
     sa.Index(None, "state", "next_attempt_at"),  # the posting sensor's "what is due" query
+    # The engagement schedule's "which snapshots are due": only posts with one left.
+    sa.Index("ix_social_posts_metrics_due", "metrics_next_at",
+             postgresql_where=sa.text("metrics_next_at IS NOT NULL")),
     _in("platform", SOCIAL_PLATFORMS),
     _in("state", POST_STATES),
     _in("error_class", ERROR_CLASSES),
@@ -443,9 +467,32 @@ engagement_snapshots = sa.Table(
     sa.Column("comments", sa.BigInteger, nullable=True),
     sa.Column("shares", sa.BigInteger, nullable=True),
     sa.Column("saves", sa.BigInteger, nullable=True),
+    sa.Column("reach", sa.BigInteger, nullable=True),  # Instagram only
     sa.UniqueConstraint("post_id", "captured_at"),
-    sa.Index(None, "captured_at"),  # the weekly_premium schedule's "last 7 days"
-    *_nonneg("views", "likes", "comments", "shares", "saves"),
+    sa.Index(None, "captured_at"),
+    *_nonneg("views", "likes", "comments", "shares", "saves", "reach"),
+)
+
+# What each character's posts gained per local day and platform, rolled up from the snapshots
+# (lifetime counters: a day's gain is the last reading by the day's end minus the last before
+# it). Small enough for the weekly_premium schedule and the reports to read many days of.
+engagement_daily = sa.Table(
+    "engagement_daily",
+    metadata,
+    _fk("character_id", "characters.id"),
+    sa.Column("date", sa.Date, nullable=False),
+    sa.Column("platform", sa.Text, nullable=False),
+    sa.Column("posts_read", sa.Integer, nullable=False),  # posts with a reading that day
+    sa.Column("views", sa.BigInteger, nullable=False),
+    sa.Column("likes", sa.BigInteger, nullable=False),
+    sa.Column("comments", sa.BigInteger, nullable=False),
+    sa.Column("shares", sa.BigInteger, nullable=False),
+    sa.Column("saves", sa.BigInteger, nullable=False),
+    _updated_at(),
+    sa.PrimaryKeyConstraint("character_id", "date", "platform"),
+    sa.Index(None, "date"),  # weekly_premium: a week of days for the whole roster
+    _in("platform", SOCIAL_PLATFORMS),
+    *_nonneg("posts_read", "views", "likes", "comments", "shares", "saves"),
 )
 
 follower_snapshots = sa.Table(
@@ -457,7 +504,9 @@ follower_snapshots = sa.Table(
     sa.Column("captured_on", sa.Date, nullable=False),
     sa.Column("followers", sa.BigInteger, nullable=False),
     _created_at(),
+    _ts("captured_at"),  # the day's last good read (the row is upserted through the day)
     sa.UniqueConstraint("character_id", "platform", "captured_on"),
+    sa.Index(None, "captured_on"),  # the engagement schedule: today's rows for the roster
     _in("platform", PLATFORMS),
     *_nonneg("followers"),
 )
@@ -467,16 +516,29 @@ comments = sa.Table(
     metadata,
     _id(),
     _fk("post_id", "social_posts.id"),
+    _fk("character_id", "characters.id"),
     sa.Column("platform", sa.Text, nullable=False),
     sa.Column("remote_comment_id", sa.Text, nullable=False),
     # Personal data of the commenter: nullable so it can be erased on request.
+    sa.Column("author_id", sa.Text, nullable=True),
     sa.Column("author_handle", sa.Text, nullable=True),
     sa.Column("text", sa.Text, nullable=True),
     _ts("commented_at"),
-    _ts("fetched_at", nullable=False, server_default=sa.func.now()),
+    _ts("fetched_at", nullable=False, server_default=sa.func.now()),  # first seen
+    # NULL for the account's own comments (never classified, never answered).
+    sa.Column("classification", sa.Text, nullable=True),
+    sa.Column("state", sa.Text, nullable=False, server_default="new"),
+    sa.Column("reason", sa.Text, nullable=True),  # why held or skipped
+    _updated_at(),
     sa.UniqueConstraint("platform", "remote_comment_id"),
     sa.Index(None, "post_id"),
+    # The cycle's and the sensor's "to be answered", the review queue: open comments only.
+    sa.Index("ix_comments_open", "character_id", "state",
+             postgresql_where=sa.text("state IN ('new', 'held')")),
     _in("platform", SOCIAL_PLATFORMS),
+    _in("classification", COMMENT_CLASSES),
+    _in("state", COMMENT_STATES),
+    sa.CheckConstraint("state = 'own' OR classification IS NOT NULL", name="classified"),
 )
 
 comment_replies = sa.Table(
@@ -485,14 +547,98 @@ comment_replies = sa.Table(
     _id(),
     # UNIQUE: at most one reply per comment, whatever retries happen.
     _fk("comment_id", "comments.id"),
-    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),  # frozen before the call, disclosure included
+    sa.Column("source", sa.Text, nullable=False, server_default="template"),
     sa.Column("state", sa.Text, nullable=False, server_default="planned"),
     sa.Column("remote_reply_id", sa.Text, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
+    # Sends tried (a resend only after the platform showed no reply of ours); the caps count
+    # attempted_at, the time of the last one.
+    sa.Column("attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
+    _ts("attempted_at"),
+    # When the cycle may look at the reply again: a cap or rate limit frees up, YouTube's
+    # quota resets, a doubtful send may be reconciled. NULL = now.
+    _ts("next_attempt_at"),
     _created_at(),
+    _updated_at(),
     _ts("sent_at"),
     sa.UniqueConstraint("comment_id"),
+    sa.Index("ix_comment_replies_open", "next_attempt_at",
+             postgresql_where=sa.text("state IN ("
+                                      + ", ".join(f"'{s}'" for s in OPEN_REPLY_STATES) + ")")),
+    # The caps: replies tried in the last hour (per post) and day (per account).
+    sa.Index(None, "attempted_at", postgresql_where=sa.text("attempted_at IS NOT NULL")),
     _in("state", REPLY_STATES),
+    _in("source", REPLY_SOURCES),
+    *_nonneg("attempts"),
+    sa.CheckConstraint("state <> 'sent' OR sent_at IS NOT NULL", name="sent_has_time"),
+)
+
+# When automatic replies were switched on for an account: comments from before are never
+# answered. Written by the first comment_replies run of the account (or `switch_on`).
+comment_accounts = sa.Table(
+    "comment_accounts",
+    metadata,
+    _fk("account_id", "platform_accounts.id"),
+    _ts("switched_on_at", nullable=False),
+    _created_at(),
+    sa.PrimaryKeyConstraint("account_id"),
+)
+
+# Each post's comment polling: when it was read and when it is read next (tiered by the post's
+# age; NULL once its reply window is over, so the sensor's index holds open posts only).
+comment_polls = sa.Table(
+    "comment_polls",
+    metadata,
+    _fk("post_id", "social_posts.id"),
+    _fk("character_id", "characters.id"),
+    _ts("last_polled_at"),
+    _ts("next_poll_at"),
+    sa.Column("error", sa.Text, nullable=True),  # the last poll's failure, if it failed
+    _created_at(),
+    _updated_at(),
+    sa.PrimaryKeyConstraint("post_id"),
+    sa.Index("ix_comment_polls_due", "next_poll_at",
+             postgresql_where=sa.text("next_poll_at IS NOT NULL")),
+)
+# The comments sensor's "posts published in their reply window with no poll row yet": recent
+# Instagram and YouTube posts by publication time (TikTok has no comment API for this app).
+sa.Index("ix_social_posts_comment_window", social_posts.c.published_at,
+         postgresql_where=sa.text("state = 'published' AND platform IN ('instagram', 'youtube')"))
+
+# ---------------------------------------------------------------------------------------------
+# Milestones (waifugen_assets/milestones, docs/milestones.md)
+# ---------------------------------------------------------------------------------------------
+
+PHASE_DIRECTIONS = ("up", "down")
+
+# Each phase change of a character, recorded once with the follower reading that caused it
+# (the phases are configuration, roster/phases.py: the name is text, not an enumeration). The
+# phase on a local day is the newest row in effect by then; none: the first phase.
+character_phases = sa.Table(
+    "character_phases",
+    metadata,
+    _id(),
+    _fk("character_id", "characters.id"),
+    sa.Column("phase", sa.Text, nullable=False),
+    sa.Column("previous_phase", sa.Text, nullable=False),
+    sa.Column("direction", sa.Text, nullable=False),
+    # The local day of the reading that crossed (follower_snapshots.captured_on), its total
+    # across the counted platforms, the threshold crossed, and the reading per platform
+    # ([{platform, captured_on, followers, snapshot_id}]).
+    sa.Column("crossed_on", sa.Date, nullable=False),
+    sa.Column("followers", sa.BigInteger, nullable=False),
+    sa.Column("threshold", sa.BigInteger, nullable=False),
+    sa.Column("snapshot", postgresql.JSONB, nullable=False),
+    # The character's first local day planned in the new phase: never a day already begun.
+    sa.Column("effective_on", sa.Date, nullable=False),
+    _ts("recorded_at", nullable=False),  # the pipeline's clock
+    _created_at(),
+    sa.UniqueConstraint("character_id", "phase", "direction", "crossed_on"),
+    _in("direction", PHASE_DIRECTIONS),
+    *_nonneg("followers", "threshold"),
+    sa.CheckConstraint("effective_on > crossed_on", name="effective_after_crossing"),
+    sa.CheckConstraint("jsonb_typeof(snapshot) = 'array'", name="snapshot_array"),
 )
 
 # ---------------------------------------------------------------------------------------------

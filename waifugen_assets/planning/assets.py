@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from resources.database import DatabaseResource
 from resources.ollama import OllamaResource
+from resources.roster_file import RosterResource
 from resources.telegram import TelegramResource
 from waifugen_assets.core import alerts, schema
 from waifugen_assets.core.config import get_settings
@@ -29,9 +30,10 @@ from waifugen_assets.pipeline.catalog import (
     table_metadata,
 )
 from waifugen_assets.pipeline.partitions import character_daily_partitions, split_partition_key
-from waifugen_assets.planning.plans import PlanRequest, llm_writer, plan_texts
+from waifugen_assets.planning.plans import PlanRequest, day_slot_times, llm_writer, plan_texts
 from waifugen_assets.roster.assets import characters
 from waifugen_assets.roster.model import local_slot_utc
+from waifugen_assets.roster.phases import PhaseError, phase_on, phases_for_roster
 
 COST_MODEL = CostModel()
 
@@ -60,11 +62,16 @@ class PlanConfig(dg.Config):
 )
 def reel_plans(
     context: dg.AssetExecutionContext, config: PlanConfig, database: DatabaseResource,
-    ollama: OllamaResource, telegram: TelegramResource,
+    ollama: OllamaResource, telegram: TelegramResource, roster: RosterResource,
 ) -> dg.MaterializeResult:
     if config.tier not in REEL_TIERS:
         raise dg.Failure(f"tier {config.tier!r} is not one of {', '.join(REEL_TIERS)}",
                          allow_retries=False)
+    try:  # the character's phase says how many reels a day (docs/milestones.md)
+        ladder = phases_for_roster(roster.file())
+    except PhaseError as exc:
+        raise dg.Failure(f"phases file has {len(exc.issues)} error(s); nothing was planned:\n"
+                         f"{exc}", allow_retries=False) from None
     character_id, day = split_partition_key(context.partition_key)
     engine = database.get_engine()
     ch = schema.characters
@@ -76,6 +83,7 @@ def reel_plans(
                 reels.c.character_id == character_id, reels.c.date == day,
                 reels.c.tier == config.tier)
         ).scalars())
+        phase = phase_on(conn, character_id, day, ladder)  # recorded before this day began
     if row is None:
         raise dg.Failure(f"character {character_id!r} is not in the characters table; "
                          "materialize `characters` first", allow_retries=False)
@@ -96,7 +104,11 @@ def reel_plans(
     writer = llm_writer(ollama)
     new_rows = []
     # Premium: one reel a week, at the evening (last) slot, alongside the standard ones.
-    times = row["slots"][-1:] if config.tier == "premium" else row["slots"]
+    # The roster's slots are the character's first-phase day; a later phase adds its slots
+    # over the first phase's on top (4 listed: 4, 6, 8; 2 listed: 2, 4, 6 by default).
+    times = (row["slots"][-1:] if config.tier == "premium"
+             else day_slot_times(row["slots"], len(row["slots"]) + phase.daily_slots
+                                 - ladder.first.daily_slots))
     for slot, hhmm in enumerate(times):
         if slot in existing:
             continue
@@ -129,6 +141,7 @@ def reel_plans(
             "existing": len(existing),
             "slots": len(times),
             "tier": config.tier,
+            "phase": phase.name,
             "llm_plans": sources.count("ollama"),
             "template_fallbacks": sources.count("template"),
             "alerts": alerts_note,

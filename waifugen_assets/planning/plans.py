@@ -134,6 +134,32 @@ def plan_texts(req: PlanRequest, writer: Writer | None) -> dict[str, Any]:
 
 
 
+# --- the day's slots ---------------------------------------------------------------------------
+
+SLOT_ROUNDING_MINUTES = 5
+
+
+def day_slot_times(listed: Sequence[str], count: int) -> list[str]:
+    """The day's posting times when `count` reels are planned (docs/milestones.md).
+
+    Every time the roster lists is kept. While there are fewer than `count`, one more goes in
+    the middle of the widest gap between two neighbouring times (the earliest of equal gaps),
+    on a 5-minute mark when one fits: never before the first listed time or after the last, so
+    the day's last post time (the publishing deadline) does not move. A single listed time has
+    no gap: nothing is added.
+    """
+    minutes = sorted({int(t[:2]) * 60 + int(t[3:5]) for t in listed})
+    while len(minutes) < count and len(minutes) > 1:
+        at = max(range(len(minutes) - 1), key=lambda i: (minutes[i + 1] - minutes[i], -i))
+        low, high = minutes[at], minutes[at + 1]
+        if high - low < 2:  # no whole minute between them
+            break
+        middle = (low + high) // 2
+        rounded = middle - middle % SLOT_ROUNDING_MINUTES
+        minutes.insert(at + 1, rounded if low < rounded < high else middle)
+    return [f"{m // 60:02d}:{m % 60:02d}" for m in minutes]
+
+
 # --- per-platform texts ------------------------------------------------------------------------
 # Limits from reference/PROTOCOLS.md: TikTok's post title (its caption) up to 2200 characters;
 # Instagram captions up to 2200 characters and 30 hashtags; YouTube titles up to 100

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 import sqlalchemy as sa
 
 from waifugen_assets.core import schema
+from waifugen_assets.core.clock import local_today
+from waifugen_assets.roster.phases import PhaseLadder, eligible_for_premium
 
 ELITE_SIZE = 8
 
@@ -33,22 +35,21 @@ def choose_elite(enabled: Sequence[str], engagement: Mapping[str, int], as_of: d
 
 
 def engagement_last_week(conn: sa.Connection, as_of: dt.date) -> dict[str, int]:
-    """Views + likes + comments + shares per character over the 7 days before `as_of`,
-    from each post's latest snapshot in that window."""
-    e, p, r = schema.engagement_snapshots, schema.social_posts, schema.reels
-    since = dt.datetime.combine(as_of - dt.timedelta(days=7), dt.time(), tzinfo=dt.UTC)
-    until = dt.datetime.combine(as_of, dt.time(), tzinfo=dt.UTC)
-    latest = (sa.select(e.c.post_id, sa.func.max(e.c.captured_at).label("at"))
-              .where(e.c.captured_at >= since, e.c.captured_at < until)
-              .group_by(e.c.post_id).subquery())
-    score = sum(sa.func.coalesce(c, 0) for c in (e.c.views, e.c.likes, e.c.comments, e.c.shares))
+    """Views + likes + comments + shares each character's posts gained over the 7 days before
+    `as_of`, from the daily roll-up (`engagement_daily`, written by the engagement stage): a
+    week of small rows for the roster, whatever the history (benchmarks/sensor_ticks.py)."""
+    d = schema.engagement_daily
+    score = d.c.views + d.c.likes + d.c.comments + d.c.shares
     rows = conn.execute(
-        sa.select(r.c.character_id, sa.func.sum(score))
-        # The window again on the join: the planner then reads only the week's snapshots,
-        # not every snapshot of each post (benchmarks/sensor_ticks.py, weekly_premium).
-        .select_from(latest.join(e, sa.and_(e.c.post_id == latest.c.post_id,
-                                            e.c.captured_at == latest.c.at,
-                                            e.c.captured_at >= since, e.c.captured_at < until))
-                     .join(p, p.c.id == e.c.post_id).join(r, r.c.id == p.c.reel_id))
-        .group_by(r.c.character_id))
+        sa.select(d.c.character_id, sa.func.sum(score))
+        .where(d.c.date >= as_of - dt.timedelta(days=7), d.c.date < as_of)
+        .group_by(d.c.character_id))
     return {cid: int(total or 0) for cid, total in rows}
+
+
+def premium_eligible(conn: sa.Connection, zones: Mapping[str, str], now: dt.datetime,
+                     ladder: PhaseLadder) -> set[str]:
+    """The characters (id -> time zone) whose phase on their local day at `now` unlocks the
+    weekly premium reel (phases.yaml beside the roster: growth and above by default)."""
+    days = {cid: local_today(tz, now) for cid, tz in zones.items()}
+    return set(eligible_for_premium(conn, days, ladder))

@@ -14,9 +14,11 @@ import sqlalchemy as sa
 from resources.database import DatabaseResource
 from waifugen_assets.core import schema
 from waifugen_assets.core.clock import local_today
+from waifugen_assets.core.config import get_settings
 from waifugen_assets.pipeline.partitions import partition_key
 from waifugen_assets.planning.jobs import plan_job, weekly_premium_job
-from waifugen_assets.planning.premium import choose_elite, engagement_last_week
+from waifugen_assets.planning.premium import choose_elite, engagement_last_week, premium_eligible
+from waifugen_assets.roster.phases import phases_for_roster
 
 
 def _enabled(conn: sa.Connection) -> list[tuple[str, str]]:
@@ -61,17 +63,21 @@ def daily_plans_schedule(context: dg.ScheduleEvaluationContext,
     cron_schedule="0 12 * * 0",  # Sundays 12:00 UTC
     execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="A premium reel for the Elite 8: best engagement over the last 7 days.",
+    description="A premium reel for the Elite 8: best engagement over the last 7 days, among "
+    "the characters whose phase unlocks weekly premium (phases.yaml).",
 )
 def weekly_premium_schedule(context: dg.ScheduleEvaluationContext,
                             database: DatabaseResource) -> list[dg.RunRequest]:
     now = context.scheduled_execution_time
     day = now.date()
+    ladder = phases_for_roster(get_settings().roster_path)  # a wrong file: the tick fails
     with database.get_engine().connect() as conn:
         enabled = dict(_enabled(conn))
         engagement = engagement_last_week(conn, day)
+        # Only characters whose phase unlocks it (docs/milestones.md).
+        eligible = premium_eligible(conn, enabled, now, ladder)
     known = set(context.instance.get_dynamic_partitions("characters"))
-    elite = choose_elite([c for c in enabled if c in known], engagement, day)
+    elite = choose_elite([c for c in enabled if c in known and c in eligible], engagement, day)
     keys = {cid: partition_key(cid, local_today(enabled[cid], now)) for cid in elite}
     return [dg.RunRequest(run_key=f"premium:{key}", partition_key=key,
                           tags={"waifugen/trigger": "schedule", "waifugen/tier": "premium"})

@@ -173,9 +173,12 @@ class Ledger:
         self.set(state=state, remote_handle=handle, remote_state=remote_state)
 
     def published(self, post_id: str | None, permalink: str | None) -> None:
+        # The pipeline's clock (a simulation's too); the first engagement reading is due an
+        # hour after publication (waifugen_assets/engagement).
+        at = now_utc()
         self.set(state="published", remote_post_id=post_id, permalink=permalink,
-                 published_at=sa.func.now(), last_error=None, error_class=None,
-                 next_attempt_at=None)
+                 published_at=at, last_error=None, error_class=None, next_attempt_at=None,
+                 metrics_checkpoint=0, metrics_next_at=at + dt.timedelta(hours=1))
 
 
 def ensure_post(engine: sa.Engine, reel_id: int, platform: str, account_id: int) -> int:

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
 
 from resources.http import HttpError, PermanentError, RateLimited, UnknownOutcome
 from resources.instagram import ContainerCode, InstagramClient
@@ -25,6 +24,7 @@ from resources.youtube import (
     YouTubeClient,
     next_reset,
 )
+from resources.youtube_quota import UnitsGate
 from waifugen_assets.core import clock, schema
 from waifugen_assets.publishing.flows import (
     UPLOAD_URL_TTL,
@@ -266,40 +266,22 @@ class YouTubeFlow:
             return rs
         raise AssertionError("unreachable")
 
-    # quota_usage: one row per project, bucket and Pacific day, counted before each call so a
-    # slot is deferred, not refused. The units bucket keeps the project's own key.
-    def window(self, now: dt.datetime) -> dt.datetime:
-        return next_reset(now) - dt.timedelta(days=1)
-
-    def bucket_key(self, bucket: str) -> str:
-        return self.quota_key if bucket == UNITS else f"{self.quota_key}#{bucket}"
+    # quota_usage: one row per project, bucket and Pacific day, counted before each call
+    # (resources/youtube_quota.UnitsGate, which refuses a call that does not fit), so a slot
+    # is deferred, not refused by YouTube. Reads and comment replies share the same rows.
+    def __post_init__(self) -> None:
+        self.units = UnitsGate(self.engine, self.quota_key, self.quota)
 
     def used(self, now: dt.datetime) -> dict[str, int]:
         """Today's spend per bucket of the quota model."""
-        keys = {self.bucket_key(b): b for b in self.quota.limits()}
-        q = schema.quota_usage
-        with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(q.c.account_key, q.c.units).where(
-                q.c.platform == "youtube", q.c.account_key.in_(keys),
-                q.c.window_kind == "day", q.c.window_start == self.window(now))).all()
-        used = dict.fromkeys(keys.values(), 0)
-        used.update({keys[key]: int(units) for key, units in rows})
-        return used
+        return self.units.used(now)
 
     def units_used(self, now: dt.datetime) -> int:
         return self.used(now)[UNITS]
 
     def spend(self, operation: str) -> None:
         """The client's on_quota: one call of `operation`, at its cost in every bucket."""
-        q = schema.quota_usage
-        window = self.window(now_utc())
-        with self.engine.begin() as conn:
-            for bucket, units in self.quota.cost(operation).items():
-                stmt = insert(q).values(platform="youtube", account_key=self.bucket_key(bucket),
-                                        window_kind="day", window_start=window, units=units)
-                conn.execute(stmt.on_conflict_do_update(
-                    constraint="uq_quota_usage_window",
-                    set_={"units": q.c.units + units, "updated_at": sa.func.now()}))
+        self.units(operation)
 
 
 def verify_tiktok(engine: sa.Engine, client: TikTokClient, character_id: str, day: object,

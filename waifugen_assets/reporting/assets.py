@@ -22,6 +22,7 @@ from waifugen_assets.reporting.day_markdown import (
     unposted,
 )
 from waifugen_assets.reporting.status import day_status
+from waifugen_assets.roster.phases import phases_for_roster
 
 DAY_COMPLETE = "day_complete"
 MAX_DESCRIPTION = 1000  # the check's description names the first items; metadata has all
@@ -52,7 +53,8 @@ def daily_status(context: dg.AssetExecutionContext, database: DatabaseResource,
               "youtube": youtube.resolved_base_url()} if settings.is_sandbox else None)
     read_at = clock.now()
     with database.get_engine().connect() as conn:
-        report = day_status(conn, day, settings.a2e_monthly_credits)
+        report = day_status(conn, day, settings.a2e_monthly_credits,
+                            ladder=phases_for_roster(settings.roster_path))
         days = {c["id"]: day for c in report["characters"]}
         posts = live_posts(conn, days, bases)
         waiting_slots = unposted(conn, days)

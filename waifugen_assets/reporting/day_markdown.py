@@ -156,6 +156,8 @@ def totals(report: Mapping[str, Any], waits: Sequence[str],
         "dms_sent": sum(c["dms"]["sent"] for c in people),
         "dms_waiting": sum(c["dms"]["waiting"] for c in people),
         "waiting_items": len(waits),  # (character, what and why) lines of day_complete
+        **{k: sum(c.get("engagement", {}).get(k, 0) for c in people)
+           for k in ("views_24h", "followers", "replies_sent_24h", "replies_held")},
     }
 
 
@@ -168,7 +170,8 @@ def render_markdown(report: Mapping[str, Any], posts: Sequence[LivePost],
         links.setdefault((p.character_id, p.platform), []).append(text)
     head = (["character", "day", *(t for _, t in _STAGE_TITLES)]
             + [PLATFORM_TITLES.get(p, p) for p in PUBLISH_PLATFORMS]
-            + ["budget (month)", "DMs due", "waits (below)"])
+            + ["budget (month)", "DMs due", "phase", "views 24 h", "followers",
+               "replies 24 h (held)", "waits (below)"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for c in report["characters"]:
         day = dt.date.fromisoformat(c["date"])
@@ -177,7 +180,8 @@ def render_markdown(report: Mapping[str, Any], posts: Sequence[LivePost],
                  *(str(c["reels"][s]) for s, _ in _STAGE_TITLES),
                  *(_posts_cell(c["posts"].get(p, {}), links.get((c["id"], p), []))
                    for p in PUBLISH_PLATFORMS),
-                 _budget_cell(c["budget"]), _dms_cell(c["dms"]),
+                 _budget_cell(c["budget"]), _dms_cell(c["dms"]), c.get("phase", "-"),
+                 *_engagement_cells(c.get("engagement", {})),
                  str(waiting) if waiting else "-"]
         lines.append("| " + " | ".join(_cell(x) for x in cells) + " |")
     if not report["characters"]:
@@ -194,6 +198,13 @@ def _posts_cell(counts: Mapping[str, int], links: list[str]) -> str:
         return "-"
     text = f"{published}" + (": " + " ".join(links) if links else "")
     return text + (f" ({rest})" if rest else "")
+
+
+def _engagement_cells(e: Mapping[str, int]) -> list[str]:
+    if not e:
+        return ["-", "-", "-"]
+    return [f"{e['views_24h']:,}", f"{e['followers']:,}",
+            f"{e['replies_sent_24h']} ({e['replies_held']})"]
 
 
 def _budget_cell(budget: Mapping[str, int]) -> str:

@@ -17,8 +17,12 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from waifugen_assets.comments.summary import held_by_character, sent_by_character
 from waifugen_assets.core import clock, schema
+from waifugen_assets.engagement.rollup import gains_between
+from waifugen_assets.engagement.summary import latest_followers
 from waifugen_assets.roster.model import PUBLISH_PLATFORMS
+from waifugen_assets.roster.phases import DEFAULT_LADDER, PhaseLadder, phases_on
 
 STAGES = ("planned", "generated", "stored", "branded", "published", "failed", "missed")
 # Statuses that mean a reel has reached at least each stage.
@@ -50,9 +54,10 @@ def month_start(day: dt.date) -> dt.date:
 
 def day_status(conn: sa.Connection, day: dt.date | None, monthly_credits_default: int,
                character_ids: list[str] | None = None,
-               days: Mapping[str, dt.date] | None = None) -> dict[str, Any]:
+               days: Mapping[str, dt.date] | None = None,
+               ladder: PhaseLadder = DEFAULT_LADDER) -> dict[str, Any]:
     """The day of each character: `day`, or its entry in `days`, or (both None) its own
-    local today."""
+    local today; its phase on that day by `ladder` (phases.yaml beside the roster)."""
     ch, reels, posts = schema.characters, schema.reels, schema.social_posts
     query = (sa.select(ch.c.id, ch.c.budget_share, ch.c.timezone).where(ch.c.enabled)
              .order_by(ch.c.id))
@@ -106,6 +111,10 @@ def day_status(conn: sa.Connection, day: dt.date | None, monthly_credits_default
 
     zones = {cid: tz for cid, _, tz in people}
     dm_counts, reachable = _dms(conn, days, zones)
+    now = clock.now()
+    phases = phases_on(conn, days, ladder)
+    replies_sent = sent_by_character(conn, now - dt.timedelta(hours=24))
+    replies_held = held_by_character(conn)
     used_by_month = _credits(conn, days, monthly_credits_default)
 
     out = []
@@ -132,10 +141,22 @@ def day_status(conn: sa.Connection, day: dt.date | None, monthly_credits_default
                        "limit": int(limit_total * float(share or even_share) / 100)},
             "dms": {"subscribers": int(reachable.get(cid, 0)),
                     **{b: dm_counts.get(cid, {}).get(b, 0) for b in DM_BUCKETS}},
+            "phase": phases[cid].name,
+            "engagement": {**_engagement(conn, cid, now),
+                           "replies_sent_24h": int(replies_sent.get(cid, 0)),
+                           "replies_held": int(replies_held.get(cid, 0))},
             "open": dict(sorted(waiting.get(cid, {}).items())),
             "failed": dict(sorted(failed.get(cid, {}).items())),
         })
     return {"date": day.isoformat() if day else None, "characters": out}
+
+
+def _engagement(conn: sa.Connection, character_id: str, now: dt.datetime) -> dict[str, int]:
+    """Views the character's posts gained in the last 24 hours (from the readings) and its
+    followers across platforms (each account's latest count)."""
+    gains = gains_between(conn, character_id, now - dt.timedelta(hours=24), now)
+    return {"views_24h": sum(g["views"] for g in gains.values()),
+            "followers": sum(latest_followers(conn, character_id).values())}
 
 
 def _dms(conn: sa.Connection, days: Mapping[str, dt.date], zones: Mapping[str, str]
