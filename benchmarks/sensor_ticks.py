@@ -886,11 +886,15 @@ def render(result: Result, when: str, command: str) -> str:
            "every Fanvue and Telegram account before asking them.", "", *times, "",
            "The work in the app database: buffer pages the tick's statements touch (EXPLAIN "
            "ANALYZE, BUFFERS; what the machine's other load does not change) and the "
-           "milliseconds spent in them (median). weekly_premium reads a week of engagement, "
-           "which the first week of history fills: from 30 days on, what still grows is "
-           "history. Pages that rise once and then stay (posting, poll_reads) are a level "
-           "more in the B-tree indexes a tick probes as a table grows from thousands of rows "
-           "to millions: logarithmic, not linear.", "", *work, "",
+           "milliseconds spent in them (median). weekly_premium reads a week of the daily "
+           "engagement roll-up (a row per character, day and platform: about 21,000 rows at "
+           "1,000 characters), which the first week of history fills; its pages are the heap "
+           "pages those rows lie on (upserts spread them), at most one a row, whatever the "
+           "history. The comments tick reads the posts of the last 6 hours never read and the "
+           "due reads: bounded by the hours, not the history; its pages move with the plan "
+           "the statistics choose. Pages that rise once and then stay (posting, poll_reads) "
+           "are a level more in the B-tree indexes a tick probes as a table grows from "
+           "thousands of rows to millions: logarithmic, not linear.", "", *work, "",
            verdict, "",
            "The plans on the whole history (EXPLAIN ANALYZE, BUFFERS), statement by statement "
            "(a statement longer than 600 characters is cut here):", ""]

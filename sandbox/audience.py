@@ -441,9 +441,10 @@ class CommentBook:
 
     def visible(self, simulated: tuple[Comment, ...], post: str, now: float) -> list[Comment]:
         """Every comment and reply of the post that exists at `now`, oldest first."""
-        mine = [c for c in simulated if c.created <= now]
-        mine += [c for c in self.stored(post) if c.created <= now]
-        return sorted(mine, key=lambda c: (c.created, c.id))
+        mine = [c for c in simulated if c.created <= now]  # already in (created, id) order
+        mine += [c for c in self.stored(post) if c.created <= now]  # in the order added
+        # A stable sort: comments added at the same instant keep the order they were added.
+        return sorted(mine, key=lambda c: c.created)
 
     def api_replies(self) -> list[Comment]:
         """Every reply a client sent through the API, in the order they were stored."""

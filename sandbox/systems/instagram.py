@@ -1059,8 +1059,8 @@ class InstagramSystem:
         """A media's top-level comments, newest first (hidden ones too: the owner sees them)."""
         media = self.own_media(request.path_params["node"], acct)
         every = self.all_comments(media)
-        top = sorted((c for c in every if c.parent is None), key=lambda c: (c.created, c.id),
-                     reverse=True)
+        # `every` is oldest first (ties in the order added): reversed, the newest comes first.
+        top = [c for c in reversed(every) if c.parent is None]
         return self.comment_page(request, params, top, every)
 
     async def replies_edge(self, request: Request, params: dict[str, str],

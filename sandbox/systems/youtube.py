@@ -1212,8 +1212,11 @@ class YouTubeSystem:
             threads += [(c, [r for r in every if r.parent == c.id], video)
                         for c in every if c.parent is None]
         now = self.ctx.clock()
-        key = ((lambda t: (t[0].created, t[0].id)) if order == "time"
-               else (lambda t: (t[0].like_count(now), t[0].created, t[0].id)))
+        # Ties (comments added at the same instant) keep the order they were added in, so a
+        # reversed listing shows the later one first: a stable, deterministic order.
+        added = {t[0].id: i for i, t in enumerate(threads)}
+        key = ((lambda t: (t[0].created, added[t[0].id])) if order == "time"
+               else (lambda t: (t[0].like_count(now), t[0].created, added[t[0].id])))
         threads.sort(key=key, reverse=True)
         start = 0
         if after is not None:
