@@ -23,9 +23,9 @@ from waifugen_assets.pipeline.partitions import characters_partitions, partition
 from waifugen_assets.planning.assets import reel_plans
 from waifugen_assets.publishing.assets import social_posts
 from waifugen_assets.publishing.jobs import publish_job
+from waifugen_assets.publishing.live_posts import post_url
 from waifugen_assets.rendering.assets import reels
 from waifugen_assets.reporting.assets import daily_status
-from waifugen_assets.reporting.day_markdown import public_url
 from waifugen_assets.reporting.jobs import status_job
 from waifugen_assets.reporting.schedules import closing_requests, daily_status_schedule
 from waifugen_assets.roster.assets import characters
@@ -222,13 +222,13 @@ def test_the_check_names_every_kind_of_wait_with_its_reason(
 
 
 def test_public_links_in_production() -> None:
-    assert public_url("tiktok", None, "7455", "@mika") == "https://www.tiktok.com/@mika/video/7455"
-    assert public_url("youtube", None, "abcDEF12345", None) \
+    assert post_url("tiktok", "published", "7455", None, "@mika") == "https://www.tiktok.com/@mika/video/7455"
+    assert post_url("youtube", "published", "abcDEF12345", None, None) \
         == "https://www.youtube.com/shorts/abcDEF12345"
     ig = "https://www.instagram.com/reel/DLvcCXf7zMM/"
-    assert public_url("instagram", ig, "1792", "@m") == ig
-    assert public_url("instagram", None, "1792", "@m") is None
-    assert public_url("tiktok", None, None, "@mika") is None
+    assert post_url("instagram", "published", "1792", ig, "@m") == ig
+    assert post_url("instagram", "published", "1792", None, "@m") is None
+    assert post_url("tiktok", "published", None, None, "@mika") is None
 
 
 def _tick(instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorResult:

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from waifugen_assets.core import schema
 from waifugen_assets.core.redaction import redact
+from waifugen_assets.publishing.live_posts import post_url
 from waifugen_assets.roster.model import PUBLISH_PLATFORMS
 
 PLATFORM_TITLES = {"tiktok": "TikTok", "instagram": "Instagram", "youtube": "YouTube"}
@@ -36,20 +37,6 @@ class LivePost:
     platform: str
     slot: str  # local HH:MM of the reel's slot: the link's text
     url: str | None
-
-
-def public_url(platform: str, permalink: str | None, post_id: str | None,
-               account_ref: str | None) -> str | None:
-    """Where the post is on the platform; None when neither permalink nor id tells."""
-    if permalink:
-        return permalink
-    if not post_id:
-        return None
-    if platform == "tiktok" and account_ref:
-        return f"https://www.tiktok.com/@{account_ref.lstrip('@')}/video/{post_id}"
-    if platform == "youtube":
-        return f"https://www.youtube.com/shorts/{post_id}"
-    return None
 
 
 def sandbox_url(base: str, post_id: str | None) -> str:
@@ -78,7 +65,7 @@ def live_posts(conn: sa.Connection, days: Mapping[str, dt.date],
     for cid, tz, at, platform, post_id, permalink, account in rows:
         url = (sandbox_url(sandbox_bases[platform], post_id)
                if sandbox_bases is not None and platform in sandbox_bases
-               else public_url(platform, permalink, post_id, account))
+               else post_url(platform, "published", post_id, permalink, account))
         slot = at.astimezone(ZoneInfo(tz)).strftime("%H:%M") if at else "post"
         out.append(LivePost(cid, platform, slot, url))
     return out
