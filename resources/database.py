@@ -89,5 +89,9 @@ class DatabaseResource(dg.ConfigurableResource):
 
     url: str | None = Field(default=None, description="Override; normally from the settings.")
 
+    def resolved_url(self) -> str:
+        """The URL this resource connects to (for tools that open their own connection: dbt)."""
+        return self.url or resolve_database_url(get_settings())
+
     def get_engine(self) -> sa.Engine:
-        return engine_for(self.url or resolve_database_url(get_settings()))
+        return engine_for(self.resolved_url())

@@ -16,10 +16,23 @@ resources.quota_store.PostgresRateLimitStore(engine, "telegram")) to share them 
 processes. Either way a limit counts sliding windows, each message from the moment its answer
 arrived, so Telegram never sees more than its limit in any second (benchmarks/dm_send.py).
 
+Photos and documents (sendPhoto, sendDocument) go up as multipart/form-data and are sent at
+most once, like sendMessage: the HTTP layer resends the upload only after a 429 or a
+connection that never opened (the bytes are in memory, so the body can be rebuilt). A
+connection lost after the request went out raises UnknownOutcome: reconcile before sending
+again, e.g. by editing the message you believe was sent to the same content, which answers
+"not_modified" if it is there. Edits (editMessageText, editMessageCaption) are safe to retry
+(a repeated edit is "not modified"), so they are retried like reads; a retried edit may thus
+report "not_modified" although the first attempt did the edit.
+
 Errors: a subscriber who blocked the bot raises TelegramBlocked, one who never pressed Start
 TelegramCannotInitiate, an unknown chat TelegramChatNotFound (all PermanentError subclasses
-with `.chat_id`). A text Telegram would refuse (empty, over 4096 UTF-16 units) is a ValueError
-before anything is sent; only `TelegramResource.send_alert` shortens over-long text.
+with `.chat_id`); an edit of a message that is not there TelegramMessageNotFound, of one the
+bot may not edit (not its own) TelegramMessageNotEditable. A text or caption Telegram would
+refuse is a ValueError before anything is sent: empty text, over 4096 (text) or 1024 (caption)
+UTF-16 units of what is shown (with parse_mode="HTML" counted after entity parsing:
+html_text_length; other modes are left to Telegram), bad HTML, a photo over 10 MB or a file
+over 50 MB. Only `TelegramResource.send_alert` shortens over-long text.
 
 Sandbox bots: `sandbox_bot_token(account)` is the token the sandbox accepts for a character's
 bot (`<id>:AAsandbox_<account>`, the id derived from the account), so sandbox mode can seed a
@@ -28,11 +41,12 @@ token per character.
 
 from __future__ import annotations
 
+import mimetypes
 import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 import httpx
@@ -52,6 +66,10 @@ from resources.http import (
     telegram_classifier,
     telegram_retry_after,
 )
+from resources.telegram_html import (  # noqa: F401 (html_text_length re-exported)
+    html_text_length,
+    html_visible_text,
+)
 from waifugen_assets.core.config import get_settings
 from waifugen_assets.core.redaction import register_secret
 from waifugen_assets.core.sandbox_world import (  # noqa: F401 (re-exported for callers)
@@ -65,6 +83,9 @@ from waifugen_assets.core.sandbox_world import (  # noqa: F401 (re-exported for 
 SYSTEM = "telegram"
 PRODUCTION_URL = "https://api.telegram.org"
 MAX_TEXT = 4096  # UTF-16 code units, as Telegram counts text (entity offsets use them too)
+MAX_CAPTION = 1024  # UTF-16 code units of a photo's or document's caption
+MAX_PHOTO_BYTES = 10 * 1024 * 1024  # Telegram's limit for uploaded photos
+MAX_FILE_BYTES = 50 * 1024 * 1024  # and for any other uploaded file
 MESSAGES_PER_SECOND_PER_BOT = 30
 SECONDS_PER_PRIVATE_MESSAGE = 1.0
 GROUP_MESSAGES_PER_MINUTE = 20
@@ -104,6 +125,25 @@ _RECIPIENT_ERRORS: tuple[tuple[str, type[TelegramRecipientError]], ...] = (
 )
 
 
+class TelegramMessageNotFound(PermanentError):
+    """400 "message to edit not found": no such message in that chat."""
+
+
+class TelegramMessageNotEditable(PermanentError):
+    """400 "message can't be edited": not this bot's message (or too old to edit)."""
+
+
+class TelegramNotConfigured(RuntimeError):
+    """TELEGRAM_BOT_TOKEN or TELEGRAM_ALERT_CHAT_ID is unset (production)."""
+
+
+_EDIT_ERRORS: tuple[tuple[str, type[PermanentError]], ...] = (
+    ("message to edit not found", TelegramMessageNotFound),
+    ("message can't be edited", TelegramMessageNotEditable),
+)
+_NOT_MODIFIED = "message is not modified"
+
+
 def _typed(error: PermanentError, chat_id: str | int) -> PermanentError:
     reason = error.reason.lower()
     for words, cls in _RECIPIENT_ERRORS:
@@ -120,14 +160,37 @@ def utf16_length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def check_text(text: str) -> None:
-    """ValueError naming the problem if Telegram would refuse this message text."""
+def _shown(text: str, parse_mode: str | None) -> str:
+    """What Telegram will show of `text`: HTML parsed (ValueError if it cannot be), any other
+    text as it is."""
+    return html_visible_text(text) if (parse_mode or "").lower() == "html" else text
+
+
+def check_text(text: str, parse_mode: str | None = None) -> None:
+    """ValueError naming the problem if Telegram would refuse this message text (HTML is
+    measured after entity parsing; MarkdownV2/Markdown are only checked for emptiness)."""
     if not isinstance(text, str) or not text.strip():
         raise ValueError("Telegram message text is empty")
-    length = utf16_length(text)
+    shown = _shown(text, parse_mode)
+    if not shown.strip():
+        raise ValueError("Telegram message text is empty once its HTML tags are removed")
+    if (parse_mode or "").lower() in ("markdownv2", "markdown"):
+        return
+    length = utf16_length(shown)
     if length > MAX_TEXT:
         raise ValueError(f"Telegram message text is {length} UTF-16 units long; the limit is "
                          f"{MAX_TEXT}: split or shorten it")
+
+
+def check_caption(html: str, parse_mode: str | None = "HTML") -> None:
+    """ValueError naming the length if Telegram would refuse this caption: over 1024 UTF-16
+    units of visible text (HTML after entity parsing), or HTML it cannot parse."""
+    if (parse_mode or "").lower() in ("markdownv2", "markdown"):
+        return
+    length = utf16_length(_shown(html, parse_mode))
+    if length > MAX_CAPTION:
+        raise ValueError(f"Telegram caption is {length} UTF-16 units long after entity "
+                         f"parsing; the limit is {MAX_CAPTION}: shorten it")
 
 
 def fit_text(text: str, limit: int = MAX_TEXT) -> str:
@@ -245,21 +308,105 @@ class TelegramClient:
         ValueError for text Telegram would refuse (nothing is sent); TelegramBlocked,
         TelegramCannotInitiate, TelegramChatNotFound for recipients it cannot reach.
         """
-        check_text(text)
+        check_text(text, parse_mode)
         payload: dict[str, object] = {"chat_id": chat_id, "text": text}
         if parse_mode:
             payload["parse_mode"] = parse_mode
+        return self._send("/sendMessage", chat_id, json=payload)
+
+    def _send(self, path: str, chat_id: str | int, **kwargs: Any) -> int:
+        """POST a new message (never resent once it may have arrived); its message_id."""
         try:
-            message = self._result("POST", "/sendMessage", json=payload,
-                                   extensions={_CHAT_EXTENSION: str(chat_id)})
+            message = self._result("POST", path, extensions={_CHAT_EXTENSION: str(chat_id)},
+                                   **kwargs)
         except PermanentError as exc:
             typed = _typed(exc, chat_id)
             if typed is exc:
                 raise
             raise typed from exc
         if not isinstance(message, dict) or "message_id" not in message:
-            raise self._invalid("/sendMessage", "no message_id in the answer")
+            raise self._invalid(path, "no message_id in the answer")
         return int(message["message_id"])
+
+    def send_photo(self, chat_id: str | int, png: bytes, *, caption: str | None = None,
+                   parse_mode: str | None = None, filename: str = "report.png") -> int:
+        """Upload an image (PNG or JPEG, at most 10 MB) as a photo; returns its message_id.
+
+        Sent at most once (see the module doc). ValueError before sending for an empty or
+        too large image or a caption Telegram would refuse; Telegram itself answers 400
+        PHOTO_INVALID_DIMENSIONS (width + height over 10000, sides over 20:1) or
+        IMAGE_PROCESS_FAILED (not an image) as PermanentError."""
+        if not png:
+            raise ValueError("Telegram photo is empty")
+        if len(png) > MAX_PHOTO_BYTES:
+            raise ValueError(f"Telegram photo is {len(png)} bytes; the limit is "
+                             f"{MAX_PHOTO_BYTES} (10 MB): send it as a document")
+        return self._send_file("/sendPhoto", "photo", chat_id, png, filename, caption,
+                               parse_mode)
+
+    def send_document(self, chat_id: str | int, data: bytes, filename: str, *,
+                      caption: str | None = None, parse_mode: str | None = None) -> int:
+        """Upload a file (at most 50 MB) as a document named `filename`; its message_id."""
+        if not data:
+            raise ValueError(f"Telegram document {filename!r} is empty")
+        if len(data) > MAX_FILE_BYTES:
+            raise ValueError(f"Telegram document {filename!r} is {len(data)} bytes; the limit "
+                             f"is {MAX_FILE_BYTES} (50 MB)")
+        return self._send_file("/sendDocument", "document", chat_id, data, filename, caption,
+                               parse_mode)
+
+    def _send_file(self, path: str, field_name: str, chat_id: str | int, data: bytes,
+                   filename: str, caption: str | None, parse_mode: str | None) -> int:
+        form: dict[str, str] = {"chat_id": str(chat_id)}
+        if caption:
+            check_caption(caption, parse_mode)
+            form["caption"] = caption
+        if parse_mode:
+            form["parse_mode"] = parse_mode
+        mime = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        # bytes, not a stream: the multipart body can be rebuilt for a resend after a 429.
+        return self._send(path, chat_id, data=form, files={field_name: (filename, data, mime)})
+
+    def edit_message_text(self, chat_id: str | int, message_id: int, text: str,
+                          parse_mode: str | None = None) -> Literal["edited", "not_modified"]:
+        """Replace the text of a message this bot sent. "not_modified" when it already reads
+        exactly so (which also proves the message exists). TelegramMessageNotFound,
+        TelegramMessageNotEditable, or PermanentError ("there is no text in the message to
+        edit" for a photo)."""
+        check_text(text, parse_mode)
+        return self._edit("/editMessageText", chat_id, message_id, "text", text, parse_mode)
+
+    def edit_message_caption(self, chat_id: str | int, message_id: int, caption: str,
+                             parse_mode: str | None = None
+                             ) -> Literal["edited", "not_modified"]:
+        """Replace the caption of a photo or document this bot sent; as edit_message_text."""
+        check_caption(caption, parse_mode)
+        return self._edit("/editMessageCaption", chat_id, message_id, "caption", caption,
+                          parse_mode)
+
+    def _edit(self, path: str, chat_id: str | int, message_id: int, field_name: str,
+              content: str, parse_mode: str | None) -> Literal["edited", "not_modified"]:
+        payload: dict[str, object] = {"chat_id": chat_id, "message_id": message_id,
+                                      field_name: content}
+        if parse_mode:
+            payload["parse_mode"] = parse_mode
+        try:
+            message = self._result("POST", path, json=payload, extensions={IDEMPOTENT: True})
+        except PermanentError as exc:
+            reason = exc.reason.lower()
+            if _NOT_MODIFIED in reason:
+                return "not_modified"
+            for words, cls in _EDIT_ERRORS:
+                if words in reason:
+                    raise cls(str(exc), system=exc.system, status=exc.status,
+                              reason=exc.reason) from exc
+            typed = _typed(exc, chat_id)
+            if typed is exc:
+                raise
+            raise typed from exc
+        if not isinstance(message, dict | bool):
+            raise self._invalid(path, "result is neither a message nor true")
+        return "edited"
 
     def get_updates(self, offset: int | None = None, limit: int = MAX_UPDATES, timeout: int = 0,
                     allowed_updates: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -346,6 +493,18 @@ class TelegramResource(dg.ConfigurableResource):
         _, _, base = self._resolved()
         return TelegramClient(token, base, timeout=get_settings().http_timeout,
                               rate_store=rate_store)
+
+    def report_client(self) -> tuple[TelegramClient, str]:
+        """(a client of the operators' bot, the operators' chat id) for the daily report;
+        close the client after use. TelegramNotConfigured when the token or chat is unset
+        (sandbox mode defaults both to the sandbox's alerts bot and chat)."""
+        token, chat, base = self._resolved()
+        if not (token and chat):
+            missing = [name for name, value in (("TELEGRAM_BOT_TOKEN", token),
+                                                ("TELEGRAM_ALERT_CHAT_ID", chat)) if not value]
+            raise TelegramNotConfigured(f"Telegram report chat is not configured: set "
+                                        f"{' and '.join(missing)}")
+        return TelegramClient(token, base, timeout=get_settings().http_timeout), str(chat)
 
     def send_alert(self, text: str) -> int:
         """Send to the operators' chat; over-long text is shortened, not refused."""

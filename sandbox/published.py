@@ -18,6 +18,8 @@ from typing import Any
 
 import httpx
 
+from waifugen_assets.core.sandbox_world import SANDBOX_ALERT_CHAT_ID
+
 # platform -> how its AI disclosure is set
 DISCLOSURE = {"tiktok": "is_aigc", "instagram": "caption label",
               "youtube": "status.containsSyntheticMedia"}
@@ -142,4 +144,32 @@ def render_replies(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         lines.append(f"{r['platform']:<10} {r['replies']:>8} {r['comments']:>9} "
                      f"{r['answered_twice']:>6} {r['unanswerable_answered']:>11}")
+    return "\n".join(lines)
+
+
+REPORT_HEADING = re.compile(r"^waifugen daily report: (\d{4}-\d{2}-\d{2})")
+
+
+def operator_reports(base_url: str, http: httpx.Client | None = None) -> list[dict[str, Any]]:
+    """Per report date, what the operators' chat holds, counted on the sandbox Telegram:
+    report photos and report messages (the bot's messages whose caption or text starts with
+    the report heading; alerts in the same chat are not counted)."""
+    with (http or httpx.Client(timeout=30)) as client:
+        sent = client.get(f"{base_url.rstrip('/')}/telegram/_control/sent",
+                          params={"chat_id": SANDBOX_ALERT_CHAT_ID}).raise_for_status().json()
+    days: dict[str, Counter[str]] = {}
+    for m in sent:
+        found = REPORT_HEADING.match((m.get("caption") if m["kind"] == "photo"
+                                      else m.get("text")) or "")
+        if found:
+            days.setdefault(found.group(1), Counter())[m["kind"]] += 1
+    return [{"date": day, "photos": c["photo"], "messages": c["text"]}
+            for day, c in sorted(days.items())]
+
+
+def render_reports(rows: list[dict[str, Any]]) -> str:
+    lines = [f"{'report date':<12} {'photos':>7} {'messages':>9}"]
+    lines += [f"{r['date']:<12} {r['photos']:>7} {r['messages']:>9}" for r in rows]
+    if not rows:
+        lines.append("(no daily report in the chat yet)")
     return "\n".join(lines)

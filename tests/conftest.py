@@ -29,6 +29,19 @@ settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True
 settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The dbt manifest the code location loads, parsed once before xdist starts workers
+    (`make test` has done it already unless a dbt file changed since)."""
+    if not hasattr(config, "workerinput"):
+        from waifugen_assets.analytics.project import ensure_manifest
+        from waifugen_assets.core.config import ConfigError
+
+        try:
+            ensure_manifest()
+        except ConfigError as exc:  # tests that load the definitions fail, naming it
+            print(f"warning: {exc}")
+
+
 # Tests must never pick up an operator's production settings.
 for _name in ("WAIFUGEN_MODE", "DATABASE_URL", "WAIFUGEN_SECRET_KEY", "DAGSTER_HOME"):
     os.environ.pop(_name, None)

@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,8 @@ import sqlalchemy as sa
 from waifugen_assets.core import schema
 from waifugen_assets.roster.model import load_roster
 
+MARTS = {"daily_revenue_summary", "cost_per_reel", "platform_performance", "character_ranking",
+         "post_performance", "subscriber_funnel", "best_posting_hours"}
 # Today: the sandbox's subscribers are yesterday's sign-ups, whose day-0 welcome is due now.
 DAY = dt.datetime.now(dt.UTC).date().isoformat()
 
@@ -95,8 +98,25 @@ def test_run_twice_then_status(db_url: str, engine: sa.Engine, tmp_path: Path,
             platform, str(reels), str(reels), str(reels), "0"], first.stdout
         assert _published_row(first.stdout, platform)[5] == f"{reels}/{reels}"
 
+    # The UTC day's analytics: the ledger, the seven marts, the report in the operators'
+    # chat once (one photo, one message), counted on the sandbox Telegram.
+    found = re.search(r"analytics for (\S+) \(UTC\): credit ledger, 7 marts built", first.stdout)
+    assert found, first.stdout
+    today = found.group(1)  # the run's UTC day (read by the CLI, which may cross midnight)
+    assert today in {DAY, dt.datetime.now(dt.UTC).date().isoformat()}
+    assert "daily report: photo sent, text sent" in first.stdout
+    assert _report_row(first.stdout, today) == [today, "1", "1"], first.stdout
+    assert "Running with dbt" not in first.stdout + first.stderr  # dbt's output: the log file
+    with engine.connect() as conn:
+        marts = set(conn.scalars(sa.text("SELECT table_name FROM information_schema.tables "
+                                         "WHERE table_schema = 'analytics'")))
+        ledger = conn.scalar(sa.select(sa.func.count()).select_from(schema.credit_ledger)
+                             .where(schema.credit_ledger.c.kind == "balance_snapshot"))
+    assert marts == MARTS and ledger == 1
+
     second = _cli("run", env=env)
     assert second.returncode == 0, second.stdout + second.stderr
+    assert _report_row(second.stdout, today) == [today, "1", "1"], second.stdout  # sent once
     assert _snapshot(engine) == before
     for platform in ("tiktok", "instagram", "youtube"):  # the rerun published nothing more
         assert _published_row(second.stdout, platform)[1:5] == [str(reels)] * 3 + ["0"]
@@ -128,6 +148,12 @@ def test_run_twice_then_status(db_url: str, engine: sa.Engine, tmp_path: Path,
 def _count(engine: sa.Engine, table: sa.Table) -> int:
     with engine.connect() as conn:
         return int(conn.scalar(sa.select(sa.func.count()).select_from(table)))
+
+
+def _report_row(stdout: str, day: str) -> list[str]:
+    """The report date's row of the operators' chat summary: [date, photos, messages]."""
+    tail = stdout[stdout.index("Daily reports in the operators' Telegram chat"):]
+    return next(line.split() for line in tail.splitlines() if line.startswith(day))
 
 
 def _replies_row(stdout: str, platform: str) -> tuple[int, ...]:

@@ -1,29 +1,23 @@
 """dbt_analytics: the project parses, its sources map onto the Python assets, dagster-dbt agrees.
 
 `dbt parse` needs no database: it runs here with DBT_PG_HOST pointing at a name that cannot
-resolve, so a connection attempt would fail the test. The `integration` test builds the models
-and runs the data tests against a migrated app database.
+resolve, so a connection attempt would fail the test. The marts' numbers are tested in
+test_marts_money.py and test_marts_content.py, their place in Dagster in
+test_analytics_dagster.py.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 import pytest
-import sqlalchemy as sa
 import yaml
-from dagster_dbt import DbtCliResource, dbt_assets
-from sqlalchemy.engine import make_url
+from dbt_run import PROJECT, dbt_env, run_dbt
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT = ROOT / "dbt_analytics"
 VENV_BIN = Path(sys.executable).parent
 PACKAGE = "waifugen_analytics"
 
@@ -34,8 +28,12 @@ SOURCE_ASSETS: dict[str, str | None] = {
     "videos": "branded_videos",
     "social_posts": "social_posts",
     "engagement_snapshots": "engagement_metrics",
-    "follower_snapshots": None,
+    "engagement_daily": "engagement_metrics",
+    "follower_snapshots": "engagement_metrics",
+    "character_phases": "character_phases",
     "subscribers": None,
+    "inbound_events": None,
+    "dm_sequences": None,
     "dm_messages": "dm_messages",
     "revenue_events": None,
     "credit_ledger": "credit_ledger",
@@ -43,29 +41,12 @@ SOURCE_ASSETS: dict[str, str | None] = {
 }
 PYTHON_ASSETS = {
     "characters", "reel_plans", "reels", "stored_videos", "branded_videos", "social_posts",
-    "engagement_metrics", "comment_replies", "dm_messages", "credit_ledger",
+    "engagement_metrics", "comment_replies", "character_phases", "dm_messages", "credit_ledger",
 }
-MODELS = {
-    "stg_reels": ("view", {"reels"}),
-    "stg_social_posts": ("view", {"social_posts"}),
-    "stg_credit_ledger": ("view", {"credit_ledger"}),
-    "cost_per_reel": ("table", set()),
-}
-
-
-def dbt_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DBT_")}
-    env.update(PATH=f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}",
-               DBT_SEND_ANONYMOUS_USAGE_STATS="false", DO_NOT_TRACK="1", **extra)
-    return env
-
-
-def run_dbt(args: list[str], tmp: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["dbt", *args, "--project-dir", str(PROJECT), "--profiles-dir", str(PROJECT),
-         "--target-path", str(tmp / "target"), "--log-path", str(tmp / "logs")],
-        env=env, cwd=tmp, capture_output=True, text=True, timeout=300,
-    )
+# The marts (issue 13): daily ones are incremental and tagged `daily`, the rest tables.
+DAILY_MARTS = {"daily_revenue_summary", "cost_per_reel", "platform_performance"}
+TABLE_MARTS = {"character_ranking", "post_performance", "subscriber_funnel",
+               "best_posting_hours"}
 
 
 @pytest.fixture(scope="module")
@@ -103,15 +84,27 @@ def test_project_files() -> None:
 
 def test_manifest_has_the_models(manifest: dict[str, Any]) -> None:
     models = {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] == "model"}
-    assert set(models) == set(MODELS)
-    for name, (materialized, source_tables) in MODELS.items():
-        node = models[name]
-        assert node["config"]["materialized"] == materialized, name
-        sources = {manifest["sources"][s]["name"] for s in node["depends_on"]["nodes"]
-                   if s.startswith("source.")}
-        assert sources == source_tables, name
-    mart_parents = set(models["cost_per_reel"]["depends_on"]["nodes"])
-    assert mart_parents == {f"model.{PACKAGE}.stg_reels", f"model.{PACKAGE}.stg_credit_ledger"}
+    staging = {name for name, n in models.items() if n["path"].startswith("staging/")}
+    assert set(models) - staging == DAILY_MARTS | TABLE_MARTS
+    for name in staging:
+        assert models[name]["config"]["materialized"] == "view", name
+        assert name.startswith("stg_"), name
+    for name in DAILY_MARTS:
+        config = models[name]["config"]
+        assert config["materialized"] == "incremental" and "daily" in config["tags"], name
+        assert config["incremental_strategy"] == "delete+insert", name
+    for name in TABLE_MARTS:
+        assert models[name]["config"]["materialized"] == "table", name
+        assert "daily" not in models[name]["config"]["tags"], name
+    for name in DAILY_MARTS | TABLE_MARTS:  # marts read staging and marts, never sources
+        parents = models[name]["depends_on"]["nodes"]
+        assert parents and not [p for p in parents if p.startswith("source.")], name
+        # Analysts may read every mart (dbt grants it after each build).
+        assert models[name]["config"]["grants"] == {"select": ["waifugen_analyst"]}, name
+        assert models[name]["description"], name
+        undocumented = [c for c, col in models[name]["columns"].items()
+                        if not col.get("description")]
+        assert not undocumented, (name, undocumented)
 
 
 def test_manifest_has_the_sources_and_their_asset_keys(manifest: dict[str, Any]) -> None:
@@ -127,94 +120,15 @@ def test_manifest_has_the_sources_and_their_asset_keys(manifest: dict[str, Any])
         else:
             assert meta["dagster"]["asset_key"] == [asset], table
             assert asset in PYTHON_ASSETS
-    mapped = [a for a in SOURCE_ASSETS.values() if a]
-    assert len(mapped) == len(set(mapped)), "dagster-dbt rejects duplicate source asset keys"
+    # engagement_metrics writes three tables: the translator allows duplicate source keys.
+    from waifugen_assets.analytics.assets import TRANSLATOR
+
+    assert TRANSLATOR.settings.enable_duplicate_source_asset_keys
 
 
-def test_schema_tests(manifest: dict[str, Any]) -> None:
-    tests = {
-        (n["attached_node"].rsplit(".", 1)[-1], n["column_name"], n["test_metadata"]["name"])
-        for n in manifest["nodes"].values()
-        if n["resource_type"] == "test" and n.get("attached_node")
-    }
-    for model, column in (("cost_per_reel", "partition_key"), ("stg_reels", "reel_id"),
-                          ("stg_social_posts", "post_id"), ("stg_credit_ledger", "entry_id")):
-        assert (model, column, "unique") in tests
-        assert (model, column, "not_null") in tests
-    for column in ("character_id", "reel_date", "reels_generated", "credits_spent"):
-        assert ("cost_per_reel", column, "not_null") in tests
-
-
-def test_dagster_dbt_puts_models_downstream_of_python_assets(manifest_path: Path) -> None:
-    """The default translator turns the source meta into deps on the Python assets' keys."""
-
-    # `context` unannotated: with `from __future__ import annotations` Dagster 1.13 rejects the
-    # string annotation "AssetExecutionContext".
-    @dbt_assets(manifest=manifest_path)
-    def analytics(context, dbt: DbtCliResource):
-        yield from dbt.cli(["build"], context=context).stream()
-
-    stg = {name: dg.AssetKey(["staging", name])
-           for name in ("stg_reels", "stg_social_posts", "stg_credit_ledger")}
-    assert analytics.asset_deps == {
-        stg["stg_reels"]: {dg.AssetKey("reels")},
-        stg["stg_social_posts"]: {dg.AssetKey("social_posts")},
-        stg["stg_credit_ledger"]: {dg.AssetKey("credit_ledger")},
-        dg.AssetKey("cost_per_reel"): {stg["stg_reels"], stg["stg_credit_ledger"]},
-    }
-    # Model data tests become asset checks (unique/not_null on the mart's partition_key).
-    assert dg.AssetCheckKey(dg.AssetKey("cost_per_reel"), "unique_cost_per_reel_partition_key") \
-        in analytics.check_keys
-
-
-SEED_SQL = """
-INSERT INTO characters (id, name, age, timezone) VALUES
-    ('aiko', 'Aiko', 24, 'Asia/Tokyo'), ('mei', 'Mei', 22, 'Europe/Berlin');
-INSERT INTO reels (id, character_id, date, slot, scheduled_at, status) VALUES
-    (1, 'aiko', '2026-01-02', 0, '2026-01-01T23:30:00Z', 'published'),
-    (2, 'aiko', '2026-01-02', 1, '2026-01-02T09:00:00Z', 'failed'),
-    (3, 'mei',  '2026-01-02', 0, '2026-01-02T08:00:00Z', 'planned');
-INSERT INTO credit_ledger (provider, kind, character_id, reel_id, external_ref, credits,
-                           ledger_date) VALUES
-    ('a2e', 'task_cost', 'aiko', 1, 'task-1', 30, '2026-01-02'),
-    ('a2e', 'task_cost', 'aiko', 2, 'task-2', 25, '2026-01-02'),
-    ('a2e', 'balance_snapshot', NULL, NULL, NULL, 19945, '2026-01-02');
-"""
-
-
-@pytest.mark.integration
-def test_models_build_on_the_migrated_app_database(db_url: str, tmp_path: Path) -> None:
-    """`dbt build` (models + data tests) on the real schema, and the mart's numbers."""
-    url = make_url(db_url)
-    engine = sa.create_engine(url)
-    try:
-        tables = set(sa.inspect(engine).get_table_names(schema="public"))
-        needed = {"characters", "reels", "social_posts", "credit_ledger"}
-        if not needed <= tables:
-            pytest.skip(f"the migrations do not create {sorted(needed - tables)} yet")
-        with engine.begin() as conn:
-            for statement in SEED_SQL.split(";"):
-                if statement.strip():
-                    conn.execute(sa.text(statement))
-
-        env = dbt_env(
-            DBT_PG_HOST=str(url.query.get("host") or url.host or "127.0.0.1"),
-            DBT_PG_PORT=str(url.port or 5432), DBT_PG_USER=url.username or "postgres",
-            DBT_PG_PASSWORD=url.password or "", DBT_PG_DBNAME=str(url.database),
-            DBT_PG_SCHEMA="analytics_test",
-        )
-        proc = run_dbt(["build"], tmp_path, env)
-        assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr
-
-        with engine.connect() as conn:
-            rows = conn.execute(sa.text(
-                "SELECT partition_key, reels_planned, reels_generated, credits_spent,"
-                " credits_per_generated_reel FROM analytics_test.cost_per_reel"
-                " ORDER BY partition_key")).all()
-    finally:
-        engine.dispose()
-    # Failed generations count as cost; balance snapshots are not spend.
-    assert [tuple(r) for r in rows] == [
-        ("aiko|2026-01-02", 2, 1, 55, Decimal("55.00")),
-        ("mei|2026-01-02", 1, 0, 0, None),
-    ]
+def test_every_mart_tests_its_grain(manifest: dict[str, Any]) -> None:
+    grains = {n["attached_node"].rsplit(".", 1)[-1]
+              for n in manifest["nodes"].values()
+              if n["resource_type"] == "test" and n.get("attached_node")
+              and n["test_metadata"]["name"] == "unique_combination"}
+    assert grains >= DAILY_MARTS | TABLE_MARTS

@@ -107,7 +107,7 @@ def alert_chat(alert_sandbox: SandboxServer) -> str:
 
 def _sent(sandbox: SandboxServer, chat: str) -> list[str]:
     answer = httpx.get(f"{sandbox.url}/telegram/_control/sent", params={"chat_id": chat})
-    return [m["text"] for m in answer.raise_for_status().json()]
+    return [m["text"] for m in answer.raise_for_status().json() if "text" in m]
 
 
 def _oracle(rows: dict[tuple[str, str], dict[dt.date, int]], cid: str,

@@ -184,7 +184,7 @@ def test_the_asset_through_dagster_records_and_announces_once_and_a_wrong_file_s
         assert metadata["crossings"].value == 0 and metadata["in_growth"].value == 1
         assert "lucia-marvento | growth | 10,100 | established at 50,000" in \
             metadata["phases"].value
-        texts = [m["text"] for m in httpx.get(f"{alert_sandbox.url}/telegram/_control/sent",
+        texts = [m.get("text") for m in httpx.get(f"{alert_sandbox.url}/telegram/_control/sent",
                                               params={"chat_id": alert_chat}).json()]
         assert len(texts) == 1 and texts[0].startswith(
             "waifugen milestone: Lucía Marvento (lucia-marvento) reached growth at 10,000 "

@@ -304,7 +304,7 @@ def _alerts(url: str) -> list[str]:
     from resources.telegram import SANDBOX_ALERT_CHAT_ID
 
     sent = httpx.get(f"{url}/telegram/_control/sent", params={"chat_id": SANDBOX_ALERT_CHAT_ID})
-    return [m["text"] for m in sent.json()]
+    return [m["text"] for m in sent.json() if "text" in m]
 
 
 def _tiktok_config(url: str, account: str, **config) -> None:

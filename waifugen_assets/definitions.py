@@ -26,6 +26,14 @@ from sensors.generation import generation_sensor
 from sensors.posting import posting_sensor
 from sensors.roster import roster_sensor
 from sensors.status import status_sensor
+from waifugen_assets.analytics.assets import (
+    analytics_daily,
+    analytics_staging,
+    analytics_tables,
+    dbt_resource,
+)
+from waifugen_assets.analytics.jobs import analytics_tables_job
+from waifugen_assets.analytics.schedules import analytics_tables_schedule
 from waifugen_assets.comments.assets import comment_replies
 from waifugen_assets.comments.jobs import comment_poll_job, comment_replies_job
 from waifugen_assets.core.config import get_settings
@@ -35,6 +43,7 @@ from waifugen_assets.engagement.schedules import engagement_schedule
 from waifugen_assets.milestones.assets import character_phases
 from waifugen_assets.milestones.jobs import phases_job
 from waifugen_assets.milestones.schedules import character_phases_schedule
+from waifugen_assets.money.assets import credit_ledger
 from waifugen_assets.pipeline.catalog import with_code_references
 from waifugen_assets.planning.assets import reel_plans
 from waifugen_assets.planning.jobs import plan_job, weekly_premium_job
@@ -43,9 +52,9 @@ from waifugen_assets.publishing.assets import social_posts
 from waifugen_assets.publishing.jobs import daily_content_job, publish_job
 from waifugen_assets.rendering.assets import reels
 from waifugen_assets.rendering.jobs import render_job
-from waifugen_assets.reporting.assets import daily_status
-from waifugen_assets.reporting.jobs import status_job
-from waifugen_assets.reporting.schedules import daily_status_schedule
+from waifugen_assets.reporting.assets import daily_report, daily_status
+from waifugen_assets.reporting.jobs import daily_report_job, status_job
+from waifugen_assets.reporting.schedules import daily_report_schedule, daily_status_schedule
 from waifugen_assets.roster.assets import characters
 from waifugen_assets.roster.jobs import roster_job
 from waifugen_assets.subscribers.assets import dm_messages
@@ -55,15 +64,19 @@ from waifugen_assets.videos.assets import branded_videos, stored_videos
 
 def build_defs() -> dg.Definitions:
     return dg.Definitions(
-        assets=with_code_references([characters, reel_plans, reels, stored_videos,
-                                     branded_videos, social_posts, engagement_metrics,
-                                     comment_replies, character_phases, dm_messages,
-                                     daily_status]),
+        assets=[*with_code_references([characters, reel_plans, reels, stored_videos,
+                                       branded_videos, social_posts, engagement_metrics,
+                                       comment_replies, character_phases, dm_messages,
+                                       credit_ledger, daily_status, daily_report]),
+                # dbt's: their code is the dbt project (dbt_analytics/).
+                analytics_staging, analytics_daily, analytics_tables],
         jobs=[roster_job, plan_job, render_job, publish_job, daily_content_job,
               weekly_premium_job, subscriber_dms_job, subscriber_poll_job, status_job,
-              engagement_job, phases_job, comment_replies_job, comment_poll_job],
+              engagement_job, phases_job, comment_replies_job, comment_poll_job,
+              analytics_tables_job, daily_report_job],
         schedules=[daily_plans_schedule, weekly_premium_schedule, daily_status_schedule,
-                   engagement_schedule, character_phases_schedule],
+                   engagement_schedule, character_phases_schedule, analytics_tables_schedule,
+                   daily_report_schedule],
         sensors=[roster_sensor, generation_sensor, posting_sensor, dm_sensor, status_sensor,
                  comments_sensor],
         resources={
@@ -79,6 +92,7 @@ def build_defs() -> dg.Definitions:
             "instagram": InstagramResource(),
             "youtube": YouTubeResource(),
             "fanvue": FanvueResource(),
+            "dbt": dbt_resource(),
         },
     )
 

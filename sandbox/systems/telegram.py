@@ -1,8 +1,9 @@
 """Telegram Bot API: `/bot<token>/<method>`, many bots, subscribers, updates and webhooks.
 
-Methods: getMe, sendMessage, getUpdates, setWebhook, deleteWebhook, getWebhookInfo, with the
-`{"ok": true, "result": ...}` / `{"ok": false, "error_code", "description", "parameters"?}`
-envelope. Parameters may come as query string, form or JSON, as Telegram accepts all three.
+Methods: getMe, sendMessage, sendPhoto, sendDocument, editMessageText, editMessageCaption,
+getUpdates, setWebhook, deleteWebhook, getWebhookInfo, with the `{"ok": true, "result": ...}`
+/ `{"ok": false, "error_code", "description", "parameters"?}` envelope. Parameters may come as
+query string, form, multipart/form-data or JSON, as Telegram accepts all of them.
 Contract: docs/subscriber-channels.md (Telegram), PROTOCOLS.md section 4.
 
 Bots. The operators' alerts bot (SANDBOX_BOT_TOKEN) is registered in the state; besides it,
@@ -12,12 +13,48 @@ waifugen_assets.core.sandbox_world, the facts both sides know) is a bot with use
 Bots are identified by id, so the slug and the @handle of a character name one bot.
 
 Strict where the real API is: unknown chats 400 "chat not found"; users who exist but never
-started this bot 403 "can't initiate conversation"; users who blocked it 403; text 1-4096
-UTF-16 units; MarkdownV2 reserved characters must be escaped; getUpdates is 409 while a
-webhook is set; setWebhook wants an https URL on port 443, 80, 88 or 8443 (sandbox: http to a
-loopback host is accepted too) and a secret_token of 1-256 [A-Za-z0-9_-]. Rate limits, each
-a 429 with `parameters.retry_after`: 30 messages a second per bot; per private chat 1 a second
-with bursts of up to 3 (a token bucket); 20 a minute per group/supergroup chat.
+started this bot 403 "can't initiate conversation"; users who blocked it 403; getUpdates is
+409 while a webhook is set; setWebhook wants an https URL on port 443, 80, 88 or 8443
+(sandbox: http to a loopback host is accepted too) and a secret_token of 1-256
+[A-Za-z0-9_-]. Rate limits, each a 429 with `parameters.retry_after`: 30 messages a second
+per bot; per private chat 1 a second with bursts of up to 3 (a token bucket); 20 a minute per
+group/supergroup chat. Strings that are not valid UTF-8 (a lone surrogate): 400 "strings must
+be encoded in UTF-8". Message dates follow the sandbox clock.
+
+Formatting (telegram_entities, a port of tdlib's parsers): parse_mode is HTML, MarkdownV2 or
+Markdown (any case), else 400 "unsupported parse_mode". Markup Telegram refuses is 400
+"can't parse entities: <tdlib's words, with UTF-8 byte offsets>" (an HTML tag outside b,
+strong, i, em, u, ins, s, strike, del, span class="tg-spoiler", tg-spoiler, a, code, pre,
+blockquote; an unclosed or unmatched tag; an unescaped MarkdownV2 reserved character...).
+Entities &lt; &gt; &amp; &quot; and numeric ones decode; any other & stays as typed. Lengths
+count UTF-16 units of the text AFTER entity parsing: text 1-4096 ("message text is empty",
+"message is too long"), caption 0-1024 ("message caption is too long"). A Message carries the
+parsed text or caption plus `entities` / `caption_entities` when there are any.
+
+sendPhoto / sendDocument (chat_id, photo | document, caption?, parse_mode?,
+disable_notification?): the file is a multipart upload, a file_id this bot got before (a
+document's id as a photo: "type of file mismatch"; unknown: "wrong file identifier/HTTP URL
+specified") or an http(s) URL (never fetched: a photo gets one 0x0 PhotoSize, a document the
+URL's last path segment as its name). Missing: "there is no photo in the request"; empty:
+"file must be non-empty"; over 50 MB: 413 "Request Entity Too Large". A photo upload must be
+at most 10 MB ("PHOTO_SAVE_FILE_INVALID"), a decodable PNG (chunk CRCs, IDAT inflating to
+exactly the rows of IHDR) or JPEG (its SOF header) ("IMAGE_PROCESS_FAILED"), with width +
+height <= 10000 and sides at most 20:1 ("PHOTO_INVALID_DIMENSIONS"); every one a 400 "Bad
+Request: ...". The Message's `photo` lists PhotoSizes smallest first (thumbnails of 90, 320,
+800, 1280 px on the longest side below the image's, then the image capped at 2560 px); the
+last has the upload's file_size, the thumbnails an area-proportional estimate. `document` has
+file_id, file_unique_id, file_name, mime_type (the part's content type, else guessed from
+the name), file_size. Same chat checks and rate limits as sendMessage; message ids are one
+sequence per bot and chat, shared by texts, files and the user's own messages.
+
+editMessageText / editMessageCaption (chat_id, message_id, text | caption, parse_mode?): edit
+a message this bot sent to that chat and answer the edited Message (with edit_date). Content
+equal after parsing (text and entities) -> 400 "message is not modified: specified new
+message content and reply markup are exactly the same as a current content and reply markup
+of the message"; an id nobody in the chat has used -> "message to edit not found"; an id
+of the user's message -> "message can't be edited"; editMessageCaption on a text -> "there is
+no caption in the message to edit"; editMessageText on a photo or document -> "there is no
+text in the message to edit". Edits are not rate limited here.
 
 Updates: each bot has a queue with increasing update_id. getUpdates returns up to `limit`
 (1..100) from `offset`; an offset above an update_id confirms (drops) that update, a negative
@@ -39,7 +76,12 @@ Controls (below `/telegram/_control`; a bot is named by "bot" (username) or "tok
   with X-Telegram-Bot-Api-Secret-Token; 2xx drops an update, anything else stops the round
   and is reported by getWebhookInfo. -> {delivered, failed, pending}.
 - `POST chats {"chat_id", "type"?, "started"?, "blocked"?, "bot"?}` sets a chat directly
-  (default bot: the alerts bot). `GET sent?bot=&chat_id=` lists messages bots sent.
+  (default bot: the alerts bot).
+- `GET sent?bot=&chat_id=` lists messages bots sent (edits applied), by bot, chat and id: each
+  the Message plus `kind` (text | photo | document) and `parse_mode`; files add `caption`,
+  `source` (upload | file_id | url), `file_size` and `sha256` of the uploaded bytes,
+  `disable_notification`, and `width`, `height`, `format` (png | jpeg) for photos or
+  `file_name`, `mime_type` for documents. Nothing but this metadata is kept of a file.
 `at` is unix seconds or ISO 8601; without it an update carries the current time.
 """
 
@@ -47,9 +89,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import hashlib
 import ipaddress
 import json
 import math
+import mimetypes
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -58,12 +102,24 @@ from urllib.parse import urlsplit
 
 import httpx
 from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sandbox.control import BadControlBody, read_control_body
 from sandbox.system import System, SystemContext
+from sandbox.systems.telegram_entities import PARSE_MODES, EntityError, Formatted, parse
+from sandbox.systems.telegram_files import (
+    MAX_DOCUMENT_BYTES,
+    MAX_PHOTO_BYTES,
+    Image,
+    ImageError,
+    dimensions_ok,
+    file_ids,
+    photo_sizes,
+    read_image,
+)
 from waifugen_assets.core.sandbox_world import SANDBOX_ALERT_CHAT_ID as SANDBOX_ALERT_CHAT
 from waifugen_assets.core.sandbox_world import (
     SANDBOX_BOT_TOKEN,
@@ -75,6 +131,9 @@ SANDBOX_BOT = {"id": 7000000001, "is_bot": True, "first_name": "waifugen alerts"
                "username": "waifugen_alerts_bot"}
 SANDBOX_ALERT_CHAT_ID = int(SANDBOX_ALERT_CHAT)
 MAX_TEXT = 4096
+MAX_CAPTION = 1024
+NOT_MODIFIED = ("message is not modified: specified new message content and reply markup are "
+                "exactly the same as a current content and reply markup of the message")
 PRIVATE_BURST = 3  # a private chat's bucket: 3 messages at once, refilled 1 a second
 PRIVATE_PER_SECOND = 1.0
 GROUP_PER_MINUTE = 20
@@ -85,7 +144,6 @@ DEFAULT_EXCLUDED_UPDATES = frozenset({"chat_member", "message_reaction",
                                       "message_reaction_count"})
 WEBHOOK_CONFLICT = ("Conflict: can't use getUpdates method while webhook is active; use "
                     "deleteWebhook to delete the webhook first")
-_MDV2_RESERVED = re.compile(r"(?<!\\)[_*\[\]()~`>#+\-=|{}.!]")
 _TOKEN = re.compile(r"(\d+):AAsandbox_([A-Za-z0-9_-]{1,64})")
 _PAYLOAD = re.compile(r"[A-Za-z0-9_-]{1,64}")  # deep-link start parameter alphabet
 SECRET_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,256}")  # setWebhook's secret_token alphabet
@@ -98,9 +156,10 @@ _TIPS = (50, 100, 250, 500)
 
 
 class _ApiError(Exception):
-    def __init__(self, status: int, description: str) -> None:
+    def __init__(self, status: int, description: str,
+                 retry_after: float | None = None) -> None:
         super().__init__(description)
-        self.status, self.description = status, description
+        self.status, self.description, self.retry_after = status, description, retry_after
 
 
 def _bad(description: str) -> _ApiError:
@@ -260,20 +319,83 @@ def _when(body: dict[str, Any]) -> int:
     return _unix(body["at"]) if body.get("at") is not None else int(time.time())
 
 
-def _check_text(params: dict[str, Any]) -> str:
-    """sendMessage's text, checked as Telegram does (length, parse_mode, MarkdownV2)."""
+def _parse_mode(params: dict[str, Any]) -> str | None:
+    mode = params.get("parse_mode")
+    if mode in (None, ""):
+        return None
+    if not isinstance(mode, str) or mode.lower() not in (m.lower() for m in PARSE_MODES):
+        raise _bad("unsupported parse_mode")
+    return mode
+
+
+def _formatted(text: str, mode: str | None) -> Formatted:
+    """The text as Telegram keeps it, or the 400 it answers for bad markup."""
+    try:
+        return parse(text, mode)
+    except EntityError as exc:
+        raise _bad(f"can't parse entities: {exc}") from None
+    except UnicodeEncodeError:
+        raise _bad("strings must be encoded in UTF-8") from None
+
+
+def _check_text(params: dict[str, Any]) -> tuple[Formatted, str | None]:
+    """A message text checked as Telegram does: parse_mode, markup, then 1-4096 UTF-16 units
+    of what is left after entity parsing."""
     text = params.get("text")
     if not isinstance(text, str) or not text.strip():
         raise _bad("message text is empty")
-    if utf16_length(text) > MAX_TEXT:
+    mode = _parse_mode(params)
+    formatted = _formatted(text, mode)
+    if not formatted.text.strip():
+        raise _bad("message text is empty")
+    if utf16_length(formatted.text) > MAX_TEXT:
         raise _bad("message is too long")
-    mode = params.get("parse_mode")
-    if mode not in (None, "", "MarkdownV2", "HTML", "Markdown"):
-        raise _bad(f"unsupported parse_mode {mode!r}")
-    if mode == "MarkdownV2" and (m := _MDV2_RESERVED.search(text)):
-        raise _bad(f"can't parse entities: Character '{m.group()}' is reserved and must "
-                   "be escaped with the preceding '\\'")
-    return text
+    return formatted, mode
+
+
+def _check_caption(params: dict[str, Any]) -> tuple[Formatted, str | None]:
+    """A caption: optional, 0-1024 UTF-16 units after entity parsing."""
+    mode = _parse_mode(params)
+    caption = params.get("caption")
+    if caption in (None, ""):
+        return Formatted(""), mode
+    formatted = _formatted(str(caption), mode)
+    if utf16_length(formatted.text) > MAX_CAPTION:
+        raise _bad("message caption is too long")
+    return formatted, mode
+
+
+def _chat_id(params: dict[str, Any]) -> str:
+    chat_id = params.get("chat_id")
+    if chat_id in (None, ""):
+        raise _bad("chat_id is empty")
+    return str(chat_id)
+
+
+def _kind(record: dict[str, Any]) -> str:
+    """text | photo | document: what a stored message is (records from before media too)."""
+    meta = record.get("_sandbox") or {}
+    return meta.get("kind") or next((k for k in ("photo", "document") if k in record), "text")
+
+
+def _public(record: dict[str, Any]) -> dict[str, Any]:
+    """The Message object the Bot API shows: the stored record without sandbox bookkeeping."""
+    return {k: v for k, v in record.items() if k != "_sandbox"}
+
+
+def _listed(record: dict[str, Any]) -> dict[str, Any]:
+    """A `sent` listing entry: the Message plus kind, parse_mode and, for files, their facts."""
+    meta = {"kind": _kind(record), "parse_mode": None, **(record.get("_sandbox") or {})}
+    entry = {**_public(record), **meta}
+    if meta["kind"] != "text":
+        entry.setdefault("caption", None)
+    return entry
+
+
+def _mime_type(name: str, declared: str | None) -> str:
+    if declared and declared != "application/octet-stream":
+        return declared
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
 
 
 def _check_webhook_url(url: str) -> None:
@@ -580,6 +702,11 @@ class TelegramSystem:
                 return _ok(bot)
             if name == "sendMessage":
                 return self.send_message(bot, params)
+            if name in ("sendPhoto", "sendDocument"):
+                return await self.send_file(bot, params, name.removeprefix("send").lower())
+            if name in ("editMessageText", "editMessageCaption"):
+                field = "text" if name == "editMessageText" else "caption"
+                return self.edit_message(bot, params, field)
             if name == "getUpdates":
                 return await self.get_updates(bot, params)
             if name == "setWebhook":
@@ -589,15 +716,23 @@ class TelegramSystem:
             if name == "getWebhookInfo":
                 return self.webhook_info(bot)
         except _ApiError as exc:
-            return _error(exc.status, exc.description)
+            return _error(exc.status, exc.description, exc.retry_after)
         return _error(404, "Not Found")
 
+    def now(self) -> int:
+        return int(self.ctx.clock())
+
     def send_message(self, bot: dict[str, Any], params: dict[str, Any]) -> Response:
-        chat_id = params.get("chat_id")
-        if chat_id in (None, ""):
-            raise _bad("chat_id is empty")
-        text = _check_text(params)
-        chat_id = str(chat_id)
+        chat_id = _chat_id(params)
+        formatted, mode = _check_text(params)
+        chat = self.reachable_chat(bot, chat_id)
+        message = self.new_message(bot, chat_id, chat, text=formatted.text)
+        if formatted.entities:
+            message["entities"] = formatted.entities
+        return _ok(self.store_message(bot, chat_id, message, {"kind": "text", "parse_mode": mode}))
+
+    def reachable_chat(self, bot: dict[str, Any], chat_id: str) -> dict[str, Any]:
+        """The chat a new message goes to, after Telegram's checks and rate limits."""
         chat = self.state.get(self.chat_key(bot["id"], chat_id))
         if chat is None:
             known_user = chat_id.isdigit() and self.user_record(int(chat_id)) is not None
@@ -605,18 +740,168 @@ class TelegramSystem:
                 raise _bad("chat not found")
             chat = {"type": "private", "started": False}
         if chat.get("blocked"):
-            return _error(403, "Forbidden: bot was blocked by the user")
+            raise _ApiError(403, "Forbidden: bot was blocked by the user")
         if not chat.get("started"):
-            return _error(403, "Forbidden: bot can't initiate conversation with a user")
-        chat_type = chat.get("type", "private")
-        wait = self.throttle.take(bot["id"], chat_id, chat_type != "private")
+            raise _ApiError(403, "Forbidden: bot can't initiate conversation with a user")
+        wait = self.throttle.take(bot["id"], chat_id, chat.get("type", "private") != "private")
         if wait is not None:
-            return error_response(429, "", wait)
-        message_id = self.next_message_id(bot["id"], chat_id)
-        message = {"message_id": message_id, "date": int(time.time()),
-                   "chat": self.described_chat(chat_id, chat), "from": bot, "text": text}
-        self.state.put(f"sent:{bot['id']}:{chat_id}:{message_id:08d}", message)
-        return _ok(message)
+            raise _ApiError(429, f"Too Many Requests: retry after {math.ceil(wait)}", wait)
+        return chat
+
+    def new_message(self, bot: dict[str, Any], chat_id: str, chat: dict[str, Any],
+                    **content: Any) -> dict[str, Any]:
+        """A Message from `bot` with the chat's next message id (sequential per bot and chat)."""
+        return {"message_id": self.next_message_id(bot["id"], chat_id), "date": self.now(),
+                "chat": self.described_chat(chat_id, chat), "from": bot, **content}
+
+    def store_message(self, bot: dict[str, Any], chat_id: str, message: dict[str, Any],
+                      meta: dict[str, Any]) -> dict[str, Any]:
+        """Keep a sent message (with what only the `sent` listing shows); its public form."""
+        key = f"sent:{bot['id']}:{chat_id}:{message['message_id']:08d}"
+        self.state.put(key, {**message, "_sandbox": meta})
+        return message
+
+    # --- sendPhoto, sendDocument -------------------------------------------------------------
+
+    async def send_file(self, bot: dict[str, Any], params: dict[str, Any],
+                        kind: str) -> Response:
+        chat_id = _chat_id(params)
+        caption, mode = _check_caption(params)
+        media, meta = await self.media(bot, params, kind)
+        chat = self.reachable_chat(bot, chat_id)
+        message = self.new_message(bot, chat_id, chat, **{kind: media})
+        if caption.text:
+            message["caption"] = caption.text
+        if caption.entities:
+            message["caption_entities"] = caption.entities
+        meta = {"kind": kind, "parse_mode": mode, **meta,
+                "disable_notification": _flag(params.get("disable_notification"))}
+        return _ok(self.store_message(bot, chat_id, message, meta))
+
+    async def media(self, bot: dict[str, Any], params: dict[str, Any],
+                    kind: str) -> tuple[Any, dict[str, Any]]:
+        """(the Message's `photo` list or `document`, the listing's facts) for `params[kind]`:
+        an upload, a file_id this bot has seen, or an http(s) URL."""
+        value = params.get(kind)
+        if isinstance(value, UploadFile):
+            data = await value.read()
+            if not data:
+                raise _bad("file must be non-empty")
+            if len(data) > MAX_DOCUMENT_BYTES:
+                raise _ApiError(413, "Request Entity Too Large")
+            if kind == "photo":
+                return self.uploaded_photo(bot, data)
+            return self.uploaded_document(bot, data, value.filename or "document",
+                                          value.content_type)
+        if isinstance(value, str) and value.startswith(("https://", "http://")):
+            return self.linked_file(bot, kind, value)
+        if isinstance(value, str) and value:
+            record = self.state.get(f"file:{bot['id']}:{value}")
+            if record is None:
+                raise _bad("wrong file identifier/HTTP URL specified")
+            if record["kind"] != kind:
+                raise _bad("type of file mismatch")
+            return record["media"], {**record["meta"], "source": "file_id"}
+        raise _bad(f"there is no {kind} in the request")
+
+    def uploaded_photo(self, bot: dict[str, Any], data: bytes) -> tuple[Any, dict[str, Any]]:
+        if len(data) > MAX_PHOTO_BYTES:
+            raise _bad("PHOTO_SAVE_FILE_INVALID")
+
+        def check(image: Image) -> None:
+            if not dimensions_ok(image.width, image.height):
+                raise _bad("PHOTO_INVALID_DIMENSIONS")
+
+        try:
+            image = read_image(data, on_header=check)
+        except ImageError:
+            raise _bad("IMAGE_PROCESS_FAILED") from None
+        sha = hashlib.sha256(data).hexdigest()
+        area = image.width * image.height
+        photo = []
+        for letter, width, height in photo_sizes(image.width, image.height):
+            file_id, unique = file_ids(bot["id"], "photo", sha, letter)
+            # Telegram re-encodes every size; the largest carries the upload's byte count and
+            # the thumbnails an estimate in proportion to their area.
+            size = len(data) if letter == "w" else max(1, len(data) * width * height // area)
+            photo.append({"file_id": file_id, "file_unique_id": unique, "file_size": size,
+                          "width": width, "height": height})
+        meta = {"source": "upload", "file_size": len(data), "sha256": sha,
+                "width": image.width, "height": image.height, "format": image.format}
+        self.remember_file(bot, "photo", [p["file_id"] for p in photo], photo, meta)
+        return photo, meta
+
+    def uploaded_document(self, bot: dict[str, Any], data: bytes, name: str,
+                          declared: str | None) -> tuple[Any, dict[str, Any]]:
+        sha = hashlib.sha256(data).hexdigest()
+        file_id, unique = file_ids(bot["id"], "document", sha, name)
+        document = {"file_name": name, "mime_type": _mime_type(name, declared),
+                    "file_id": file_id, "file_unique_id": unique, "file_size": len(data)}
+        meta = {"source": "upload", "file_size": len(data), "sha256": sha, "file_name": name,
+                "mime_type": document["mime_type"]}
+        self.remember_file(bot, "document", [file_id], document, meta)
+        return document, meta
+
+    def linked_file(self, bot: dict[str, Any], kind: str,
+                    url: str) -> tuple[Any, dict[str, Any]]:
+        """A file Telegram would download from `url`. The sandbox never calls out, so it
+        knows no bytes: one 0x0 PhotoSize, or a document named after the URL's last segment."""
+        key = hashlib.sha256(url.encode()).hexdigest()
+        file_id, unique = file_ids(bot["id"], kind, key, "url")
+        meta = {"source": "url", "url": url, "file_size": None, "sha256": None}
+        if kind == "photo":
+            return [{"file_id": file_id, "file_unique_id": unique, "width": 0,
+                     "height": 0}], {**meta, "width": 0, "height": 0}
+        name = urlsplit(url).path.rsplit("/", 1)[-1] or "document"
+        document = {"file_name": name, "mime_type": _mime_type(name, None),
+                    "file_id": file_id, "file_unique_id": unique}
+        return document, {**meta, "file_name": name, "mime_type": document["mime_type"]}
+
+    def remember_file(self, bot: dict[str, Any], kind: str, ids: list[str], media: Any,
+                      meta: dict[str, Any]) -> None:
+        """Each file id can be sent again by this bot (metadata only: no bytes are kept)."""
+        record = {"kind": kind, "media": media, "meta": meta}
+        self.state.put_many({f"file:{bot['id']}:{file_id}": record for file_id in ids})
+
+    # --- editMessageText, editMessageCaption ---------------------------------------------------
+
+    def edit_message(self, bot: dict[str, Any], params: dict[str, Any], field: str) -> Response:
+        """Replace the text (field "text") or caption of a message this bot sent."""
+        chat_id = _chat_id(params)
+        message_id = _int(params, "message_id")
+        if message_id is None:
+            raise _bad("message identifier is not specified")
+        formatted, mode = _check_text(params) if field == "text" else _check_caption(params)
+        chat = self.state.get(self.chat_key(bot["id"], chat_id))
+        if chat is None:
+            raise _bad("chat not found")
+        if chat.get("blocked"):
+            raise _ApiError(403, "Forbidden: bot was blocked by the user")
+        key = f"sent:{bot['id']}:{chat_id}:{message_id:08d}"
+        record = self.state.get(key)
+        if record is None:
+            # Ids are sequential per bot and chat: a taken id that is not ours is the user's.
+            last = self.state.get(f"_counter/message:{bot['id']}:{chat_id}", 0)
+            raise _bad("message can't be edited" if 1 <= message_id <= last
+                       else "message to edit not found")
+        kind = _kind(record)
+        if field == "text" and kind != "text":
+            raise _bad("there is no text in the message to edit")
+        if field == "caption" and kind == "text":
+            raise _bad("there is no caption in the message to edit")
+        entities = "entities" if field == "text" else "caption_entities"
+        if (record.get(field) or "", record.get(entities) or []) == (formatted.text,
+                                                                     formatted.entities):
+            raise _bad(NOT_MODIFIED)
+        edited = {k: v for k, v in record.items() if k not in (field, entities)}
+        if formatted.text:
+            edited[field] = formatted.text
+        if formatted.entities:
+            edited[entities] = formatted.entities
+        edited["edit_date"] = self.now()
+        edited["_sandbox"] = {**(record.get("_sandbox") or {"kind": kind}), "parse_mode": mode}
+        self.state.put(key, edited)
+        return _ok(_public(edited))
 
     def described_chat(self, chat_id: str, chat: dict[str, Any]) -> dict[str, Any]:
         """A sent message's `chat`: the user's private chat, or the stored chat's id/type."""
@@ -797,7 +1082,7 @@ class TelegramSystem:
                 bot_id = self.bot_for_control({"bot": request.query_params["bot"]})["id"]
             except _ApiError as exc:
                 return _control_error(exc)
-        messages = [m for m in self.state.list_prefix("sent:").values()
+        messages = [_listed(m) for m in self.state.list_prefix("sent:").values()
                     if (not chat_id or str(m["chat"]["id"]) == chat_id)
                     and (bot_id is None or m["from"]["id"] == bot_id)]
         return JSONResponse(messages)

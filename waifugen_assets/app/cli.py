@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from waifugen_assets.app.cli_analysts import analysts
 from waifugen_assets.app.cli_comments import comments
 from waifugen_assets.app.cli_common import (
     DATE,
@@ -25,6 +26,9 @@ from waifugen_assets.app.cli_common import (
     port_option,
 )
 from waifugen_assets.app.cli_engagement import engagement
+from waifugen_assets.app.cli_report import report
+from waifugen_assets.app.cli_sandbox import sandbox
+from waifugen_assets.app.cli_slots import slots
 from waifugen_assets.app.cli_subscribers import dms, subscribers, webhooks
 from waifugen_assets.core import redaction
 from waifugen_assets.core.config import SANDBOX_DEFAULT_PORT, ConfigError, get_settings
@@ -283,12 +287,24 @@ def run_cmd(day: dt.datetime | None, characters: tuple[str, ...], publish: str |
 
         for line in refresh_daily_status(defs, instance, days, {PID_TAG: str(os.getpid())}):
             click.echo(redaction.redact(f"warning: {line}"), err=True)
+        # The UTC day's ledger, marts and report, as the 00:10 schedule makes them; the
+        # sandbox's operators' chat gets the report (once a day), production's only from
+        # the schedule, for the day before.
+        from waifugen_assets.app.analytics_run import run_analytics
+
+        report_day = day.date() if day else _today()
+        analytics = run_analytics(defs, instance, report_day, send_report=sandbox,
+                                  tags={"waifugen/trigger": "cli", PID_TAG: str(os.getpid())},
+                                  log_dir=stack.settings.home / "logs")
+        for line in analytics.failures:
+            click.echo(redaction.redact(f"warning: analytics: {line}"), err=True)
         _print_status(stack.database_url, day.date() if day else None, chosen, as_json=False,
                       days=days)
         if stack.sandbox_url:  # what the sandbox platforms hold, counted there
             from waifugen_assets.app.status import sandbox_summary
 
             click.echo(sandbox_summary(stack.sandbox_url, _today()))
+        click.echo(redaction.redact(analytics.summary(engine)))
         failed = [r for r in results if r.failures]
         click.echo(f"\n{len(results)} character day(s) run, {len(failed)} failed "
                    f"(publish: {mode.when}{', late slots too' if mode.post_late else ''}); "
@@ -297,7 +313,7 @@ def run_cmd(day: dt.datetime | None, characters: tuple[str, ...], publish: str |
     for r in failed:
         click.echo(redaction.redact(f"{r.character_id} {r.date}: " + "; ".join(r.failures)),
                    err=True)
-    if failed:
+    if failed or analytics.failures:
         sys.exit(1)
 
 
@@ -380,62 +396,6 @@ def status_cmd(day: dt.datetime | None, as_json: bool) -> None:
     _print_status(_migrated_url(), day.date() if day else None, None, as_json)
 
 
-@main.group()
-def sandbox() -> None:
-    """Local stand-ins for every outside API."""
-
-
-@sandbox.command("serve")
-@click.option("--port", default=SANDBOX_DEFAULT_PORT, show_default=True, callback=port_option)
-@click.option("--state", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="State directory (default: WAIFUGEN_HOME/sandbox).")
-@click.option("--seed", default=None, type=int, help="Seed for deterministic behaviour.")
-def sandbox_serve(port: int, state: Path | None, seed: int | None) -> None:
-    """Serve every sandbox system on 127.0.0.1:PORT until interrupted."""
-    from sandbox.server import serve
-    from waifugen_assets.app.local_stack import SANDBOX_SEED
-
-    settings = get_settings()
-    serve(host="127.0.0.1", port=port, state_dir=state or settings.sandbox_state,
-          seed=SANDBOX_SEED if seed is None else seed)
-
-
-@sandbox.command("published")
-@click.option("--url", default=None, help="A running sandbox (default: WAIFUGEN_SANDBOX_URL, "
-              "else the state directory is opened here).")
-@click.option("--state", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="State directory (default: WAIFUGEN_HOME/sandbox).")
-@click.option("--json", "as_json", is_flag=True, help="Every post, machine-readable.")
-def sandbox_published(url: str | None, state: Path | None, as_json: bool) -> None:
-    """What the TikTok, Instagram and YouTube sandboxes published: posts per platform, reels
-    posted twice, AI-disclosure flags."""
-    import httpx
-
-    from sandbox.published import as_dicts, published, render, summarize
-    from sandbox.server import SandboxServer
-    from waifugen_assets.app.local_stack import SANDBOX_SEED, one_line
-    from waifugen_assets.app.processes import home_sandbox_url
-
-    settings = get_settings()
-    base = url or os.environ.get("WAIFUGEN_SANDBOX_URL") or home_sandbox_url(settings.home)
-    if base:
-        try:
-            posts = published(base)
-        except (httpx.HTTPError, ValueError) as exc:  # closed port, not a sandbox, bad URL
-            _fail(one_line(f"cannot read the sandbox at {base}: {str(exc) or type(exc).__name__}"))
-    else:
-        where = state or settings.sandbox_state
-        if not Path(where).is_dir():
-            _fail(f"no sandbox state at {where} (run `make run` first, or pass --url)")
-        with SandboxServer(Path(where), seed=SANDBOX_SEED) as server:
-            posts = published(server.url)
-    if as_json:
-        click.echo(json.dumps({"summary": summarize(posts, _today()), "posts": as_dicts(posts)},
-                              indent=2))
-    else:
-        click.echo(render(summarize(posts, _today())))
-
-
 @main.command("dev")
 @click.option("--port", default=3000, show_default=True, callback=port_option,
               help="Dagster UI port.")
@@ -486,7 +446,8 @@ def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
-for _group in (webhooks, subscribers, dms, engagement, comments):
+for _group in (webhooks, subscribers, dms, engagement, comments, analysts, sandbox, slots,
+               report):
     main.add_command(_group)
 
 if __name__ == "__main__":

@@ -95,6 +95,11 @@ def local_stack(sandbox_port: int | None = None) -> Iterator[Stack]:
     if settings.database_url:
         database_url = resolve_database_url(settings)
         check_connection(database_url)
+    # The code location loads the dbt manifest; a checkout whose dbt files changed since
+    # `make setup` is parsed again here (seconds, no database) instead of failing to load.
+    from waifugen_assets.analytics.project import ensure_manifest
+
+    ensure_manifest()
     with contextlib.ExitStack() as stack:
         sandbox_url = None
         if settings.is_sandbox:

@@ -77,9 +77,11 @@ def sandbox_summary(url: str, today: dt.date) -> str:
     on an account shows), and the comment replies sent through their APIs."""
     from sandbox.published import (
         comment_replies,
+        operator_reports,
         published,
         render,
         render_replies,
+        render_reports,
         summarize,
     )
 
@@ -88,4 +90,6 @@ def sandbox_summary(url: str, today: dt.date) -> str:
         "on an account):", render(summarize(published(url), today)),
         "", "Comment replies on the sandbox platforms (twice = a comment answered more than "
         "once; unsafe/own = a sexual, minors or own comment answered):",
-        render_replies(comment_replies(url))])
+        render_replies(comment_replies(url)),
+        "", "Daily reports in the operators' Telegram chat (one photo and one message a day):",
+        render_reports(operator_reports(url))])

@@ -58,12 +58,13 @@ def send_pending(engine: sa.Engine, send: Callable[[str], Any] | None,
                 if conn.scalar(sa.select(a.c.sent_at).where(a.c.id == alert.id)) is not None:
                     continue
             try:
-                send(alert.text)
+                message_id = send(alert.text)
             except Exception as exc:  # an alert never fails the run; retried by the next one
                 log.warning("alert %s not sent: %s", alert.id, exc)
                 continue
             with engine.begin() as conn:
-                conn.execute(sa.update(a).where(a.c.id == alert.id)
-                             .values(sent_at=sa.func.now()))
+                conn.execute(sa.update(a).where(a.c.id == alert.id).values(
+                    sent_at=sa.func.now(),
+                    remote_message_id=message_id if isinstance(message_id, int) else None))
             sent += 1
     return f"{sent} sent, {len(pending) - sent} queued or sent by another run"

@@ -15,6 +15,7 @@ import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
@@ -131,6 +132,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("WAIFUGEN_LAUNCH_DATE", "first day of the date partitions (YYYY-MM-DD): the day "
             "the roster started; earlier days do not exist in Dagster",
             default=DEFAULT_LAUNCH_DATE),
+    # Money (analytics and the daily report; docs/analytics.md).
+    Setting("ACCOUNTING_CURRENCY", "ISO 4217 currency of costs and margins (revenue in other "
+            "currencies is reported per currency, never converted)", default="USD"),
+    Setting("A2E_CREDIT_PRICE_CENTS", "what one A2E credit costs, in cents of "
+            "ACCOUNTING_CURRENCY (a decimal)", default="1"),
+    Setting("RUNPOD_CENTS_PER_SECOND", "what one second of the RunPod fallback worker costs, "
+            "in cents of ACCOUNTING_CURRENCY (a decimal)", default="0.05"),
+    Setting("COST_PER_REEL_TARGET_CREDITS", "target A2E credits per generated reel "
+            "(cost_per_reel compares the actual with it)", default="40"),
+    Setting("CREDIT_RECONCILE_TOLERANCE_CREDITS", "A2E balance change the credit ledger may "
+            "leave unexplained in a day before its check warns", default="20"),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -160,6 +172,55 @@ def read_setting(name: str, environ: Mapping[str, str]) -> str | None:
 
 
 @dataclass(frozen=True)
+class Money:
+    """Prices and targets the ledger, the marts and the report compute costs with."""
+
+    currency: str = "USD"
+    credit_price_cents: Decimal = Decimal("1")  # one A2E credit, in cents of `currency`
+    runpod_cents_per_second: Decimal = Decimal("0.05")
+    target_credits_per_reel: int = 40
+    reconcile_tolerance_credits: int = 20
+
+    def dbt_vars(self) -> dict[str, str | int]:
+        """The same values as dbt vars (dbt_analytics/dbt_project.yml has these defaults)."""
+        return {"accounting_currency": self.currency,
+                "credit_price_cents": str(self.credit_price_cents),
+                "runpod_cents_per_second": str(self.runpod_cents_per_second),
+                "target_credits_per_reel": self.target_credits_per_reel}
+
+
+def _decimal(name: str, raw: str) -> Decimal:
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise ConfigError(f"{name}={raw!r}: expected a decimal number such as 0.5") from None
+    if not value.is_finite() or value < 0:
+        raise ConfigError(f"{name}={raw!r}: must be a finite number, 0 or more")
+    return value
+
+
+def _currency(name: str, raw: str) -> str:
+    if not re.fullmatch(r"[A-Z]{3}", raw):
+        raise ConfigError(f"{name}={raw!r}: expected an ISO 4217 code such as USD or EUR")
+    return raw
+
+
+def load_money(values: Mapping[str, str | None]) -> Money:
+    return Money(
+        currency=_currency("ACCOUNTING_CURRENCY", values.get("ACCOUNTING_CURRENCY") or "USD"),
+        credit_price_cents=_decimal("A2E_CREDIT_PRICE_CENTS",
+                                    values.get("A2E_CREDIT_PRICE_CENTS") or "1"),
+        runpod_cents_per_second=_decimal("RUNPOD_CENTS_PER_SECOND",
+                                         values.get("RUNPOD_CENTS_PER_SECOND") or "0.05"),
+        target_credits_per_reel=_positive_int(
+            "COST_PER_REEL_TARGET_CREDITS", values.get("COST_PER_REEL_TARGET_CREDITS") or "40"),
+        reconcile_tolerance_credits=_int(
+            "CREDIT_RECONCILE_TOLERANCE_CREDITS",
+            values.get("CREDIT_RECONCILE_TOLERANCE_CREDITS") or "20"),
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     mode: Mode
     home: Path
@@ -175,6 +236,7 @@ class Settings:
     a2e_render_seconds: float = 240.0
     publish_stale_after_hours: float = 3.0
     launch_date: dt.date = dt.date(2026, 11, 1)  # DEFAULT_LAUNCH_DATE
+    money: Money = field(default_factory=lambda: Money())
     env: dict[str, str | None] = field(default_factory=dict, repr=False, compare=False)
 
     def get(self, name: str, sandbox_default: str | None = None,
@@ -226,6 +288,11 @@ class Settings:
             "A2E_RENDER_SECONDS": f"{self.a2e_render_seconds:g}",
             "PUBLISH_STALE_AFTER_HOURS": f"{self.publish_stale_after_hours:g}",
             "WAIFUGEN_LAUNCH_DATE": self.launch_date.isoformat(),
+            "ACCOUNTING_CURRENCY": self.money.currency,
+            "A2E_CREDIT_PRICE_CENTS": str(self.money.credit_price_cents),
+            "RUNPOD_CENTS_PER_SECOND": str(self.money.runpod_cents_per_second),
+            "COST_PER_REEL_TARGET_CREDITS": str(self.money.target_credits_per_reel),
+            "CREDIT_RECONCILE_TOLERANCE_CREDITS": str(self.money.reconcile_tolerance_credits),
         }
         view = {}
         for spec in SETTINGS:
@@ -357,6 +424,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         publish_stale_after_hours=_float("PUBLISH_STALE_AFTER_HOURS",
                                          values["PUBLISH_STALE_AFTER_HOURS"] or "3"),
         launch_date=launch_date(env),
+        money=load_money(values),
         env=values,
     )
 

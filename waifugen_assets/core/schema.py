@@ -122,7 +122,14 @@ INBOUND_EVENT_TYPES = (
 )
 
 CREDIT_PROVIDERS = GENERATION_PROVIDERS
-LEDGER_KINDS = ("task_cost", "balance_snapshot", "adjustment")
+# top_up: credits bought, detected by the credit_ledger asset from a balance rise.
+LEDGER_KINDS = ("task_cost", "balance_snapshot", "adjustment", "top_up")
+# The daily Telegram report: a photo (the chart, its caption) and a message, each sent once.
+REPORT_PARTS = ("photo", "text")
+REPORT_MESSAGE_STATES = ("planned", "sending", "sent", "unknown", "failed")
+# The read-only PostgreSQL role of analysts (migration 0013): the marts, nothing else.
+ANALYST_ROLE = "waifugen_analyst"
+ANALYTICS_SCHEMA = "analytics"
 BUDGET_ALERT_THRESHOLDS = (50, 80, 100)
 
 # Everything whose quota we track: the platforms plus the paid generation APIs.
@@ -797,7 +804,9 @@ credit_ledger = sa.Table(
     metadata,
     _id(),
     sa.Column("provider", sa.Text, nullable=False),
-    # task_cost: credits a task consumed; balance_snapshot: the provider's remaining balance;
+    # task_cost: credits a task consumed; balance_snapshot: the provider's remaining balance
+    # (external_ref `balance:<date>`, one a day, refreshed by a rerun of that day);
+    # top_up: credits bought (external_ref `top_up:<date>`, detected from a balance rise);
     # adjustment: a manual correction (amount in credits, explained in note).
     sa.Column("kind", sa.Text, nullable=False),
     _fk("character_id", "characters.id", nullable=True),
@@ -807,6 +816,9 @@ credit_ledger = sa.Table(
     sa.Column("ledger_date", sa.Date, nullable=False),
     _ts("occurred_at", nullable=False, server_default=sa.func.now()),
     sa.Column("note", sa.Text, nullable=True),
+    # balance_snapshot only: credits the provider had already taken for tasks we had not
+    # costed yet (submitted, not finished) when the balance was read; reconciliation needs it.
+    sa.Column("in_flight_credits", sa.BigInteger, nullable=True),
     _created_at(),
     # A task's cost is recorded once, however often the run is retried.
     sa.UniqueConstraint("provider", "kind", "external_ref"),
@@ -814,7 +826,7 @@ credit_ledger = sa.Table(
     sa.Index(None, "reel_id"),
     _in("provider", CREDIT_PROVIDERS),
     _in("kind", LEDGER_KINDS),
-    *_nonneg("credits"),
+    *_nonneg("credits", "in_flight_credits"),
     sa.CheckConstraint("kind <> 'task_cost' OR external_ref IS NOT NULL",
                        name="task_cost_has_ref"),
 )
@@ -865,5 +877,37 @@ alerts = sa.Table(
     sa.Column("text", sa.Text, nullable=False),
     _created_at(),
     _ts("sent_at"),
+    # The operators' chat's id of the message, when the sender returned one: the daily
+    # report's reconciliation (reporting/report_send.py) must never edit an alert.
+    sa.Column("remote_message_id", sa.BigInteger, nullable=True),
     sa.UniqueConstraint("key", name="uq_alerts_key"),
+)
+
+# ---------------------------------------------------------------------------------------------
+# The daily report (waifugen_assets/reporting, docs/analytics.md)
+# ---------------------------------------------------------------------------------------------
+
+# The daily Telegram report's two messages: each row is the intent, written (state `sending`
+# committed) before its call; an answer lost on the way leaves `unknown`, which the next run
+# settles by asking Telegram (never by sending again).
+report_messages = sa.Table(
+    "report_messages",
+    metadata,
+    _id(),
+    sa.Column("report_date", sa.Date, nullable=False),
+    sa.Column("part", sa.Text, nullable=False),
+    sa.Column("chat_id", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False, server_default="planned"),
+    sa.Column("body", sa.Text, nullable=False),  # the HTML caption or message, as sent
+    sa.Column("remote_message_id", sa.BigInteger, nullable=True),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default=sa.text("0")),
+    sa.Column("error", sa.Text, nullable=True),
+    _created_at(),
+    _updated_at(),
+    _ts("sent_at"),
+    sa.UniqueConstraint("report_date", "part"),
+    _in("part", REPORT_PARTS),
+    _in("state", REPORT_MESSAGE_STATES),
+    *_nonneg("attempts"),
+    sa.CheckConstraint("state <> 'sent' OR sent_at IS NOT NULL", name="sent_has_time"),
 )

@@ -25,6 +25,7 @@ from waifugen_assets.core.redaction import redact
 
 CONTENT_TEAM = "team:content"
 SUBSCRIBERS_TEAM = "team:subscribers"
+ANALYTICS_TEAM = "team:analytics"
 MAX_TABLE_ROWS = 100  # a Markdown table longer than this ends with a "... more" row
 MAX_CELL = 300
 

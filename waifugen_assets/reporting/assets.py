@@ -1,13 +1,17 @@
 """The `daily_status` asset: the roster's day at a glance in the Dagster UI, and its
-`day_complete` check (a warning that names what is pending, deferred, skipped or failed)."""
+`day_complete` check (a warning that names what is pending, deferred, skipped or failed).
+The `daily_report` asset: the day's report for the operators, sent to Telegram once, and its
+`report_delivered` check."""
 
 # No `from __future__ import annotations`: Dagster reads parameter annotations at runtime.
 import datetime as dt
 
 import dagster as dg
+from pydantic import Field
 
 from resources.database import DatabaseResource
 from resources.instagram import InstagramResource
+from resources.telegram import TelegramResource
 from resources.tiktok import TikTokResource
 from resources.youtube import YouTubeResource
 from waifugen_assets.core import clock
@@ -21,6 +25,9 @@ from waifugen_assets.reporting.day_markdown import (
     totals,
     unposted,
 )
+from waifugen_assets.reporting.report_build import NOT_CONFIGURED, build_report, send_report
+from waifugen_assets.reporting.report_data import MartsMissing
+from waifugen_assets.reporting.report_send import PartOutcome
 from waifugen_assets.reporting.status import day_status
 from waifugen_assets.roster.phases import phases_for_roster
 
@@ -90,3 +97,80 @@ def day_complete(day: dt.date, waits: list[str],
                   "waiting": dg.MetadataValue.md(
                       "\n".join(f"- {redact(w)}" for w in waits) or "nothing"),
                   **counts})
+
+
+# --- daily_report ------------------------------------------------------------------------------
+
+REPORT_DELIVERED = "report_delivered"
+
+
+class DailyReportConfig(dg.Config):
+    send: bool = Field(default=True, description="Send the report to the operators' Telegram "
+                       "chat (once per date: a rerun sends only what is not there yet).")
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    deps=["credit_ledger", "daily_revenue_summary", "cost_per_reel", "platform_performance"],
+    group_name="reporting",
+    kinds={"postgres", "telegram"},
+    check_specs=[dg.AssetCheckSpec(
+        REPORT_DELIVERED, asset="daily_report", blocking=False,
+        description="The report's photo and message are in the operators' chat (a warning "
+        "names a part whose send failed or whose outcome is unknown, and what to do).")],
+    description="The day's report for the operators (docs/daily-report.md): A2E credits "
+    "(balance, spent, budget, top-ups, unexplained, forecast), reels, platforms, characters, "
+    "cost per reel against the target, revenue per currency, margin and subscribers, with a "
+    "chart of the last 14 days. Sent to Telegram once per date (photo, then message); the "
+    "same report as Markdown and the chart are in this asset's metadata.",
+)
+def daily_report(context: dg.AssetExecutionContext, config: DailyReportConfig,
+                 database: DatabaseResource, telegram: TelegramResource) -> dg.MaterializeResult:
+    day = dt.date.fromisoformat(context.partition_key)
+    engine = database.get_engine()
+    try:
+        built = build_report(engine, day, clock.now(), get_settings())
+    except MartsMissing as exc:
+        raise dg.Failure(description=str(exc)) from None
+    outcomes = (send_report(engine, telegram, built) if config.send else [])
+    data = built.data
+    if not config.send:
+        delivery = "not sent: the run's config says send: false"
+    elif outcomes is None:
+        delivery = NOT_CONFIGURED
+    else:
+        delivery = "; ".join(f"{o.part}: {o.detail}" for o in outcomes)
+    context.log.info(f"daily_report {day}: {redact(delivery)}")
+    parts = {f"{o.part}_delivery": o.action for o in outcomes or []}
+    return dg.MaterializeResult(
+        metadata={
+            "report": dg.MetadataValue.md(built.markdown),
+            "chart": dg.MetadataValue.md(built.chart_markdown()),
+            "delivery": dg.MetadataValue.text(redact(delivery)),
+            **parts,
+            "credits_spent": data.credits_spent,
+            "reels_generated": data.reels_generated,
+            "posts_published": data.posts_published,
+            f"net_revenue_{data.currency.lower()}_cents": data.accounting_revenue.net_cents,
+            f"margin_{data.currency.lower()}_cents": data.margin_cents,
+            "budget_used_pct": data.budget_used_pct if data.budget_used_pct is not None
+            else dg.MetadataValue.null(),
+            "read_at": dg.MetadataValue.timestamp(data.read_at),
+        },
+        check_results=[report_delivered(day, outcomes if config.send else [], delivery)],
+    )
+
+
+def report_delivered(day: dt.date, outcomes: list[PartOutcome] | None,
+                     delivery: str) -> dg.AssetCheckResult:
+    """Passes when every part is in the chat, or when nothing was to be sent (not configured
+    or send: false, which the description says); warns naming each part that is not, or
+    whose reconciliation overwrote another message of the bot."""
+    problems = [o for o in outcomes or [] if not o.delivered or o.action == "overwrote"]
+    description = (f"{day.isoformat()}: " + ("; ".join(f"{o.part} {o.action}: {o.detail}"
+                                                       for o in problems) or delivery))
+    return dg.AssetCheckResult(
+        check_name=REPORT_DELIVERED, passed=not problems,
+        severity=dg.AssetCheckSeverity.WARN, description=redact(description)[:MAX_DESCRIPTION],
+        metadata={"date": day.isoformat(),
+                  **{o.part: f"{o.state} ({o.message_id or '-'})" for o in outcomes or []}})

@@ -1,5 +1,5 @@
--- One row per planned reel (app table `reels`, waifugen_assets/schema.py). The one place to
--- adapt when that table changes.
+-- One row per planned reel (app table `reels`, waifugen_assets/core/schema.py). The one place
+-- to adapt when that table changes. `reel_date` is the character's local day.
 select
     id                          as reel_id,
     character_id,
@@ -13,6 +13,7 @@ select
         '{{ s }}'{{ "," if not loop.last }}
         {%- endfor %}
     )                           as is_generated,
+    status = 'failed'           as is_failed,
     generation_provider,
     generation_task_id,
     projected_credits::bigint   as projected_credits,
