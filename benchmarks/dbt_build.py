@@ -262,7 +262,10 @@ def render(result: Result, when: str, command: str) -> str:
         *(f"| {t} | {n:,} |" for t, n in result.rows.items()),
         *(f"| analytics.{t} | {n:,} |" for t, n in result.mart_rows.items()), "",
         "The fixed cost (start, parse, connect) is in every dbt command; the daily job's dbt "
-        "step is the 'one day' row (plus Dagster's own start of the run).", "",
+        "step is the 'one day' row (plus Dagster's own start of the run). The window goes "
+        "through the environment, not `--vars`: vars that change on every run turn dbt's "
+        "partial parsing off, and each run would parse the whole project again (the one-day "
+        "step measured 6.0 s that way on this machine, against 3.9 s).", "",
     ]
     return "\n".join(lines)
 

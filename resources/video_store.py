@@ -22,7 +22,9 @@ no-op and a key can never name different bytes:
 
 - `LocalVideoStore(root, public_base_url)`: files under `root/<key>`, written to a temp file in
   the target directory and renamed in (atomic), mode 0644. In production nginx serves `root` at
-  `public_base_url` (deploy/nginx: `location /videos/ { alias <root>/videos/; }`); in sandbox
+  `public_base_url` (deploy/nginx/videos.conf: `location /videos/` serves `root` itself, so
+  the base URL ends in `/videos` and a key `videos/ab/cd/<sha>.mp4` is at
+  `<base>/videos/ab/cd/<sha>.mp4`; tests/test_nginx_videos.py); in sandbox
   mode the default base is `<WAIFUGEN_SANDBOX_URL>/media`, a placeholder until the sandbox
   serves the store directory there (a later issue).
 - `S3VideoStore`: AWS S3 or Cloudflare R2 (endpoint_url `https://<account>.r2.cloudflarestorage

@@ -24,9 +24,10 @@ MARTS = {"daily_revenue_summary", "cost_per_reel", "platform_performance", "char
 DAY = dt.datetime.now(dt.UTC).date().isoformat()
 
 
-def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, env: dict[str, str], analytics: bool = False
+         ) -> subprocess.CompletedProcess[str]:
     if args[0] == "run":  # tests run in parallel: any free port for each sandbox
-        args = (*args, "--sandbox-port", "0")
+        args = (*args, "--sandbox-port", "0", *(() if analytics else ("--no-analytics",)))
     return subprocess.run([sys.executable, "-m", "waifugen_assets.app.cli", *args], env=env,
                           capture_output=True, text=True, timeout=600)
 
@@ -49,7 +50,7 @@ def test_run_twice_then_status(db_url: str, engine: sa.Engine, tmp_path: Path,
     env = {**os.environ, "WAIFUGEN_HOME": str(tmp_path / "home"), "DATABASE_URL": db_url}
     roster = load_roster(project_dir / "characters.yaml")
     local_days = [{c.id: _local_today(c.timezone) for c in roster.enabled()}]
-    first = _cli("run", env=env)  # as `make run`: each character's own local today
+    first = _cli("run", env=env, analytics=True)  # as `make run`: each character's own day
     assert first.returncode == 0, first.stdout + first.stderr
     assert "waifugen status, each character's local today" in first.stdout
     assert "publish: now, late slots too" in first.stdout  # the sandbox default, said
@@ -113,8 +114,14 @@ def test_run_twice_then_status(db_url: str, engine: sa.Engine, tmp_path: Path,
         ledger = conn.scalar(sa.select(sa.func.count()).select_from(schema.credit_ledger)
                              .where(schema.credit_ledger.c.kind == "balance_snapshot"))
     assert marts == MARTS and ledger == 1
+    # ... and a backup of the sandbox's databases, its restore drill passed; verify agrees.
+    assert re.search(r"backup \S+: 3 archive\(s\) in .+, restore drill passed", first.stdout), \
+        first.stdout
+    verify = _cli("backup", "verify", env=env)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    assert verify.stdout.count(": ok: ") == 3, verify.stdout
 
-    second = _cli("run", env=env)
+    second = _cli("run", env=env, analytics=True)
     assert second.returncode == 0, second.stdout + second.stderr
     assert _report_row(second.stdout, today) == [today, "1", "1"], second.stdout  # sent once
     assert _snapshot(engine) == before

@@ -56,7 +56,8 @@ def run(env: dict[str, str], worker: str) -> subprocess.Popen[str]:
     Dagster instance is the worker's own (SQLite instance storage is for one process)."""
     env = {**env, "WAIFUGEN_HOME": str(Path(env["WAIFUGEN_HOME"]) / worker)}
     return subprocess.Popen([sys.executable, "-m", "waifugen_assets.app.cli", "run", "--character",
-                             CID], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             CID, "--no-analytics"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT,
                             text=True)
 
 

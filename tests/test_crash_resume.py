@@ -25,7 +25,7 @@ def _cli_env(db_url: str, home: Path, sandbox_url: str, key: str) -> dict[str, s
 
 def _run(env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "waifugen_assets.app.cli", "run", "--date", DAY,
-                             "--character", CID], env=env, stdout=subprocess.PIPE,
+                             "--character", CID, "--no-analytics"], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 

@@ -43,8 +43,9 @@ EXPECTED_POOLS = {
     "tiktok": 1, "instagram": 1, "youtube": 1, "video_api": 2, "llm": 2, "telegram": 1,
     "fanvue": 1, "ffmpeg": 2,
 }
-APP_SERVICES = {"migrate", "codeserver", "webserver", "daemon"}
-LONG_RUNNING = {"postgres", "codeserver", "webserver", "daemon"}
+APP_SERVICES = {"migrate", "codeserver", "webserver", "daemon", "webhooks", "metrics"}
+LONG_RUNNING = {"postgres", "codeserver", "webserver", "daemon", "webhooks", "metrics",
+                "prometheus", "alertmanager", "grafana", "nginx"}
 SECRET_SETTINGS = {  # must only ever arrive as NAME_FILE
     "DATABASE_URL", "WAIFUGEN_SECRET_KEY", "DAGSTER_PG_PASSWORD", "DBT_PG_PASSWORD",
     "POSTGRES_PASSWORD",
@@ -178,7 +179,9 @@ def test_sandbox_instance_instantiates(tmp_path: Path) -> None:
 # --- deploy/*.sh --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("script", sorted(p.name for p in DEPLOY.glob("*.sh")))
+# deploy/deploy.sh is bash on the host (tests/test_deploy_ops.py: bash -n, shellcheck, runs).
+@pytest.mark.parametrize("script", sorted(p.name for p in DEPLOY.glob("*.sh")
+                                          if p.name != "deploy.sh"))
 def test_shell_scripts_are_executable_posix_sh(script: str) -> None:
     path = DEPLOY / script
     assert os.access(path, os.X_OK), f"{script} is not executable"
@@ -338,7 +341,8 @@ def test_compose_file_structure(tmp_path: Path) -> None:
     compose = load_yaml(COMPOSE)
     services: dict[str, Any] = compose["services"]
     assert set(services) == {"postgres", "migrate", "codeserver", "webserver", "daemon",
-                             "ollama"}
+                             "ollama", "webhooks", "metrics", "prometheus", "alertmanager",
+                             "grafana", "nginx"}
     assert services["ollama"].get("profiles") == ["ollama"]  # optional, off by default
 
     # Production mode and the same image everywhere the app runs; one service builds it.
@@ -382,9 +386,10 @@ def test_compose_file_structure(tmp_path: Path) -> None:
     assert env["DBT_PG_DBNAME"] == "waifugen"
     assert env["DAGSTER_PG_HOST"] == env["DBT_PG_HOST"] == "postgres"
 
-    # Published ports are on the host's loopback only; only the webserver publishes one.
+    # Published ports are on the host's loopback only (the public ones behind the host's TLS
+    # proxy: nginx for videos, webhooks).
     published = {name: svc["ports"] for name, svc in services.items() if svc.get("ports")}
-    assert set(published) == {"webserver"}
+    assert set(published) == {"webserver", "webhooks", "metrics", "grafana", "nginx"}
     for ports in published.values():
         for port in ports:
             assert str(port).startswith("127.0.0.1:"), port
@@ -451,6 +456,11 @@ def test_compose_file_structure(tmp_path: Path) -> None:
         return {v.split(":")[1]: v.split(":")[0] for v in services[name].get("volumes", [])}
 
     assert mounts("codeserver")["/var/lib/waifugen"] == "waifugen_data"
+    # nginx serves VIDEO_DIR (WAIFUGEN_HOME/videos) read-only where deploy/nginx aliases it.
+    assert "waifugen_data:/srv/waifugen:ro" in services["nginx"]["volumes"]
+    assert "alias /srv/waifugen/videos/;" in (DEPLOY / "nginx" / "videos.conf").read_text()
+    for name in ("codeserver", "migrate"):
+        assert mounts(name)["/var/lib/waifugen-backups"] == "backups", name
     for name in ("codeserver", "webserver", "daemon"):
         assert mounts(name)["/opt/dagster/storage"] == "dagster_storage", name
 

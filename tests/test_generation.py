@@ -199,3 +199,32 @@ def test_a_submit_that_never_arrived_is_not_counted_twice(pipeline_resources, in
     row = next(x for x in _rows(engine) if x["id"] == first)
     assert row["status"] == "generated" and row["generation_attempts"] == 1
     assert _titles(sandbox_server, since).count(f"waifugen-reel-{first}") == 1
+
+
+def test_render_provider_runpod_sends_every_new_render_to_runpod(
+        pipeline_resources, instance, engine, sandbox_server) -> None:
+    """RENDER_PROVIDER=runpod (an A2E outage, docs/runbooks/a2e-down.md): no submit reaches
+    A2E, every reel is rendered by RunPod, and its cost is recorded under RunPod."""
+    since = _mark(sandbox_server)
+    result = _run(pipeline_resources, instance, reel_plans, reels,
+                  run_config={"ops": {"reels": {"config": {"provider": "runpod"}}}})
+    assert result.success
+    rows = _rows(engine)
+    assert rows and {r["generation_provider"] for r in rows} == {"runpod"}
+    assert all(r["status"] == "generated" for r in rows)
+    assert _titles(sandbox_server, since) == []  # nothing submitted to A2E
+    assert {p for p, *_ in _ledger(engine)} == {"runpod"}
+
+
+@pytest.mark.parametrize(("requested", "setting", "configured", "message"), [
+    ("fastest", None, True, "RENDER_PROVIDER='fastest': expected one of auto, runpod"),
+    (None, "runpod", False, "RENDER_PROVIDER=runpod needs the RunPod fallback"),
+])
+def test_render_provider_is_checked(requested, setting, configured, message) -> None:
+    from waifugen_assets.core.config import ConfigError
+    from waifugen_assets.rendering.providers import render_order
+
+    with pytest.raises(ConfigError, match=message):
+        render_order(requested, setting, configured)
+    assert render_order(None, None, False) == "auto"
+    assert render_order(None, "runpod", True) == "runpod"

@@ -85,7 +85,7 @@ def test_cli_runs_and_reports_each_characters_local_day(db_url: str, engine: sa.
            "WAIFUGEN_NOW": NOW.isoformat()}
     cli = [sys.executable, "-m", "waifugen_assets.app.cli"]
     run = subprocess.run([*cli, "run", "--character", LA, "--character", TOKYO,
-                          "--publish", "due", "--sandbox-port", "0"],
+                          "--publish", "due", "--sandbox-port", "0", "--no-analytics"],
                          env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
     r, sp = schema.reels, schema.social_posts

@@ -44,6 +44,9 @@ from waifugen_assets.milestones.assets import character_phases
 from waifugen_assets.milestones.jobs import phases_job
 from waifugen_assets.milestones.schedules import character_phases_schedule
 from waifugen_assets.money.assets import credit_ledger
+from waifugen_assets.operations.assets import backups
+from waifugen_assets.operations.jobs import backup_job
+from waifugen_assets.operations.schedules import backup_schedule
 from waifugen_assets.pipeline.catalog import with_code_references
 from waifugen_assets.planning.assets import reel_plans
 from waifugen_assets.planning.jobs import plan_job, weekly_premium_job
@@ -67,16 +70,17 @@ def build_defs() -> dg.Definitions:
         assets=[*with_code_references([characters, reel_plans, reels, stored_videos,
                                        branded_videos, social_posts, engagement_metrics,
                                        comment_replies, character_phases, dm_messages,
-                                       credit_ledger, daily_status, daily_report]),
+                                       credit_ledger, daily_status, daily_report,
+                                       backups]),
                 # dbt's: their code is the dbt project (dbt_analytics/).
                 analytics_staging, analytics_daily, analytics_tables],
         jobs=[roster_job, plan_job, render_job, publish_job, daily_content_job,
               weekly_premium_job, subscriber_dms_job, subscriber_poll_job, status_job,
               engagement_job, phases_job, comment_replies_job, comment_poll_job,
-              analytics_tables_job, daily_report_job],
+              analytics_tables_job, daily_report_job, backup_job],
         schedules=[daily_plans_schedule, weekly_premium_schedule, daily_status_schedule,
                    engagement_schedule, character_phases_schedule, analytics_tables_schedule,
-                   daily_report_schedule],
+                   daily_report_schedule, backup_schedule],
         sensors=[roster_sensor, generation_sensor, posting_sensor, dm_sensor, status_sensor,
                  comments_sensor],
         resources={

@@ -37,11 +37,13 @@ from waifugen_assets.analytics.connection import dbt_environment
 from waifugen_assets.analytics.project import DBT_DIR, dbt_executable, require_manifest
 from waifugen_assets.analytics.window import dbt_vars, window_env
 from waifugen_assets.core.config import get_settings
+from waifugen_assets.core.embedded_pg import advisory_lock
 from waifugen_assets.core.schema import ANALYTICS_SCHEMA
 from waifugen_assets.pipeline.catalog import ANALYTICS_TEAM
 from waifugen_assets.pipeline.partitions import daily_partitions
 
 DAILY_SELECT = "tag:daily"
+DBT_LOCK = "waifugen:dbt-build"
 STAGING_SELECT = "path:models/staging"
 MARTS_SELECT = "path:models/marts"
 MANIFEST = require_manifest()
@@ -92,8 +94,12 @@ def _build(context: dg.AssetExecutionContext, dbt: DbtCliResource,
     target_dir = Path(dbt_project.project_dir) / dbt_project.target_path
     targets.sweep(target_dir)
     engine = database.get_engine()
-    with dbt_environment(database.resolved_url(), indirect_selection=indirect_selection,
-                         extra=env):
+    # One dbt build at a time per database: two (a schedule and a CLI run, two CLI runs) would
+    # replace the same views and tables at once and fail each other.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as lock_conn, \
+            advisory_lock(lock_conn, DBT_LOCK), \
+            dbt_environment(database.resolved_url(), indirect_selection=indirect_selection,
+                            extra=env):
         invocation = dbt.cli(args, context=context)
         try:
             for event in invocation.stream():

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from waifugen_assets.app.cli_analysts import analysts
+from waifugen_assets.app.cli_backup import backup
 from waifugen_assets.app.cli_comments import comments
 from waifugen_assets.app.cli_common import (
     DATE,
@@ -25,7 +26,9 @@ from waifugen_assets.app.cli_common import (
     check_partition_date,
     port_option,
 )
+from waifugen_assets.app.cli_credentials import credentials
 from waifugen_assets.app.cli_engagement import engagement
+from waifugen_assets.app.cli_metrics import metrics
 from waifugen_assets.app.cli_report import report
 from waifugen_assets.app.cli_sandbox import sandbox
 from waifugen_assets.app.cli_slots import slots
@@ -238,8 +241,11 @@ def tokens_status() -> None:
 @click.option("--sandbox-port", type=int, default=None, callback=port_option,
               help="Port of the sandbox, if this run starts it (0: any free port). Default: "
               f"this home's port ({SANDBOX_DEFAULT_PORT} at first, unless taken).")
+@click.option("--no-analytics", "no_analytics", is_flag=True,
+              help="The characters' days only: no credit ledger, marts, daily report or "
+              "(sandbox) backup; their schedules make them.")
 def run_cmd(day: dt.datetime | None, characters: tuple[str, ...], publish: str | None,
-            post_late: bool | None, sandbox_port: int | None) -> None:
+            post_late: bool | None, sandbox_port: int | None, no_analytics: bool) -> None:
     """Materialize each character's day into the Dagster instance; exit 1 if a run failed."""
     import dagster as dg
 
@@ -293,18 +299,33 @@ def run_cmd(day: dt.datetime | None, characters: tuple[str, ...], publish: str |
         from waifugen_assets.app.analytics_run import run_analytics
 
         report_day = day.date() if day else _today()
-        analytics = run_analytics(defs, instance, report_day, send_report=sandbox,
-                                  tags={"waifugen/trigger": "cli", PID_TAG: str(os.getpid())},
-                                  log_dir=stack.settings.home / "logs")
-        for line in analytics.failures:
-            click.echo(redaction.redact(f"warning: analytics: {line}"), err=True)
+        analytics = None
+        if not no_analytics:
+            analytics = run_analytics(defs, instance, report_day, send_report=sandbox,
+                                      tags={"waifugen/trigger": "cli",
+                                            PID_TAG: str(os.getpid())},
+                                      log_dir=stack.settings.home / "logs")
+            for line in analytics.failures:
+                click.echo(redaction.redact(f"warning: analytics: {line}"), err=True)
+        backup_ok, backup_line = True, None
+        if sandbox and not no_analytics:  # production: the 6-hourly `backup` schedule
+            from waifugen_assets.app.backup_run import backup_after_run
+
+            backup_ok, backup_line = backup_after_run(stack.settings, stack.database_url,
+                                                      instance)
         _print_status(stack.database_url, day.date() if day else None, chosen, as_json=False,
                       days=days)
         if stack.sandbox_url:  # what the sandbox platforms hold, counted there
             from waifugen_assets.app.status import sandbox_summary
 
             click.echo(sandbox_summary(stack.sandbox_url, _today()))
-        click.echo(redaction.redact(analytics.summary(engine)))
+        if analytics is not None:
+            click.echo(redaction.redact(analytics.summary(engine)))
+        else:
+            click.echo("analytics skipped (--no-analytics): the credit ledger, marts, daily "
+                       "report and backup come from their schedules")
+        if backup_line:
+            click.echo(redaction.redact(backup_line), err=not backup_ok)
         failed = [r for r in results if r.failures]
         click.echo(f"\n{len(results)} character day(s) run, {len(failed)} failed "
                    f"(publish: {mode.when}{', late slots too' if mode.post_late else ''}); "
@@ -313,7 +334,7 @@ def run_cmd(day: dt.datetime | None, characters: tuple[str, ...], publish: str |
     for r in failed:
         click.echo(redaction.redact(f"{r.character_id} {r.date}: " + "; ".join(r.failures)),
                    err=True)
-    if failed or analytics.failures:
+    if failed or (analytics and analytics.failures) or not backup_ok:
         sys.exit(1)
 
 
@@ -447,7 +468,7 @@ def _interrupt(*_: object) -> None:
 
 
 for _group in (webhooks, subscribers, dms, engagement, comments, analysts, sandbox, slots,
-               report):
+               report, metrics, credentials, backup):
     main.add_command(_group)
 
 if __name__ == "__main__":

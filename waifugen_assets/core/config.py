@@ -83,6 +83,9 @@ SETTINGS: tuple[Setting, ...] = (
             secret=True),
     Setting("RUNPOD_ENDPOINT_ID", "RunPod serverless endpoint of the fallback; unset = no "
             "fallback; sandbox: a sandbox endpoint"),
+    Setting("RENDER_PROVIDER", "`auto`: A2E first, RunPod when A2E keeps failing; `runpod`: "
+            "new renders to RunPod first (an A2E outage; docs/runbooks/a2e-down.md)",
+            default="auto"),
     Setting("RUNPOD_BASE_URL", "RunPod API base URL", default="https://api.runpod.ai; "
             "sandbox: /runpod"),
     Setting("TELEGRAM_BOT_TOKEN", "bot that sends alerts and the daily report; unset = alerts "
@@ -143,6 +146,13 @@ SETTINGS: tuple[Setting, ...] = (
             "(cost_per_reel compares the actual with it)", default="40"),
     Setting("CREDIT_RECONCILE_TOLERANCE_CREDITS", "A2E balance change the credit ledger may "
             "leave unexplained in a day before its check warns", default="20"),
+    # Backups (waifugen backup, the 6-hourly `backup` schedule; docs/runbooks/).
+    Setting("BACKUP_DIR", "where backup archives are written (kept there even when uploaded)",
+            default="WAIFUGEN_HOME/backups"),
+    Setting("BACKUP_S3_URL", "s3://bucket/prefix to upload backups to (S3 or R2; credentials, "
+            "endpoint and region from the S3_* settings); unset = local only"),
+    Setting("PG_BIN_DIR", "directory of pg_dump, pg_restore, pg_dumpall and psql of the "
+            "server's major version", default="pgserver's PostgreSQL 16 tools, else the PATH"),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 

@@ -127,6 +127,9 @@ LEDGER_KINDS = ("task_cost", "balance_snapshot", "adjustment", "top_up")
 # The daily Telegram report: a photo (the chart, its caption) and a message, each sent once.
 REPORT_PARTS = ("photo", "text")
 REPORT_MESSAGE_STATES = ("planned", "sending", "sent", "unknown", "failed")
+# Backups (waifugen_assets/operations): which database an archive holds, and where it went.
+BACKUP_DATABASES = ("app", "dagster", "globals")
+BACKUP_STATES = ("running", "done", "failed", "pruned")
 # The read-only PostgreSQL role of analysts (migration 0013): the marts, nothing else.
 ANALYST_ROLE = "waifugen_analyst"
 ANALYTICS_SCHEMA = "analytics"
@@ -264,6 +267,10 @@ credentials = sa.Table(
     _ts("rotated_at"),
     _ts("expires_at"),
     _ts("last_used_at"),
+    # A short fingerprint of the value in use (sha256 prefix; never the value), and when a
+    # cheap authenticated read last accepted it (`waifugen credentials rotate`).
+    sa.Column("fingerprint", sa.Text, nullable=True),
+    _ts("validated_at"),
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -910,4 +917,44 @@ report_messages = sa.Table(
     _in("state", REPORT_MESSAGE_STATES),
     *_nonneg("attempts"),
     sa.CheckConstraint("state <> 'sent' OR sent_at IS NOT NULL", name="sent_has_time"),
+)
+
+# ---------------------------------------------------------------------------------------------
+# Operations (waifugen_assets/operations, docs/runbooks/)
+# ---------------------------------------------------------------------------------------------
+
+# One row per archive written by `waifugen backup create` (pg_dump -Fc of the app and the
+# Dagster database, pg_dumpall --globals-only): its checksum, recorded when it was written, is
+# what `verify` and `restore` check before anything is restored. A set (one `create`) shares
+# its `set_id`; verification (a restore into a scratch database, row counts, the Alembic
+# revision and sequence values compared) is recorded on each archive.
+backups = sa.Table(
+    "backups",
+    metadata,
+    _id(),
+    sa.Column("set_id", sa.Text, nullable=False),  # UTC timestamp of the set, e.g. 20261205T060000Z
+    sa.Column("database", sa.Text, nullable=False),
+    sa.Column("state", sa.Text, nullable=False, server_default="running"),
+    sa.Column("location", sa.Text, nullable=False),  # a local path or s3://bucket/key
+    sa.Column("bytes", sa.BigInteger, nullable=True),
+    sa.Column("sha256", sa.CHAR(64), nullable=True),
+    sa.Column("server_version", sa.Text, nullable=True),
+    sa.Column("alembic_revision", sa.Text, nullable=True),
+    # Row counts and sequence values at dump time ({"tables": {...}, "sequences": {...}}).
+    sa.Column("facts", postgresql.JSONB, nullable=False, server_default=_JSONB_OBJECT),
+    sa.Column("error", sa.Text, nullable=True),
+    _ts("started_at", nullable=False, server_default=sa.func.now()),
+    _ts("finished_at"),
+    _ts("verified_at"),
+    sa.Column("verify_result", postgresql.JSONB, nullable=True),
+    _ts("pruned_at"),
+    _created_at(),
+    sa.UniqueConstraint("set_id", "database"),
+    sa.Index(None, "finished_at"),
+    _in("database", BACKUP_DATABASES),
+    _in("state", BACKUP_STATES),
+    *_nonneg("bytes"),
+    sa.CheckConstraint("sha256 IS NULL OR sha256 ~ '^[0-9a-f]{64}$'", name="sha256_hex"),
+    sa.CheckConstraint("state <> 'done' OR (sha256 IS NOT NULL AND finished_at IS NOT NULL)",
+                       name="done_has_checksum"),
 )

@@ -29,7 +29,7 @@ from waifugen_assets.pipeline.catalog import (
 from waifugen_assets.pipeline.partitions import character_daily_partitions, split_partition_key
 from waifugen_assets.pipeline.runs import asks_late, stop_on_config_error
 from waifugen_assets.planning.assets import reel_plans
-from waifugen_assets.rendering.providers import A2EProvider, RunPodProvider
+from waifugen_assets.rendering.providers import A2EProvider, RunPodProvider, render_order
 from waifugen_assets.rendering.renderer import RENDERABLE as RENDERABLE_STATUSES
 from waifugen_assets.rendering.renderer import Renderer
 from waifugen_assets.rendering.tasks import PollPlan, RenderJob
@@ -38,6 +38,9 @@ MADE_IN_TIME_CHECK = "made_in_time"
 
 
 class RenderConfig(dg.Config):
+    provider: str | None = Field(
+        default=None, description="`auto` (A2E first, RunPod when A2E keeps failing) or "
+        "`runpod` (RunPod first: an A2E outage); default the RENDER_PROVIDER setting.")
     first_poll_seconds: float | None = Field(
         default=None, description="Seconds from a submit to its first status poll; default "
         "A2E_RENDER_SECONDS (the expected render time).")
@@ -119,6 +122,12 @@ def reels(context: dg.AssetExecutionContext, config: RenderConfig, database: Dat
     primary = A2EProvider(a2e.get_client(limiter=a2e_limiter(
         a2e.resolved_requests_per_hour(), store=store, max_wait=a2e.max_wait_seconds)))
     fallback = RunPodProvider(runpod.get_client()) if runpod.configured else None
+    # RENDER_PROVIDER=runpod (or the run's `provider`): new renders go to RunPod first, A2E
+    # only when RunPod fails; renders already at A2E are still polled there.
+    if stop_on_config_error(lambda: render_order(config.provider,
+                                                 settings.get("RENDER_PROVIDER"),
+                                                 fallback is not None)) == "runpod":
+        primary, fallback = fallback, primary
     first = (config.first_poll_seconds if config.first_poll_seconds is not None
              else settings.a2e_render_seconds)
     with Claims(engine) as claims:

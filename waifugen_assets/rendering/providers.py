@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from resources.a2e import LIST_PAGE_SIZE, A2EClient, A2ETask, A2ETaskNotFound
 from resources.http import HttpError, RateLimited
 from resources.runpod import RunPodClient
+from waifugen_assets.core.config import ConfigError
 from waifugen_assets.rendering.tasks import (
     Answers,
     RenderJob,
@@ -97,3 +98,20 @@ class RunPodProvider:
 
     def find(self, job: RenderJob) -> str | None:
         return None
+
+
+RENDER_PROVIDERS = ("auto", "runpod")
+
+
+def render_order(requested: str | None, setting: str | None, runpod_configured: bool) -> str:
+    """Which provider new renders go to first: `auto` (A2E, RunPod when A2E keeps failing) or
+    `runpod` (RunPod, A2E only when RunPod fails), from the run's config, else the
+    RENDER_PROVIDER setting (docs/runbooks/a2e-down.md: forcing the fallback in an outage)."""
+    choice = requested or setting or "auto"
+    if choice not in RENDER_PROVIDERS:
+        raise ConfigError(f"RENDER_PROVIDER={choice!r}: expected one of "
+                          f"{', '.join(RENDER_PROVIDERS)}")
+    if choice == "runpod" and not runpod_configured:
+        raise ConfigError("RENDER_PROVIDER=runpod needs the RunPod fallback: set "
+                          "RUNPOD_API_KEY and RUNPOD_ENDPOINT_ID")
+    return choice

@@ -25,6 +25,7 @@ from waifugen_assets.core import schema
 from waifugen_assets.core.config import Settings
 from waifugen_assets.money.budget import WARN_AT, month_start
 from waifugen_assets.money.ledger import ledger_summary, month_limit
+from waifugen_assets.operations.credentials import report_line as credentials_report_line
 
 HISTORY_DAYS = 14
 TOP_CHARACTERS = 5
@@ -167,6 +168,10 @@ def read_report(conn: sa.Connection, day: dt.date, now: dt.datetime,
     if not mart["rows"]:
         notes.append(f"no analytics rows for {day}: the marts have not been built for this "
                      "date (or nothing happened on it)")
+    # Credentials at 75 days or more (rotate by 90): operations/credentials.py.
+    aging = credentials_report_line(conn, now)
+    if aging:
+        notes.append(aging)
     return ReportData(
         day=day, read_at=now, running=_running(conn, day, now), currency=money.currency,
         credit_balance=_opt_int(ledger["balance"]),

@@ -1,0 +1,1 @@
+"""Operations: metrics, backups, credential ages (docs/runbooks/)."""
