@@ -196,3 +196,15 @@ def pipeline_resources(db_url: str, sandbox_server, tmp_path: Path) -> dict[str,
             client_id=f"wg-{account}.apps.googleusercontent.com",
             client_secret="GOCSPX-sandbox-waifugen"),
     }
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    """moto's S3 (and IAM) server on a free loopback port, for a module's tests."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,6 @@ import boto3
 import pytest
 import sqlalchemy as sa
 from backup_world import NOWHERE, databases_like, make_config, seed
-from moto.server import ThreadedMotoServer
 
 from waifugen_assets.core.config import load_settings
 from waifugen_assets.operations.backup_manifest import manifest_set_ids, read_manifest
@@ -29,14 +27,6 @@ REGION = "us-east-1"
 KEY_ID = "testing-key-id"
 SECRET = "testing-secret-access-key-backups"
 
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture

@@ -21,9 +21,12 @@ def test_harness_builds_and_reports(monkeypatch: pytest.MonkeyPatch, pg_server_u
     status = harness.main(["--characters", "2", "--days", "3", "--repeat", "1",
                            "--server-url", pg_server_url, "--docs", str(docs)])
     out = capsys.readouterr().out
-    assert status == 0, out  # two characters build far inside the targets
+    # The exit status says whether the targets were met: timing, which a loaded test machine
+    # cannot promise (the benchmark, not this test, checks speed). It ran through either way:
+    assert status in (0, 1), out
     line = out.strip().splitlines()[-1]
-    assert line.startswith("dbt_build: 2 characters x 3 days")
+    assert line.startswith("dbt_build: 2 characters x 3 days (32 reels"), line
+    assert "full " in line and "one day " in line and "(target 5)" in line
     text = docs.read_text()
     assert "## Storage: other section\n\nkept as it is" in text
     assert "## dbt build (`python -m benchmarks dbt_build --characters 2 --days 3" in text

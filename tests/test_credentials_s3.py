@@ -12,7 +12,6 @@ import boto3
 import pytest
 import sqlalchemy as sa
 from moto.core.authorization import enable_iam_authentication
-from moto.server import ThreadedMotoServer
 
 from waifugen_assets.core import schema
 from waifugen_assets.core.config import load_settings, read_setting
@@ -22,14 +21,6 @@ from waifugen_assets.operations.credential_checks import Refused, check_s3
 REGION = "us-east-1"
 NOW = creds.dt.datetime(2026, 12, 5, 9, 0, tzinfo=creds.dt.UTC)
 
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 def _admin(endpoint: str, service: str):

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from dagster_aws.s3 import S3Resource
-from moto.server import ThreadedMotoServer
 
 from resources.url_policy import content_key
 from resources.video_store import MiB, S3VideoStore, VideoStore, VideoStoreResource
@@ -22,14 +21,6 @@ REGION = "us-east-1"
 KEY_ID = "testing-key-id"
 SECRET = "testing-secret-access-key"
 
-
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture
