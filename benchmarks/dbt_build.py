@@ -46,6 +46,7 @@ import sqlalchemy as sa
 from benchmarks.report import DOCS, machine, write_section
 from benchmarks.scratch_db import database, server, server_version
 from benchmarks.settings_env import environment
+from waifugen_assets.analytics.connection import connection_env
 
 HEADING = "## dbt build"
 TARGET_FULL_S, TARGET_DAY_S = 60.0, 5.0
@@ -152,15 +153,8 @@ class Result:
 def _dbt(args: list[str], db_url: str, work: Path, extra: dict[str, str] | None = None
          ) -> float:
     """Run dbt; seconds taken. A failure stops the harness with dbt's last lines."""
-    from sqlalchemy.engine import make_url
-
-    u = make_url(db_url)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DBT_")}
-    env.update(DBT_PG_HOST=str(u.query.get("host") or u.host or "127.0.0.1"),
-               DBT_PG_PORT=str(u.port or 5432), DBT_PG_USER=u.username or "postgres",
-               DBT_PG_PASSWORD=u.password or "", DBT_PG_DBNAME=str(u.database),
-               DBT_PG_SCHEMA="analytics", DBT_SEND_ANONYMOUS_USAGE_STATS="false",
-               **(extra or {}))
+    env.update(connection_env(db_url), DBT_SEND_ANONYMOUS_USAGE_STATS="false", **(extra or {}))
     dbt = str(Path(sys.executable).parent / "dbt")
     start = time.perf_counter()
     proc = subprocess.run([dbt, *args, "--project-dir", str(PROJECT), "--profiles-dir",

@@ -2,35 +2,28 @@
 
 from __future__ import annotations
 
-import datetime as dt
+from collections.abc import Iterator
 
 import dagster as dg
 import httpx
 import pytest
 import sqlalchemy as sa
+from render_world import CID, DAY, at_start_of_day, roster_instance, run_day
 
 from waifugen_assets.core import clock, schema
-from waifugen_assets.pipeline.partitions import characters_partitions, partition_key
 from waifugen_assets.planning.assets import reel_plans
 from waifugen_assets.rendering.assets import reels
-from waifugen_assets.roster.assets import characters
-
-DAY = dt.date(2026, 11, 24)
-CID = "nova-castellane"
 
 
 @pytest.fixture(autouse=True)
-def _on_day() -> None:
-    """Every test runs at the start of DAY in New York: each slot is still ahead."""
-    with clock.running_from(dt.datetime(2026, 11, 24, 5, 0, tzinfo=dt.UTC)):
+def _on_day() -> Iterator[None]:
+    with at_start_of_day():
         yield
 
 
 @pytest.fixture
-def instance(pipeline_resources: dict) -> dg.DagsterInstance:
-    with dg.instance_for_test() as inst:
-        assert dg.materialize([characters], resources=pipeline_resources, instance=inst).success
-        inst.add_dynamic_partitions(characters_partitions.name, [CID])
+def instance(pipeline_resources: dict) -> Iterator[dg.DagsterInstance]:
+    with roster_instance(pipeline_resources) as inst:
         yield inst
 
 
@@ -38,13 +31,6 @@ def _a2e(pipeline_resources: dict, sandbox_server, path: str, **body: object) ->
     key = pipeline_resources["a2e"].api_key
     httpx.post(f"{sandbox_server.url}/a2e/_control/{path}", json=body,
                headers={"Authorization": f"Bearer {key}"}).raise_for_status()
-
-
-def _run(resources: dict, instance: dg.DagsterInstance, *selection,
-         run_config: dict | None = None) -> dg.ExecuteInProcessResult:
-    return dg.materialize([characters, reel_plans, reels], selection=list(selection),
-                          partition_key=partition_key(CID, DAY), resources=resources,
-                          instance=instance, raise_on_error=False, run_config=run_config)
 
 
 def _rows(engine: sa.Engine) -> list[dict]:
@@ -76,7 +62,7 @@ def _ledger(engine: sa.Engine) -> list[tuple]:
 def test_every_reel_generated_once_with_its_cost(pipeline_resources, instance, engine,
                                                  sandbox_server) -> None:
     since = _mark(sandbox_server)
-    result = _run(pipeline_resources, instance, reel_plans, reels)
+    result = run_day(pipeline_resources, instance, reel_plans, reels)
     assert result.success
     rows = _rows(engine)
     assert rows and all(r["status"] == "generated" for r in rows)
@@ -88,7 +74,7 @@ def test_every_reel_generated_once_with_its_cost(pipeline_resources, instance, e
     assert [(p, reel) for p, reel, _, _ in ledger] == [("a2e", r["id"]) for r in rows]
     assert all(credits > 0 for *_, credits in ledger)
 
-    again = _run(pipeline_resources, instance, reels)  # nothing left to pay for
+    again = run_day(pipeline_resources, instance, reels)  # nothing left to pay for
     assert again.success and _titles(sandbox_server, since) == titles
     assert _ledger(engine) == ledger
 
@@ -97,7 +83,7 @@ def test_a2e_failure_fails_that_reel_only(pipeline_resources, instance, engine,
                                           sandbox_server) -> None:
     _a2e(pipeline_resources, sandbox_server, "next_jobs", outcome="fail", count=1,
          message="face not detected")
-    result = _run(pipeline_resources, instance, reel_plans, reels)
+    result = run_day(pipeline_resources, instance, reel_plans, reels)
     assert result.success
     statuses = [r["status"] for r in _rows(engine)]
     assert statuses.count("failed") == 1 and statuses.count("generated") == len(statuses) - 1
@@ -111,13 +97,13 @@ def test_crash_mid_poll_resumes_without_paying_twice(pipeline_resources, instanc
     since = _mark(sandbox_server)
     _a2e(pipeline_resources, sandbox_server, "next_jobs", outcome="slow", count=99, polls=3)
     # A run that stops waiting at once: every task is paid for and left running.
-    first = _run(pipeline_resources, instance, reel_plans, reels,
-                 run_config={"ops": {"reels": {"config": {"max_wait_seconds": 0}}}})
+    first = run_day(pipeline_resources, instance, reel_plans, reels,
+                    run_config={"ops": {"reels": {"config": {"max_wait_seconds": 0}}}})
     assert first.success
     rows = _rows(engine)
     assert all(r["status"] == "generating" and r["generation_task_id"] for r in rows)
     tasks = {r["id"]: r["generation_task_id"] for r in rows}
-    rerun = _run(pipeline_resources, instance, reels)
+    rerun = run_day(pipeline_resources, instance, reels)
     assert rerun.success
     rows = _rows(engine)
     assert all(r["status"] == "generated" for r in rows)
@@ -131,7 +117,7 @@ def test_lost_submit_answer_is_reconciled_not_repaid(pipeline_resources, instanc
     since = _mark(sandbox_server)
     sandbox_server.add_fault(system="a2e", route="/api/v1/video/generate", action="drop",
                              phase="after", times=1)
-    result = _run(pipeline_resources, instance, reel_plans, reels)
+    result = run_day(pipeline_resources, instance, reel_plans, reels)
     assert result.success
     rows = _rows(engine)
     assert all(r["status"] == "generated" for r in rows)
@@ -144,7 +130,7 @@ def test_breaker_sends_reels_to_runpod(pipeline_resources, instance, engine,
     fault = sandbox_server.add_fault(system="a2e", route="/api/v1/video/generate",
                                      action="status", status=503)
     try:
-        result = _run(pipeline_resources, instance, reel_plans, reels)
+        result = run_day(pipeline_resources, instance, reel_plans, reels)
     finally:
         sandbox_server.remove_fault(fault["id"])
     assert result.success
@@ -162,7 +148,7 @@ def test_budget_block_sends_nothing_to_a2e(pipeline_resources, instance, engine,
         conn.execute(sa.insert(schema.budgets).values(
             provider="a2e", period_start=DAY.replace(day=1), credits_limit=1))
     since = _mark(sandbox_server)
-    result = _run(pipeline_resources, instance, reel_plans, reels)
+    result = run_day(pipeline_resources, instance, reel_plans, reels)
     assert not result.success  # the blocking budget check stopped the run
     assert sandbox_server.journal("a2e", since) == []
     assert {r["status"] for r in _rows(engine)} == {"blocked"}
@@ -175,7 +161,7 @@ def test_task_that_never_finishes_times_out(pipeline_resources, instance, engine
     _a2e(pipeline_resources, sandbox_server, "next_jobs", outcome="slow", count=1, polls=500)
     config = {"ops": {"reels": {"config": {"max_wait_seconds": 0,
                                            "abandon_after_seconds": 0}}}}
-    result = _run(pipeline_resources, instance, reel_plans, reels, run_config=config)
+    result = run_day(pipeline_resources, instance, reel_plans, reels, run_config=config)
     assert result.success
     rows = _rows(engine)
     timed_out = [r for r in rows if r["status"] == "failed"]
@@ -187,7 +173,7 @@ def test_a_submit_that_never_arrived_is_not_counted_twice(pipeline_resources, in
                                                           sandbox_server) -> None:
     """A run died after recording its intent and before its submit left: the provider has no
     task by that title, so the attempt cost nothing and the rerun's submit is the first."""
-    assert _run(pipeline_resources, instance, reel_plans).success
+    assert run_day(pipeline_resources, instance, reel_plans).success
     r = schema.reels
     with engine.begin() as conn:
         first = conn.scalar(sa.select(sa.func.min(r.c.id)).where(r.c.character_id == CID))
@@ -195,7 +181,7 @@ def test_a_submit_that_never_arrived_is_not_counted_twice(pipeline_resources, in
             status="generating", generation_provider="a2e", generation_attempts=1,
             generation_submitted_at=clock.now()))
     since = _mark(sandbox_server)
-    assert _run(pipeline_resources, instance, reels).success
+    assert run_day(pipeline_resources, instance, reels).success
     row = next(x for x in _rows(engine) if x["id"] == first)
     assert row["status"] == "generated" and row["generation_attempts"] == 1
     assert _titles(sandbox_server, since).count(f"waifugen-reel-{first}") == 1
@@ -206,8 +192,8 @@ def test_render_provider_runpod_sends_every_new_render_to_runpod(
     """RENDER_PROVIDER=runpod (an A2E outage, docs/runbooks/a2e-down.md): no submit reaches
     A2E, every reel is rendered by RunPod, and its cost is recorded under RunPod."""
     since = _mark(sandbox_server)
-    result = _run(pipeline_resources, instance, reel_plans, reels,
-                  run_config={"ops": {"reels": {"config": {"provider": "runpod"}}}})
+    result = run_day(pipeline_resources, instance, reel_plans, reels,
+                     run_config={"ops": {"reels": {"config": {"provider": "runpod"}}}})
     assert result.success
     rows = _rows(engine)
     assert rows and {r["generation_provider"] for r in rows} == {"runpod"}

@@ -6,46 +6,34 @@ update the page with the code.
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import textwrap
+from collections.abc import Iterator
 
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+from render_world import CID, DAY, at_start_of_day, roster_instance, run_day
 
-from waifugen_assets.core import clock, schema
+from waifugen_assets.core import schema
 from waifugen_assets.core.config import project_root
-from waifugen_assets.pipeline.partitions import characters_partitions, partition_key
 from waifugen_assets.planning.assets import reel_plans
 from waifugen_assets.rendering.assets import reels
 from waifugen_assets.rendering.tasks import BREAKER
-from waifugen_assets.roster.assets import characters
 
-DAY = dt.date(2026, 11, 24)
-CID = "nova-castellane"
 RUNBOOKS = project_root() / "docs/runbooks"
 
 
 @pytest.fixture(autouse=True)
-def _on_day() -> None:
-    """The start of DAY in New York: every slot is still ahead."""
-    with clock.running_from(dt.datetime(2026, 11, 24, 5, 0, tzinfo=dt.UTC)):
+def _on_day() -> Iterator[None]:
+    with at_start_of_day():
         yield
 
 
 @pytest.fixture
-def instance(pipeline_resources: dict) -> dg.DagsterInstance:
-    with dg.instance_for_test() as inst:
-        assert dg.materialize([characters], resources=pipeline_resources, instance=inst).success
-        inst.add_dynamic_partitions(characters_partitions.name, [CID])
+def instance(pipeline_resources: dict) -> Iterator[dg.DagsterInstance]:
+    with roster_instance(pipeline_resources) as inst:
         yield inst
-
-
-def _run(resources: dict, instance: dg.DagsterInstance, *selection) -> dg.ExecuteInProcessResult:
-    return dg.materialize([characters, reel_plans, reels], selection=list(selection),
-                          partition_key=partition_key(CID, DAY), resources=resources,
-                          instance=instance, raise_on_error=False)
 
 
 def _next_run() -> None:
@@ -78,7 +66,7 @@ def _sql(page: str, containing: str) -> str:
 def test_a2e_down_holds_three_reels_a_run_and_sends_the_rest_to_runpod(
         pipeline_resources, instance, engine, sandbox) -> None:
     down = sandbox.add_fault(system="a2e", route="*", action="status", status=503)
-    first = _run(pipeline_resources, instance, reel_plans, reels)
+    first = run_day(pipeline_resources, instance, reel_plans, reels)
     assert first.success  # a reel that could not be rendered is on its row, not a failed run
     rows = _reels(engine)
     held = [r for r in rows if r["status"] == "generating"]
@@ -91,13 +79,13 @@ def test_a2e_down_holds_three_reels_a_run_and_sends_the_rest_to_runpod(
     assert first.asset_materializations_for_node("reels")[0].metadata["via_fallback"].value == 1
 
     _next_run()  # still down: the held reels stay with A2E, none goes to RunPod
-    assert _run(pipeline_resources, instance, reels).success
+    assert run_day(pipeline_resources, instance, reels).success
     assert [r["status"] for r in _reels(engine)] == [r["status"] for r in rows]
     assert [p for p, _ in _costs(engine)] == ["runpod"]
 
     sandbox.remove_fault(down["id"])  # A2E answers again: no such task, so each is paid once
     _next_run()
-    assert _run(pipeline_resources, instance, reels).success
+    assert run_day(pipeline_resources, instance, reels).success
     after = _reels(engine)
     assert all(r["status"] == "generated" for r in after)
     assert sorted(p for p, _ in _costs(engine)) == ["a2e", "a2e", "a2e", "runpod"]
@@ -109,7 +97,7 @@ def test_raising_the_budget_as_the_runbook_says_unblocks_the_day(
     with engine.begin() as conn:
         conn.execute(sa.insert(schema.budgets).values(
             provider="a2e", period_start=DAY.replace(day=1), credits_limit=1))
-    blocked = _run(pipeline_resources, instance, reel_plans)
+    blocked = run_day(pipeline_resources, instance, reel_plans)
     assert not blocked.success  # the blocking budget check fails the plan run
     assert {r["status"] for r in _reels(engine)} == {"blocked"}
     with engine.connect() as conn:
@@ -121,8 +109,8 @@ def test_raising_the_budget_as_the_runbook_says_unblocks_the_day(
     assert "DATE '2026-12-01'" in raise_budget
     with engine.begin() as conn:
         conn.exec_driver_sql(raise_budget.replace("2026-12-01", DAY.replace(day=1).isoformat()))
-    replanned = _run(pipeline_resources, instance, reel_plans)
+    replanned = run_day(pipeline_resources, instance, reel_plans)
     assert replanned.success
     assert {r["status"] for r in _reels(engine)} == {"planned"}
-    assert _run(pipeline_resources, instance, reels).success
+    assert run_day(pipeline_resources, instance, reels).success
     assert {r["status"] for r in _reels(engine)} == {"generated"}
