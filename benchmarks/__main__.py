@@ -8,7 +8,8 @@ import importlib
 import sys
 
 HARNESSES = ("storage_memory", "branding", "upload", "dm_due", "dm_send", "webhook_ingest",
-             "day_at_scale", "sensor_ticks", "engagement_readback", "dbt_build")
+             "day_at_scale", "sensor_ticks", "engagement_readback", "dbt_build",
+             "metrics_scrape")
 
 
 def main(argv: list[str]) -> int:
