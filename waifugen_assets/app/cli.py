@@ -16,6 +16,7 @@ import click
 
 from waifugen_assets.app.cli_analysts import analysts
 from waifugen_assets.app.cli_backup import backup
+from waifugen_assets.app.cli_budget import budget
 from waifugen_assets.app.cli_comments import comments
 from waifugen_assets.app.cli_common import (
     DATE,
@@ -29,6 +30,7 @@ from waifugen_assets.app.cli_common import (
 from waifugen_assets.app.cli_credentials import credentials
 from waifugen_assets.app.cli_engagement import engagement
 from waifugen_assets.app.cli_metrics import metrics
+from waifugen_assets.app.cli_reels import reels
 from waifugen_assets.app.cli_report import report
 from waifugen_assets.app.cli_sandbox import sandbox
 from waifugen_assets.app.cli_slots import slots
@@ -468,7 +470,7 @@ def _interrupt(*_: object) -> None:
 
 
 for _group in (webhooks, subscribers, dms, engagement, comments, analysts, sandbox, slots,
-               report, metrics, credentials, backup):
+               report, metrics, credentials, backup, budget, reels):
     main.add_command(_group)
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from waifugen_assets.core import alerts, schema
 from waifugen_assets.core.config import get_settings
 from waifugen_assets.core.schema import REEL_TIERS
 from waifugen_assets.money.budget import CostModel, Level
-from waifugen_assets.money.credits import budget_report, record_alerts
+from waifugen_assets.money.credits import budget_report, record_alerts, settle_blocked
 from waifugen_assets.pipeline.catalog import (
     CONTENT_TEAM,
     check_result,
@@ -161,16 +161,7 @@ def budget_check(conn: sa.Connection, character_id: str, day: dt.date) -> dg.Ass
     """Evaluate the budget, block or unblock the day's unpaid reels, and queue alerts."""
     report = budget_report(conn, character_id, day, get_settings().a2e_monthly_credits)
     view = report.character
-    r = schema.reels
-    day_unpaid = sa.and_(r.c.character_id == character_id, r.c.date == day,
-                         r.c.generation_task_id.is_(None))
-    if view.level is Level.BLOCK:
-        conn.execute(sa.update(r).where(day_unpaid, r.c.status == "planned").values(
-            status="blocked", updated_at=sa.func.now(),
-            failure_reason=f"budget: {view.committed} of {view.limit} credits committed"))
-    else:
-        conn.execute(sa.update(r).where(day_unpaid, r.c.status == "blocked").values(
-            status="planned", failure_reason=None, updated_at=sa.func.now()))
+    settle_blocked(conn, character_id, view, day)
     record_alerts(conn, character_id, day, view.percent)
     record_alerts(conn, None, day, report.roster.percent)
     finite = view.percent != float("inf")
