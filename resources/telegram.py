@@ -70,7 +70,7 @@ from resources.telegram_html import (  # noqa: F401 (html_text_length re-exporte
     html_text_length,
     html_visible_text,
 )
-from waifugen_assets.core.config import get_settings
+from waifugen_assets.core.config import ConfigError, get_settings
 from waifugen_assets.core.redaction import register_secret
 from waifugen_assets.core.sandbox_world import (  # noqa: F401 (re-exported for callers)
     SANDBOX_ALERT_CHAT_ID,
@@ -368,30 +368,35 @@ class TelegramClient:
         return self._send(path, chat_id, data=form, files={field_name: (filename, data, mime)})
 
     def edit_message_text(self, chat_id: str | int, message_id: int, text: str,
-                          parse_mode: str | None = None) -> Literal["edited", "not_modified"]:
+                          parse_mode: str | None = None, *, retry: bool = True
+                          ) -> Literal["edited", "not_modified"]:
         """Replace the text of a message this bot sent. "not_modified" when it already reads
         exactly so (which also proves the message exists). TelegramMessageNotFound,
         TelegramMessageNotEditable, or PermanentError ("there is no text in the message to
-        edit" for a photo)."""
+        edit" for a photo). `retry=False` for a probe: a retried edit whose first try changed
+        the message answers "not_modified" and would hide that change."""
         check_text(text, parse_mode)
-        return self._edit("/editMessageText", chat_id, message_id, "text", text, parse_mode)
+        return self._edit("/editMessageText", chat_id, message_id, "text", text, parse_mode,
+                          retry)
 
     def edit_message_caption(self, chat_id: str | int, message_id: int, caption: str,
-                             parse_mode: str | None = None
+                             parse_mode: str | None = None, *, retry: bool = True
                              ) -> Literal["edited", "not_modified"]:
         """Replace the caption of a photo or document this bot sent; as edit_message_text."""
         check_caption(caption, parse_mode)
         return self._edit("/editMessageCaption", chat_id, message_id, "caption", caption,
-                          parse_mode)
+                          parse_mode, retry)
 
     def _edit(self, path: str, chat_id: str | int, message_id: int, field_name: str,
-              content: str, parse_mode: str | None) -> Literal["edited", "not_modified"]:
+              content: str, parse_mode: str | None, retry: bool = True
+              ) -> Literal["edited", "not_modified"]:
         payload: dict[str, object] = {"chat_id": chat_id, "message_id": message_id,
                                       field_name: content}
         if parse_mode:
             payload["parse_mode"] = parse_mode
         try:
-            message = self._result("POST", path, json=payload, extensions={IDEMPOTENT: True})
+            message = self._result("POST", path, json=payload,
+                                   extensions={IDEMPOTENT: True} if retry else None)
         except PermanentError as exc:
             reason = exc.reason.lower()
             if _NOT_MODIFIED in reason:
@@ -504,7 +509,10 @@ class TelegramResource(dg.ConfigurableResource):
                                                 ("TELEGRAM_ALERT_CHAT_ID", chat)) if not value]
             raise TelegramNotConfigured(f"Telegram report chat is not configured: set "
                                         f"{' and '.join(missing)}")
-        return TelegramClient(token, base, timeout=get_settings().http_timeout), str(chat)
+        try:
+            return TelegramClient(token, base, timeout=get_settings().http_timeout), str(chat)
+        except ValueError as exc:  # a malformed token: the setting's problem, in one line
+            raise ConfigError(f"TELEGRAM_BOT_TOKEN: {exc}") from None
 
     def send_alert(self, text: str) -> int:
         """Send to the operators' chat; over-long text is shortened, not refused."""

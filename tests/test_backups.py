@@ -29,7 +29,7 @@ from conftest import create_database, database_url, drop_database
 
 from resources.database import DatabaseResource
 from waifugen_assets.core import schema
-from waifugen_assets.core.config import project_root
+from waifugen_assets.core.config import load_settings, project_root
 from waifugen_assets.operations.backup_manifest import read_manifest
 from waifugen_assets.operations.backup_restore import restore_set, target_relations
 from waifugen_assets.operations.backup_verify import ChecksumMismatch, verify_set
@@ -99,6 +99,23 @@ def test_round_trip_create_verify_restore(db_url: str, engine: sa.Engine, tmp_pa
         restore_set(config, made.set_id, target, "app", engine=engine)
     forced = restore_set(config, made.set_id, target, "app", force=True, engine=engine)
     assert forced.differences == []
+
+    # A table the backup does not have (a later migration's): forcing would leave a mix of
+    # old and new, so it is refused and the target is left as it was.
+    target_engine = sa.create_engine(target)
+    try:
+        with target_engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE later_feature (id int)"))
+        before = rows(target, schema.credentials)
+        with pytest.raises(BackupError, match=(
+                r"has 1 table\(s\) the backup does not \(public\.later_feature\): restoring "
+                r"over it would leave a mix; .*; nothing was changed$")):
+            restore_set(config, made.set_id, target, "app", force=True, engine=engine)
+        assert rows(target, schema.credentials) == before
+        with target_engine.connect() as conn:
+            assert conn.scalar(sa.text("SELECT to_regclass('later_feature')")) is not None
+    finally:
+        target_engine.dispose()
 
 
 @pytest.mark.parametrize("damage", ["truncated", "one byte altered"])
@@ -324,3 +341,20 @@ def test_a_non_superuser_gets_the_roles_without_password_hashes(
         with admin.connect() as conn:
             conn.execute(sa.text(f"DROP ROLE {role}"))
         admin.dispose()
+
+
+@pytest.mark.parametrize("pg_bin_dir", ["/nonexistent/pg/bin", "/usr/bin"],
+                         ids=["missing tools", "debian's 15 tools"])
+def test_the_backup_after_a_run_fails_in_one_line(db_url: str, tmp_path: Path,
+                                                   pg_bin_dir: str) -> None:
+    """What `waifugen run` prints when its sandbox backup cannot be made: one line, never a
+    traceback after the day's runs."""
+    from waifugen_assets.app.backup_run import backup_after_run
+
+    settings = load_settings({"WAIFUGEN_HOME": str(tmp_path / "home"), "DATABASE_URL": db_url,
+                              "BACKUP_DIR": str(tmp_path / "backups"),
+                              "PG_BIN_DIR": pg_bin_dir})
+    with sqlite_instance(tmp_path / "dagster_home") as instance:
+        ok, line = backup_after_run(settings, db_url, instance)
+    assert not ok and line.startswith("backup failed"), line
+    assert "\n" not in line and "Traceback" not in line

@@ -7,6 +7,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import stat
 import subprocess
 import sys
 import uuid
@@ -205,3 +206,25 @@ def test_an_unmigrated_database_is_one_line(cli_env: dict[str, str], empty_db_ur
     line = _one_line_error(waifugen({**cli_env, "DATABASE_URL": empty_db_url}, "backup", "list"))
     assert line == ('error: relation "backups" does not exist (is the app database migrated? '
                     "`waifugen db upgrade`)")
+
+
+def test_fetch_writes_an_owner_only_copy_and_a_bad_place_is_one_line(
+        cli_env: dict[str, str], tmp_path: Path) -> None:
+    """A roles dump holds password hashes: the copy is 0600 whatever the umask, and whole."""
+    made = waifugen(cli_env, "backup", "create", "--no-dagster")
+    assert made.returncode == 0, made.stderr
+    (set_id,) = {line.split()[0] for line in made.stdout.splitlines()}
+    out = tmp_path / "fetched"
+    out.mkdir()
+    for database in ("app", "globals"):
+        fetched = waifugen(cli_env, "backup", "fetch", set_id, "--database", database,
+                           "--out", str(out))
+        assert fetched.returncode == 0, fetched.stderr
+        path = Path(fetched.stdout.strip())
+        assert path.parent == out and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(p.name for p in out.iterdir()) == ["app.dump", "globals.sql"]  # no partials
+    a_file = out / "app.dump"
+    line = _one_line_error(waifugen(cli_env, "backup", "fetch", set_id, "--out",
+                                    str(a_file / "x.dump")))
+    # A file where a directory would have to be: the error and the path, in one line.
+    assert line == f"error: FileExistsError: [Errno 17] File exists: '{a_file}'"

@@ -113,14 +113,20 @@ def test_prune_deletes_objects_and_local_copies(db_url: str, engine: sa.Engine, 
     assert (config.backup_dir / "20261208T210000Z" / "app.dump").exists()
 
 
-def test_a_failed_upload_fails_the_archive_and_leaves_no_file(
+def test_a_failed_upload_keeps_the_local_archive_and_says_so(
         db_url: str, engine: sa.Engine, tmp_path: Path, moto_endpoint: str) -> None:
+    """An S3 outage must not cost the only good copy: the archive stays done where it was
+    written, the set is not ok, and the error names the upload; it verifies from there."""
     s3 = S3Target(f"missing-{uuid.uuid4().hex[:8]}", "wg", moto_endpoint, REGION, KEY_ID, SECRET)
     config = make_config(db_url, tmp_path, s3=s3, include_globals=False)
     made = create_backup(config, now=dt.datetime(2026, 12, 5, 13, tzinfo=dt.UTC), engine=engine)
     app = made.archive("app")
-    assert not made.ok and app.state == "failed"
-    assert app.error.startswith(f"app: upload to s3://{s3.bucket}/wg/{made.set_id}/app.dump "
-                                "failed: ") and "NoSuchBucket" in app.error
+    local = config.backup_dir / made.set_id / "app.dump"
+    assert not made.ok and app.state == "done" and app.location == str(local)
+    assert local.stat().st_size == app.bytes > 0
+    assert app.error.startswith(f"app: not uploaded, kept at {local} only: upload to "
+                                f"s3://{s3.bucket}/wg/{made.set_id}/app.dump failed: ")
+    assert "NoSuchBucket" in app.error
     assert SECRET not in app.error and "\n" not in app.error
-    assert not list((config.backup_dir / made.set_id).iterdir())
+    _, checks = verify_set(config, made.set_id, engine=engine)
+    assert [c.ok for c in checks] == [True], checks

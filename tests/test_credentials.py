@@ -415,3 +415,67 @@ def test_cli_status_lists_states_and_forget_drops_unused_ones(
     assert forgotten.exit_code == 0 and forgotten.output == "forgot runpod_api_key\n"
     assert again.exit_code == 1 and "no credential named 'runpod_api_key'" in again.output
     assert "runpod_api_key" not in after.output.split("others:")[0]
+
+
+def test_the_new_file_keeps_the_old_ones_group_access_never_world(
+        engine: sa.Engine, env: dict[str, str], sandbox) -> None:
+    """Services may read a secret through its group (0640 root:waifugen): a rotation keeps
+    that, and never keeps world bits."""
+    path = Path(env["A2E_API_KEY_FILE"])
+    for before, after in ((0o640, 0o640), (0o644, 0o640), (0o400, 0o600)):
+        path.chmod(before)
+        creds.rotate(engine, settings_of(env), "a2e_api_key", a2e_key(), now=T0, environ=env)
+        assert stat.S_IMODE(path.stat().st_mode) == after, oct(before)
+        env_now = settings_of(env)
+        assert env_now.env["A2E_API_KEY"] == path.read_text().strip()
+
+
+def test_an_owner_that_cannot_be_kept_or_a_failed_write_changes_nothing(
+        engine: sa.Engine, env: dict[str, str], sandbox, monkeypatch: pytest.MonkeyPatch
+        ) -> None:
+    creds.sync(engine, settings_of(env), T0, env)
+    path = Path(env["A2E_API_KEY_FILE"])
+    os.chown(path, 65534, 65534)  # the services' user (nobody), not this process's
+    before_bytes, before_rows = path.read_bytes(), rows(engine)
+
+    def refuse(*_: object) -> None:  # what the kernel answers a user who is not root
+        raise PermissionError(1, "Operation not permitted")
+
+    with monkeypatch.context() as m:
+        m.setattr(creds.os, "chown", refuse)
+        with pytest.raises(creds.RotationRefused) as refused:
+            creds.rotate(engine, settings_of(env), "a2e_api_key", a2e_key(), now=T0 + DAY,
+                         environ=env)
+    assert str(refused.value) == (
+        f"{path}: cannot keep its owner (uid 65534) on the new file (Operation not "
+        "permitted): the services might not read it; run this as root or as the file's "
+        "owner; nothing was changed")
+
+    def full(*_: object) -> None:
+        raise OSError(28, "No space left on device", str(path))
+
+    with monkeypatch.context() as m:
+        m.setattr(creds.os, "replace", full)
+        with pytest.raises(creds.RotationRefused) as refused:
+            creds.rotate(engine, settings_of(env), "a2e_api_key", a2e_key(), now=T0 + DAY,
+                         environ=env)
+    assert str(refused.value) == (f"a2e_api_key: cannot write {path}: No space left on "
+                                  "device; nothing was changed")
+    assert path.read_bytes() == before_bytes and rows(engine) == before_rows
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temp left
+    assert (path.stat().st_uid, path.stat().st_gid) == (65534, 65534)
+
+
+def test_an_s3_endpoint_without_a_scheme_is_refused_in_one_line(
+        engine: sa.Engine, env: dict[str, str], home: Path) -> None:
+    secret_file = home / "secrets" / "s3_secret_access_key"
+    secret_file.write_text("old-secret-0123456789\n")
+    s3_env = {**env, "S3_SECRET_ACCESS_KEY_FILE": str(secret_file), "S3_BUCKET": "videos",
+              "S3_ACCESS_KEY_ID": "AKIAEXAMPLE", "S3_ENDPOINT_URL": "r2.example.com"}
+    with pytest.raises(creds.RotationRefused) as refused:
+        creds.rotate(engine, settings_of(s3_env), "s3_secret_access_key",
+                     "new-secret-0123456789", now=T0, environ=s3_env)
+    assert str(refused.value).startswith(
+        "s3_secret_access_key: not accepted, nothing was changed: "
+        "S3_ENDPOINT_URL=r2.example.com: Invalid endpoint")
+    assert secret_file.read_text() == "old-secret-0123456789\n"

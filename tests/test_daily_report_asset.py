@@ -29,6 +29,7 @@ from matplotlib.image import imread
 
 from resources.database import DatabaseResource
 from resources.telegram import TelegramResource
+from waifugen_assets.app.cli import main
 from waifugen_assets.app.cli_report import report
 from waifugen_assets.core import schema
 from waifugen_assets.core.config import get_settings
@@ -378,6 +379,15 @@ def test_cli_prints_and_sends_once(built: sa.Engine, built_db: str, sandbox: Any
         assert sent(sandbox, chat) == ["photo", "text"]
         usage = runner.invoke(report, ["--date", D.isoformat(), "--resend-unknown"])
         assert usage.exit_code == 1 and "--resend-unknown needs --send" in usage.output
+        # A malformed token: one line naming the setting, never the token, nothing sent.
+        monkeypatch.setenv("TELEGRAM_BOT_TOKEN", "not-a-token-secret-part")
+        get_settings.cache_clear()
+        bad = runner.invoke(main, ["report", "--date", D.isoformat(), "--send"])
+        assert bad.exit_code == 1
+        assert bad.output.strip().splitlines()[-1] == (
+            "error: TELEGRAM_BOT_TOKEN: a Telegram bot token looks like <bot id>:<secret>")
+        assert "not-a-token-secret-part" not in bad.output
+        assert sent(sandbox, chat) == ["photo", "text"]
     finally:
         get_settings.cache_clear()
 

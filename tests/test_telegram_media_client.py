@@ -247,3 +247,21 @@ def test_report_client_is_the_operators_bot_and_chat(sandbox: Any,
     finally:
         monkeypatch.undo()
         get_settings.cache_clear()
+
+
+def test_a_probe_edit_is_not_retried_so_a_change_is_never_hidden(world: World) -> None:
+    """An edit whose first try changed the message and whose answer was lost: retried, it
+    answers "not modified" (as if the text had been there); as a probe it stops unknown."""
+    sandbox, route = world.sandbox, f"/bot{world.token}/editMessageText"
+    message = world.client.send_message(world.chat, "an alert")
+    sandbox.add_fault(system="telegram", route=route, action="drop", phase="after", times=1)
+    since = world.journal_end()
+    assert world.client.edit_message_text(world.chat, message, "the report") == "not_modified"
+    assert len(world.requests("editMessageText", since)) == 2  # the retry hid the change
+
+    sandbox.add_fault(system="telegram", route=route, action="drop", phase="after", times=1)
+    since = world.journal_end()
+    with pytest.raises(UnknownOutcome):
+        world.client.edit_message_text(world.chat, message, "the report, again", retry=False)
+    assert len(world.requests("editMessageText", since)) == 1
+    assert world.sent()[-1]["text"] == "the report, again"  # changed: the caller must know

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import dagster as dg
 
-from waifugen_assets.core.config import Settings
+from waifugen_assets.core.config import ConfigError, Settings
+from waifugen_assets.operations.backup_store import StoreError
 from waifugen_assets.operations.backup_verify import verify_set
 from waifugen_assets.operations.backups import (
     BackupError,
     create_backup,
     dagster_source,
     load_config,
+    one_line,
 )
+from waifugen_assets.operations.pg_tools import ToolError
 
 
 def backup_after_run(settings: Settings, database_url: str,
@@ -26,8 +29,10 @@ def backup_after_run(settings: Settings, database_url: str,
         if failed:
             return False, f"backup {made.set_id} failed: " + "; ".join(failed)
         set_id, checks = verify_set(config, made.set_id)
-    except BackupError as exc:
+    except (BackupError, ConfigError, StoreError, ToolError) as exc:  # their own one line
         return False, f"backup failed: {exc}"
+    except Exception as exc:  # tools, storage, database, disk: the run's one line, no traceback
+        return False, f"backup failed: {type(exc).__name__}: {one_line(exc)}"
     bad = [f"{c.database}: {c.detail}" for c in checks if not c.ok]
     if bad:
         return False, f"backup {set_id} made but its restore drill failed: " + "; ".join(bad)

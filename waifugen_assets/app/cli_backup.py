@@ -43,6 +43,8 @@ def _config(with_dagster: bool = False, from_manifest: bool = False):
 
 def _guarded(action):
     """Run `action`; a backup, tool, storage or database failure is one line and exit 1."""
+    import subprocess
+
     import sqlalchemy as sa
 
     from waifugen_assets.core.config import ConfigError
@@ -54,10 +56,13 @@ def _guarded(action):
         return action()
     except (BackupError, ToolError, StoreError, ConfigError) as exc:
         _fail(str(exc))
-    except sa.exc.ProgrammingError as exc:  # e.g. no `backups` table: an old schema
+    except sa.exc.ProgrammingError as exc:
         first = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0]
-        _fail(f"{one_line(Exception(first))} (is the app database migrated? "
-              "`waifugen db upgrade`)")
+        hint = (" (is the app database migrated? `waifugen db upgrade`)"
+                if "does not exist" in first else "")  # e.g. no `backups` table: old schema
+        _fail(f"{one_line(Exception(first))}{hint}")
+    except (sa.exc.SQLAlchemyError, OSError, subprocess.TimeoutExpired) as exc:
+        _fail(f"{type(exc).__name__}: {one_line(exc)}")
     return None
 
 
@@ -88,7 +93,7 @@ def backup_create(no_dagster: bool, no_globals: bool) -> None:
         if a.state == "done":
             click.echo(f"{made.set_id} {a.database}: {a.bytes} bytes, sha256 {a.sha256}, "
                        f"{a.location}")
-        else:
+        if a.error:
             click.echo(redaction.redact(f"error: {made.set_id} {a.error}"), err=True)
     if not made.ok:
         raise SystemExit(1)

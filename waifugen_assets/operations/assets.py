@@ -40,7 +40,8 @@ def backups(context: dg.AssetExecutionContext, database: DatabaseResource) -> dg
     except BackupError as exc:
         raise dg.Failure(description=str(exc)) from None
     archives = {a.database: a for a in made.archives}
-    failed = [f"{a.database}: {a.error}" for a in made.archives if a.state != "done"]
+    failed = [a.error or f"{a.database}: {a.state}" for a in made.archives
+              if a.state != "done" or a.error]
     if failed:
         raise dg.Failure(description=f"backup set {made.set_id}: " + "; ".join(failed))
     context.log.info(f"backup set {made.set_id}: " + ", ".join(

@@ -11,7 +11,13 @@ import json
 from typing import Any
 
 from waifugen_assets.operations import backup_store
-from waifugen_assets.operations.backup_model import Archive, BackupConfig, BackupError, BackupSet
+from waifugen_assets.operations.backup_model import (
+    Archive,
+    BackupConfig,
+    BackupError,
+    BackupSet,
+    one_line,
+)
 
 MANIFEST = "manifest.json"
 _TIMES = ("started_at", "finished_at", "verified_at", "pruned_at")
@@ -33,12 +39,18 @@ def _loads(data: bytes, where: str) -> BackupSet:
         raise BackupError(f"{where} is not a backup manifest ({exc})") from None
 
 
-def write_manifest(config: BackupConfig, backup_set: BackupSet) -> None:
+def write_manifest(config: BackupConfig, backup_set: BackupSet) -> str | None:
+    """Write the manifest beside the archives (and upload it); the upload's error in one line,
+    or None. The local copy is written whatever the bucket says."""
     data = _dumps(backup_set)
     with backup_store.write_archive(config.backup_dir / backup_set.set_id / MANIFEST) as out:
         out.write(data)
     if config.s3 is not None:
-        backup_store.put_bytes(config.s3, config.s3.key(backup_set.set_id, MANIFEST), data)
+        try:
+            backup_store.put_bytes(config.s3, config.s3.key(backup_set.set_id, MANIFEST), data)
+        except Exception as exc:  # the same outage as an archive's upload: said, not fatal
+            return one_line(exc)
+    return None
 
 
 def read_manifest(config: BackupConfig, set_id: str) -> BackupSet:

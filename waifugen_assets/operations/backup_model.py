@@ -65,7 +65,10 @@ class BackupSet:
 
     @property
     def ok(self) -> bool:
-        return bool(self.archives) and all(a.state == "done" for a in self.archives)
+        """Every archive done and stored everywhere configured (a failed upload is an error
+        on a done archive)."""
+        return bool(self.archives) and all(a.state == "done" and not a.error
+                                           for a in self.archives)
 
     @property
     def started_at(self) -> dt.datetime | None:

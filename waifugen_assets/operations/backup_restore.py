@@ -27,7 +27,7 @@ import sqlalchemy as sa
 from waifugen_assets.core.embedded_pg import to_psycopg2
 from waifugen_assets.core.redaction import mask_url
 from waifugen_assets.operations import backup_store
-from waifugen_assets.operations.backup_dump import sqlite_files
+from waifugen_assets.operations.backup_dump import sqlite_files, table_counts
 from waifugen_assets.operations.backup_manifest import read_manifest
 from waifugen_assets.operations.backup_verify import (
     check_checksum,
@@ -115,9 +115,19 @@ def _restore_pg(archive: Archive, path: Path, tools: PgTools, to: str,
         try:
             with engine.connect() as conn:
                 num, version = server_version(conn)
+                present = set(table_counts(conn))
         finally:
             engine.dispose()
         check_major(tools, num, version, "restore target")
+        # --clean drops only what the archive holds: a table it lacks (a later migration's)
+        # would survive beside the restored ones, a database neither old nor new.
+        extra = sorted(present - set(archive.facts.get("tables", {})))
+        if relations and extra:
+            raise BackupError(
+                f"restore target {shown} has {len(extra)} table(s) the backup does not "
+                f"({', '.join(extra[:5])}{', ...' if len(extra) > 5 else ''}): restoring over "
+                "it would leave a mix; restore into a new database (docs/runbooks/"
+                "database-corruption.md, 3a) or drop them first; nothing was changed")
     pg_restore(tools, path, to_psycopg2(to), clean=bool(relations))
     facts, revision = pg_facts_of(to_psycopg2(to))
     return RestoreReport(archive.set_id, archive.database, shown,
@@ -214,5 +224,7 @@ def copy_archive(config: BackupConfig, set_id: str, database: str, dest: Path | 
             dest.flush()
             return None
         out = dest / Path(archive.location).name if dest.is_dir() else dest
-        shutil.copyfile(path, out)
+        # Whole or not at all, and owner-only: a roles dump holds password hashes.
+        with backup_store.write_archive(out) as copy, path.open("rb") as f:
+            shutil.copyfileobj(f, copy, backup_store.CHUNK)
     return out

@@ -224,7 +224,13 @@ def create_backup(config: BackupConfig, *, now: dt.datetime | None = None,
                                                 T.c.database == database).values(**values))
         made = load_set(engine, set_id)
         if any(a.state == "done" for a in made.archives):
-            write_manifest(config, made)  # the catalog, beside the archives
+            problem = write_manifest(config, made)  # the catalog, beside the archives
+            if problem is not None:  # the set is not where it should be: not ok, and said
+                with engine.begin() as conn:
+                    conn.execute(sa.update(T).where(
+                        T.c.set_id == set_id, T.c.state == "done", T.c.error.is_(None))
+                        .values(error=T.c.database + f": manifest not uploaded: {problem}"))
+                made = load_set(engine, set_id)
         return made
     finally:
         if own:
@@ -248,17 +254,23 @@ def _close_interrupted(engine: sa.Engine, config: BackupConfig, now: dt.datetime
 
 def _write_one(config: BackupConfig, tools: PgTools, database: str, path: Path,
                set_id: str) -> dict[str, Any]:
-    """Write (and upload) one archive; the row's new values, `done` or `failed`."""
+    """Write (and upload) one archive; the row's new values, `done` or `failed`. A good
+    archive whose upload failed stays `done` where it was written, with the upload's error
+    (the set is then not ok): losing the only copy over an S3 outage would be worse."""
     try:
         with backup_store.write_archive(path) as out:
             dumped = _dump(config, tools, database, out)
-        location = str(path)
-        if config.s3 is not None:
-            location = backup_store.upload(config.s3, path, set_id, out.sha256)
     except Exception as exc:  # tools, storage, database, disk: recorded on this archive's row
         # No file outlives a failed row (prune only removes finished sets' files).
         path.unlink(missing_ok=True)
         return {"state": "failed", "error": f"{database}: {one_line(exc)}"}
-    return {"state": "done", "location": location, "bytes": out.bytes, "sha256": out.sha256,
+    location, error = str(path), None
+    if config.s3 is not None:
+        try:
+            location = backup_store.upload(config.s3, path, set_id, out.sha256)
+        except Exception as exc:
+            error = f"{database}: not uploaded, kept at {path} only: {one_line(exc)}"
+    return {"state": "done", "location": location, "error": error, "bytes": out.bytes,
+            "sha256": out.sha256,
             "server_version": dumped.server_version,
             "alembic_revision": dumped.alembic_revision, "facts": dumped.facts}

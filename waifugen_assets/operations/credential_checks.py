@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import httpx
+
 from resources import a2e, runpod, telegram
 from resources.http import HttpError, json_request, make_client
 from waifugen_assets.core import redaction
@@ -54,6 +56,8 @@ def _http_answer(call: Callable[[], str]) -> str:
         raise Refused(redaction.redact(str(exc))) from None
     except ValueError as exc:  # a client refusing the value's shape before any request
         raise Refused(redaction.redact(str(exc))) from None
+    except httpx.HTTPError as exc:  # one the shared layer did not classify (a protocol error)
+        raise Refused(redaction.redact(f"{type(exc).__name__}: {exc}")) from None
 
 
 def check_a2e(value: str, settings: Settings, _pair: str | None = None) -> str:
@@ -112,12 +116,16 @@ def check_s3(value: str, settings: Settings, access_key_id: str | None = None) -
                       "secret")
     check_shape(key_id, minimum=4)
     timeout = settings.http_timeout
-    client = boto3.client(
-        "s3", endpoint_url=settings.get("S3_ENDPOINT_URL"),
-        region_name=settings.get("S3_REGION", default="auto", sandbox_default="auto"),
-        aws_access_key_id=key_id, aws_secret_access_key=value,
-        config=Config(connect_timeout=timeout, read_timeout=timeout,
-                      retries={"max_attempts": 3, "mode": "standard"}))
+    endpoint = settings.get("S3_ENDPOINT_URL")
+    try:
+        client = boto3.client(
+            "s3", endpoint_url=endpoint,
+            region_name=settings.get("S3_REGION", default="auto", sandbox_default="auto"),
+            aws_access_key_id=key_id, aws_secret_access_key=value,
+            config=Config(connect_timeout=timeout, read_timeout=timeout,
+                          retries={"max_attempts": 3, "mode": "standard"}))
+    except ValueError as exc:  # e.g. an endpoint without a scheme
+        raise Refused(f"S3_ENDPOINT_URL={endpoint}: {exc}") from None
     try:
         client.head_bucket(Bucket=bucket)
     except ClientError as exc:

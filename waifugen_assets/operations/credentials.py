@@ -29,6 +29,7 @@ import datetime as dt
 import hashlib
 import logging
 import os
+import stat
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -318,18 +319,23 @@ def _target(setting: str, name: str, environ: Mapping[str, str]) -> Path:
 
 
 def write_secret(path: Path, value: str) -> None:
-    """Replace `path` with `value` atomically: a 0600 file in the same directory, renamed
-    over it; the old file's owner is kept when we may (services may run as another user)."""
+    """Replace `path` with `value` atomically: a file in the same directory, renamed over it.
+    The old file's owner, group and owner/group permission bits are kept (the services may
+    run as another user, or read it through a group), never world bits; where the owner or
+    group cannot be kept (not root), RotationRefused before anything is replaced."""
+    try:
+        old = path.stat()
+    except FileNotFoundError:
+        old = None
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as out:  # mkstemp: mode 0600
             out.write(value + "\n")
             out.flush()
             os.fsync(out.fileno())
-        os.chmod(tmp, 0o600)
-        with contextlib.suppress(OSError):
-            old = path.stat()
-            os.chown(tmp, old.st_uid, old.st_gid)
+        if old is not None:
+            os.chmod(tmp, (stat.S_IMODE(old.st_mode) & 0o770) | 0o600)
+            _keep_owner(tmp, path, old)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -340,6 +346,22 @@ def write_secret(path: Path, value: str) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _keep_owner(tmp: str, path: Path, old: os.stat_result) -> None:
+    mine = os.stat(tmp)
+    for uid, gid, what in ((old.st_uid, -1, "owner"), (-1, old.st_gid, "group")):
+        wanted = old.st_uid if what == "owner" else old.st_gid
+        have = mine.st_uid if what == "owner" else mine.st_gid
+        if wanted == have:
+            continue
+        try:
+            os.chown(tmp, uid, gid)
+        except OSError as exc:
+            raise RotationRefused(
+                f"{path}: cannot keep its {what} ({'uid' if what == 'owner' else 'gid'} "
+                f"{wanted}) on the new file ({exc.strerror}): the services might not read "
+                "it; run this as root or as the file's owner; nothing was changed") from None
 
 
 def _write_pair(pair_path: Path, pair_value: str, path: Path, value: str) -> None:
@@ -400,10 +422,14 @@ def rotate(engine: sa.Engine, settings: Settings, name: str, value: str, *,
             "kind": spec.kind, "fingerprint": new_fp, "rotated_at": now,
             "validated_at": validated,
             "last_used_at": sa.func.coalesce(validated, c.c.last_used_at)}))
-        if pair_path is None or pair_value is None:
-            write_secret(path, value)
-        else:
-            _write_pair(pair_path, pair_value, path, value)
+        try:
+            if pair_path is None or pair_value is None:
+                write_secret(path, value)
+            else:
+                _write_pair(pair_path, pair_value, path, value)
+        except OSError as exc:  # disk full, read-only, not ours to replace: the row rolls back
+            raise RotationRefused(f"{name}: cannot write {exc.filename or path}: "
+                                  f"{exc.strerror or exc}; nothing was changed") from None
     log.info("credential %s rotated (fingerprint %s, file %s)", name, new_fp, path)
     steps = ["restart the services that read it (settings are read once at start)"]
     if name in AFTER_ROTATE:

@@ -38,6 +38,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
@@ -211,7 +212,10 @@ def _state_after(exc: Exception) -> str:
     if isinstance(exc, UnknownOutcome | InvalidResponse):
         return "unknown"  # sent, and no (usable) answer: it may be in the chat
     if isinstance(exc, HttpError | ValueError):
-        return "failed"  # refused (4xx), or gave up on 429/5xx/no connection; or never sent
+        # Refused (4xx), or gave up on 429/5xx/no connection; or never sent. A 5xx is taken
+        # as "not posted" (what Telegram's 5xx usually mean): as unknown, every ordinary
+        # outage would wait for an operator; the cost is a rare duplicate part.
+        return "failed"
     return "unknown"
 
 
@@ -271,7 +275,7 @@ def _reconcile(engine: sa.Engine, client: TelegramClient,
         candidates = candidate_ids(conn, row)
     for message_id in candidates:
         try:
-            result = edit(chat, message_id, body, parse_mode=PARSE_MODE)
+            result = edit(chat, message_id, body, parse_mode=PARSE_MODE, retry=False)
         except (TelegramMessageNotFound, TelegramMessageNotEditable):
             continue
         except PermanentError as exc:
@@ -280,7 +284,7 @@ def _reconcile(engine: sa.Engine, client: TelegramClient,
             log.warning("daily report %s %s: reconciliation stopped at message %s: %s",
                         row["report_date"], part, message_id, exc)
             return None
-        except HttpError as exc:
+        except (HttpError, httpx.HTTPError) as exc:  # unclear: stop, the part stays unknown
             log.warning("daily report %s %s: reconciliation stopped at message %s: %s",
                         row["report_date"], part, message_id, exc)
             return None
