@@ -1,14 +1,14 @@
 """One character's day for the rendering tests against the A2E and RunPod sandboxes
 (tests/test_generation.py, tests/test_runbook_flows.py): the clock at the start of the day
-in New York, a Dagster instance with the roster loaded, and runs of plans and reels."""
+in New York, a Dagster instance with the roster loaded (fixtures), and runs of plans and reels."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import dagster as dg
+import pytest
 
 from waifugen_assets.core import clock
 from waifugen_assets.pipeline.partitions import characters_partitions, partition_key
@@ -20,18 +20,19 @@ DAY = dt.date(2026, 11, 24)
 CID = "nova-castellane"  # America/New_York
 
 
-@contextmanager
-def at_start_of_day() -> Iterator[None]:
+# Fixtures: a test module imports them (`from render_world import instance, on_day`).
+@pytest.fixture(autouse=True)
+def on_day() -> Iterator[None]:
     """05:00 UTC on DAY, the start of DAY in New York: every slot is still ahead."""
     with clock.running_from(dt.datetime(2026, 11, 24, 5, 0, tzinfo=dt.UTC)):
         yield
 
 
-@contextmanager
-def roster_instance(resources: dict) -> Iterator[dg.DagsterInstance]:
+@pytest.fixture
+def instance(pipeline_resources: dict) -> Iterator[dg.DagsterInstance]:
     """A test instance with the roster loaded and CID's partition added."""
     with dg.instance_for_test() as inst:
-        assert dg.materialize([characters], resources=resources, instance=inst).success
+        assert dg.materialize([characters], resources=pipeline_resources, instance=inst).success
         inst.add_dynamic_partitions(characters_partitions.name, [CID])
         yield inst
 

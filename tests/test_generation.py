@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import dagster as dg
 import httpx
 import pytest
+import render_world
 import sqlalchemy as sa
-from render_world import CID, DAY, at_start_of_day, roster_instance, run_day
+from render_world import CID, DAY, run_day
 
 from waifugen_assets.core import clock, schema
 from waifugen_assets.planning.assets import reel_plans
 from waifugen_assets.rendering.assets import reels
 
-
-@pytest.fixture(autouse=True)
-def _on_day() -> Iterator[None]:
-    with at_start_of_day():
-        yield
-
-
-@pytest.fixture
-def instance(pipeline_resources: dict) -> Iterator[dg.DagsterInstance]:
-    with roster_instance(pipeline_resources) as inst:
-        yield inst
+# The day's fixtures (render_world): the clock at its start, the roster's instance.
+on_day, instance = render_world.on_day, render_world.instance
 
 
 def _a2e(pipeline_resources: dict, sandbox_server, path: str, **body: object) -> None:

@@ -109,13 +109,18 @@ def all_queries(kind: str) -> list[Query]:
 
 # --- PromQL ---------------------------------------------------------------------------------
 
-def substitute_prom(expr: str) -> str:
+def substitute_variables(text: str, variables: dict[str, str]) -> str:
+    """`$name` and `${name}` replaced; an unknown one fails the test, naming it."""
     def one(match: re.Match[str]) -> str:
         name = match.group(1) or match.group(2)
-        if name not in PROM_VARIABLES:
-            raise AssertionError(f"unknown Grafana variable ${name} in {expr!r}")
-        return PROM_VARIABLES[name]
-    return re.sub(r"\$\{(\w+)\}|\$(\w+)", one, expr)
+        if name not in variables:
+            raise AssertionError(f"unknown Grafana macro or variable ${name} in {text!r}")
+        return variables[name]
+    return re.sub(r"\$\{(\w+)\}|\$(\w+)", one, text)
+
+
+def substitute_prom(expr: str) -> str:
+    return substitute_variables(expr, PROM_VARIABLES)
 
 
 def promtool_check(exprs: dict[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
@@ -170,13 +175,7 @@ def substitute_sql(text: str, variables: dict[str, str]) -> str:
     text = re.sub(r"\$__timeFilter\(\s*([^)]+?)\s*\)",
                   lambda m: f"{m.group(1)} BETWEEN '{TIME_FROM}' AND '{TIME_TO}'", text)
     text = text.replace("$__timeFrom()", f"'{TIME_FROM}'").replace("$__timeTo()", f"'{TIME_TO}'")
-
-    def one(match: re.Match[str]) -> str:
-        name = match.group(1) or match.group(2)
-        if name not in variables:
-            raise AssertionError(f"unknown macro or variable ${name} in {text!r}")
-        return variables[name]
-    return re.sub(r"\$\{(\w+)\}|\$(\w+)", one, text)
+    return substitute_variables(text, variables)
 
 
 # --- provisioning ---------------------------------------------------------------------------

@@ -10,15 +10,13 @@ import datetime as dt
 import re
 import shlex
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
-import dagster as dg
 import httpx
-import pytest
+import render_world
 import sqlalchemy as sa
 from click.testing import CliRunner, Result
-from render_world import CID, DAY, at_start_of_day, roster_instance, run_day
+from render_world import CID, DAY, run_day
 
 from waifugen_assets.app.cli import main
 from waifugen_assets.core import clock, schema
@@ -30,17 +28,8 @@ from waifugen_assets.rendering.tasks import BREAKER
 
 RUNBOOKS = project_root() / "docs/runbooks"
 
-
-@pytest.fixture(autouse=True)
-def _on_day() -> Iterator[None]:
-    with at_start_of_day():
-        yield
-
-
-@pytest.fixture
-def instance(pipeline_resources: dict) -> Iterator[dg.DagsterInstance]:
-    with roster_instance(pipeline_resources) as inst:
-        yield inst
+# The day's fixtures (render_world): the clock at its start, the roster's instance.
+on_day, instance = render_world.on_day, render_world.instance
 
 
 def _next_run() -> None:
