@@ -350,18 +350,18 @@ def write_secret(path: Path, value: str) -> None:
 
 def _keep_owner(tmp: str, path: Path, old: os.stat_result) -> None:
     mine = os.stat(tmp)
-    for uid, gid, what in ((old.st_uid, -1, "owner"), (-1, old.st_gid, "group")):
-        wanted = old.st_uid if what == "owner" else old.st_gid
-        have = mine.st_uid if what == "owner" else mine.st_gid
+    for what, wanted, have, ids in (("uid", old.st_uid, mine.st_uid, (old.st_uid, -1)),
+                                    ("gid", old.st_gid, mine.st_gid, (-1, old.st_gid))):
         if wanted == have:
             continue
         try:
-            os.chown(tmp, uid, gid)
+            os.chown(tmp, *ids)
         except OSError as exc:
+            who = "owner" if what == "uid" else "group"
             raise RotationRefused(
-                f"{path}: cannot keep its {what} ({'uid' if what == 'owner' else 'gid'} "
-                f"{wanted}) on the new file ({exc.strerror}): the services might not read "
-                "it; run this as root or as the file's owner; nothing was changed") from None
+                f"{path}: cannot keep its {who} ({what} {wanted}) on the new file "
+                f"({exc.strerror}): the services might not read it; run this as root or as "
+                "the file's owner; nothing was changed") from None
 
 
 def _write_pair(pair_path: Path, pair_value: str, path: Path, value: str) -> None:
